@@ -1,0 +1,69 @@
+/**
+ * @fileoverview The two error classes users catch. Compile errors carry every diagnostic of a
+ * kernel (code, line:column, code frame); run-time errors name the kernel and the program.
+ */
+import type { Loc } from './ir/ir.js';
+
+/** One problem found in kernel source. */
+export interface Diagnostic {
+  /** Stable machine-readable code, e.g. 'E_SHAPE'. */
+  readonly code: string;
+  readonly message: string;
+  /** 1-based line and column in the kernel source (0 when not tied to a place). */
+  readonly line: number;
+  readonly column: number;
+}
+
+/** Source lines around `loc` with a caret under the column, like Triton's errors. */
+export function codeFrame(source: string, loc: Loc, context = 1): string {
+  const lines = source.split('\n');
+  const first = Math.max(1, loc.line - context);
+  const last = Math.min(lines.length, loc.line + context);
+  const width = String(last).length;
+  const out: string[] = [];
+  for (let n = first; n <= last; n++) {
+    const mark = n === loc.line ? '>' : ' ';
+    out.push(`${mark} ${String(n).padStart(width)} | ${lines[n - 1] ?? ''}`);
+    if (n === loc.line) out.push(`  ${' '.repeat(width)} | ${' '.repeat(Math.max(0, loc.column - 1))}^`);
+  }
+  return out.join('\n');
+}
+
+/** A kernel that is not valid tilejit: every diagnostic found, each with a code frame. */
+export class KernelCompileError extends Error {
+  override readonly name = 'KernelCompileError';
+  /** The first diagnostic's code (all of them are in `diagnostics`). */
+  readonly code: string;
+  readonly line: number;
+  readonly column: number;
+  constructor(
+    readonly kernelName: string,
+    readonly diagnostics: readonly Diagnostic[],
+    source?: string,
+  ) {
+    const parts = diagnostics.map((d) => {
+      const head = `${d.code} at ${kernelName}:${d.line}:${d.column}: ${d.message}`;
+      return source && d.line > 0 ? `${head}\n${codeFrame(source, d)}` : head;
+    });
+    const count = diagnostics.length === 1 ? '' : ` (${diagnostics.length} errors)`;
+    super(`kernel '${kernelName}' does not compile${count}\n${parts.join('\n\n')}`);
+    const first = diagnostics[0];
+    this.code = first?.code ?? 'E_UNKNOWN';
+    this.line = first?.line ?? 0;
+    this.column = first?.column ?? 0;
+  }
+}
+
+/** A launch that failed at run time: a trap, an out-of-bounds access, a dead worker. */
+export class KernelRuntimeError extends Error {
+  override readonly name = 'KernelRuntimeError';
+  constructor(
+    message: string,
+    readonly kernelName: string,
+    /** The program that failed as [p0, p1, p2], when known. */
+    readonly programId?: readonly number[],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
