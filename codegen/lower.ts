@@ -1,0 +1,367 @@
+/**
+ * @fileoverview Lowers one specialised kernel (the IR of one program) to a binaryen function.
+ * Scalars live in locals and are computed at their position; tiles are fused into the loops of
+ * the statements that consume them (tile.ts), except those the plan materialises into scratch.
+ */
+import binaryen from 'binaryen';
+import {
+  isValue, numel, type DotV, type ForI, type IfI, type Instr, type KernelIR, type ReduceV, type Value,
+} from '../src/ir/ir.js';
+import type { Emit, Ref } from './emit.js';
+import { emitDot, type MatBuf } from './microkernels/gemm.js';
+import { emitBinary, wasmType } from './ops.js';
+import { lazyOperands, planKernel, type Plan } from './plan.js';
+import { TileLoop, type Buffer, type TileEnv } from './tile.js';
+
+/** Fixed leading params of the program function: p0 p1 p2 g0 g1 g2 sbase. */
+export const PROGRAM_FIXED_PARAMS = 7;
+
+/** Scratch bytes above which a kernel is refused (tiles live in scratch; keep them in cache). */
+export const MAX_SCRATCH_BYTES = 16 << 20;
+
+export class KernelLowering implements TileEnv {
+  readonly sbase = 6;
+  private readonly plan: Plan;
+  private readonly locals = new Map<number, number>();
+  private readonly buffers = new Map<number, Buffer>();
+  private top = 0;
+
+  constructor(readonly e: Emit, readonly ir: KernelIR) {
+    this.plan = planKernel(ir);
+  }
+
+  /** Scratch bytes one program needs (tile buffers), 64-byte aligned. */
+  get scratchBytes(): number {
+    return Math.ceil(this.top / 64) * 64;
+  }
+
+  scalarLocal(v: Value): number {
+    const l = this.locals.get(v.id);
+    if (l === undefined) throw new Error(`codegen: scalar %${v.id} (${v.op}) used before it is defined`);
+    return l;
+  }
+
+  buffer(v: Value): Buffer | undefined {
+    return this.buffers.get(v.id);
+  }
+
+  tensor(index: number): { local: number; dtype: 'f32' | 'f16' | 'bf16' | 'i32' } {
+    const p = this.ir.params[index];
+    if (!p || p.kind !== 'tensor') throw new Error(`codegen: param ${index} is not a tensor`);
+    return { local: PROGRAM_FIXED_PARAMS + index, dtype: p.dtype };
+  }
+
+  /** The program body. */
+  lower(): Ref {
+    const body = this.block(this.ir.body);
+    if (this.top > MAX_SCRATCH_BYTES) {
+      throw new RangeError(`kernel '${this.ir.name}' needs ${this.top} bytes of tile scratch per program (limit ${MAX_SCRATCH_BYTES}); use smaller tiles`);
+    }
+    return this.e.m.block(null, body);
+  }
+
+  private alloc(v: Value): Buffer {
+    const buf: Buffer = { offset: this.top, shape: v.shape, pitch: v.shape[v.shape.length - 1]!, dtype: v.dtype };
+    this.top += Math.ceil((numel(v.shape) * 4) / 16) * 16;
+    this.buffers.set(v.id, buf);
+    return buf;
+  }
+
+  private newLocal(v: Value): number {
+    const l = this.e.local(wasmType(v.dtype, 's'));
+    this.locals.set(v.id, l);
+    return l;
+  }
+
+  private block(instrs: readonly Instr[]): Ref[] {
+    const out: Ref[] = [];
+    for (const ins of instrs) out.push(...this.instr(ins));
+    return out;
+  }
+
+  private instr(ins: Instr): Ref[] {
+    const m = this.e.m;
+    if (isValue(ins)) {
+      if (ins.shape.length === 0) return this.scalar(ins);
+      if (!this.plan.materialised.has(ins.id)) return [];
+      return [this.materialise(ins)];
+    }
+    switch (ins.op) {
+      case 'store': {
+        if (ins.offsets.shape.length === 0) {
+          const tl = new TileLoop(this, [1]);
+          return [tl.store(ins.ptr, ins.offsets, ins.value, ins.mask, [])];
+        }
+        const tl = new TileLoop(this, ins.offsets.shape);
+        return [tl.build([tl.store(ins.ptr, ins.offsets, ins.value, ins.mask, tl.pos)])];
+      }
+      case 'for':
+        return this.forLoop(ins);
+      case 'if':
+        return this.ifElse(ins);
+      case 'return':
+        return [m.return()];
+    }
+  }
+
+  private scalar(v: Value): Ref[] {
+    const m = this.e.m;
+    switch (v.op) {
+      case 'arg':
+        this.locals.set(v.id, PROGRAM_FIXED_PARAMS + v.index);
+        return [];
+      case 'programId':
+        this.locals.set(v.id, v.axis);
+        return [];
+      case 'numPrograms':
+        this.locals.set(v.id, 3 + v.axis);
+        return [];
+      case 'const': {
+        const l = this.newLocal(v);
+        return [m.local.set(l, v.dtype === 'f32' ? m.f32.const(v.value) : m.i32.const(v.value | 0))];
+      }
+      case 'reduce': {
+        const l = this.newLocal(v);
+        return [this.reduce(v, { kind: 'local', local: l })];
+      }
+      default: {
+        const tl = new TileLoop(this, [1]);
+        const x = tl.computeScalar(v);
+        const l = this.newLocal(v);
+        return [...tl.pre, m.local.set(l, x)];
+      }
+    }
+  }
+
+  /** Write tile `v` into its own buffer (computing it if it is a dot, reduce, trans, ...). */
+  private materialise(v: Value): Ref {
+    const buf = this.buffers.get(v.id) ?? this.allocFor(v);
+    switch (v.op) {
+      case 'dot':
+        return this.dot(v, buf);
+      case 'reduce':
+        return this.reduce(v, { kind: 'buf', buf });
+      case 'trans': {
+        const tl = new TileLoop(this, v.shape, 'rc', true);
+        return tl.build([tl.writeBuffer(buf, ['r', 'c'], tl.eval(v.src, ['c', 'r']))]);
+      }
+      case 'reshape':
+        return this.generalReshape(v, buf);
+      default: {
+        const tl = new TileLoop(this, v.shape);
+        return tl.build([tl.writeBuffer(buf, tl.pos, tl.computeRoot(v, tl.pos))]);
+      }
+    }
+  }
+
+  private allocFor(v: Value): Buffer {
+    const inPlace = this.plan.dotInPlace.get(v.id);
+    if (inPlace !== undefined) {
+      const b = this.buffers.get(inPlace);
+      if (!b) throw new Error('codegen: in-place dot before its carried buffer');
+      this.buffers.set(v.id, b);
+      return b;
+    }
+    return this.alloc(v);
+  }
+
+  /** A fused loop writing lazy value `v` into `buf`. */
+  private write(v: Value, buf: Buffer): Ref {
+    const tl = new TileLoop(this, v.shape);
+    return tl.build([tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
+  }
+
+  private dot(v: DotV, d: Buffer): Ref {
+    const m = this.e.m;
+    const a = this.matBuf(v.a);
+    const b = this.matBuf(v.b);
+    const stmts: Ref[] = [];
+    let accumulate = false;
+    if (v.acc) {
+      accumulate = true;
+      if (this.plan.dotInPlace.get(v.id) !== v.acc.id) stmts.push(this.write(v.acc, d));
+    }
+    const dm: MatBuf = { offset: d.offset, rows: v.shape[0]!, cols: v.shape[1]!, pitch: d.pitch };
+    stmts.push(emitDot(this.e, this.sbase, a, b, dm, accumulate));
+    return m.block(null, stmts);
+  }
+
+  private matBuf(v: Value): MatBuf {
+    const b = this.buffers.get(v.id);
+    if (!b || v.shape.length !== 2) throw new Error(`codegen: dot operand %${v.id} is not a materialised 2-D tile`);
+    return { offset: b.offset, rows: v.shape[0]!, cols: v.shape[1]!, pitch: b.pitch };
+  }
+
+  private reduce(v: ReduceV, out: { kind: 'local'; local: number } | { kind: 'buf'; buf: Buffer }): Ref {
+    const e = this.e;
+    const m = e.m;
+    const src = v.src;
+    if (src.dtype === 'bool') throw new Error('codegen: reductions over bool tiles are not supported');
+    const dt = src.dtype;
+    const order = src.shape.length === 2 && v.axis === 0 ? 'cr' : 'rc';
+    const tl = new TileLoop(this, src.shape, order);
+    const pos = tl.pos;
+    const mode = tl.modeAt(pos);
+    const acc = e.local(wasmType(dt, mode));
+    const get = (): Ref => m.local.get(acc, wasmType(dt, mode));
+    const initS = v.fn === 'sum' ? 0 : v.fn === 'max' ? (dt === 'f32' ? -Infinity : -2147483648) : dt === 'f32' ? Infinity : 2147483647;
+    const initScalar = dt === 'f32' ? m.f32.const(initS) : m.i32.const(initS);
+    const init = m.local.set(acc, mode === 'v' ? (dt === 'f32' ? m.f32x4.splat(initScalar) : m.i32x4.splat(initScalar)) : initScalar);
+    const fn = v.fn === 'sum' ? 'add' : v.fn;
+    const body = m.local.set(acc, emitBinary(e, fn, dt, mode, get(), tl.eval(src, pos)));
+    // Lanes fold pairwise: ((l0 op l1) op (l2 op l3)).
+    const horizontal = (): Ref => {
+      if (mode === 's') return get();
+      const lane = (l: number): Ref => (dt === 'f32' ? m.f32x4.extract_lane(get(), l) : m.i32x4.extract_lane(get(), l));
+      return emitBinary(e, fn, dt, 's', emitBinary(e, fn, dt, 's', lane(0), lane(1)), emitBinary(e, fn, dt, 's', lane(2), lane(3)));
+    };
+    if (src.shape.length === 1) {
+      tl.pre.push(init);
+      const loop = tl.build([body]);
+      if (out.kind !== 'local') throw new Error('codegen: 1-D reduce yields a scalar');
+      return m.block(null, [loop, m.local.set(out.local, horizontal())]);
+    }
+    if (out.kind !== 'buf') throw new Error('codegen: 2-D reduce yields a tile');
+    tl.outerPre.push(init);
+    if (v.axis === 1) tl.outerPost.push(tl.writeBuffer(out.buf, ['r'], horizontal()));
+    else tl.outerPost.push(tl.writeBuffer(out.buf, ['c'], get()));
+    return tl.build([body]);
+  }
+
+  /** Reshape that moves elements between rows: element by element from the source buffer. */
+  private generalReshape(v: Value & { op: 'reshape' }, buf: Buffer): Ref {
+    const m = this.e.m;
+    const src = this.buffers.get(v.src.id);
+    if (!src) throw new Error('codegen: reshape source must be materialised');
+    const n = numel(v.shape);
+    const i = this.e.local(binaryen.i32);
+    const get = (): Ref => m.local.get(i, binaryen.i32);
+    const addrOf = (b: Buffer, flat: Ref): Ref => {
+      const cols = b.shape[b.shape.length - 1]!;
+      const index = b.shape.length === 2
+        ? m.i32.add(m.i32.mul(m.i32.div_u(flat, m.i32.const(cols)), m.i32.const(b.pitch)), m.i32.rem_u(flat, m.i32.const(cols)))
+        : flat;
+      return m.i32.add(m.local.get(this.sbase, binaryen.i32), m.i32.shl(index, m.i32.const(2)));
+    };
+    const label = `reshape${v.id}`;
+    return m.block(null, [
+      m.local.set(i, m.i32.const(0)),
+      m.loop(label, m.block(null, [
+        m.i32.store(buf.offset, 4, addrOf(buf, get()), m.i32.load(src.offset, 4, addrOf(src, get()))),
+        m.local.set(i, m.i32.add(get(), m.i32.const(1))),
+        m.br(label, m.i32.lt_s(get(), m.i32.const(n))),
+      ])),
+    ]);
+  }
+
+  /** Give a loop-carried or branch result its storage. */
+  private bindSlot(v: Value, share?: Value): void {
+    if (v.shape.length === 0) {
+      if (share) this.locals.set(v.id, this.scalarLocal(share));
+      else this.newLocal(v);
+    } else if (share) {
+      this.buffers.set(v.id, this.buffers.get(share.id)!);
+    } else {
+      this.alloc(v);
+    }
+  }
+
+  /** Assign values to slots (scalars via temporaries: the values may read each other's slots). */
+  private assign(values: readonly Value[], slots: readonly Value[], skip: (i: number) => boolean = () => false): Ref[] {
+    const m = this.e.m;
+    const out: Ref[] = [];
+    const carriedIds = new Set(slots.map((s) => s.id));
+    const tileIdx = values.map((_, i) => i).filter((i) => values[i]!.shape.length > 0 && !skip(i) && values[i] !== slots[i]);
+    // Which slots does each value read lazily (or directly, if it is a slot itself)?
+    const reads = new Map<number, Set<number>>();
+    for (const i of tileIdx) reads.set(i, this.slotReads(values[i]!, carriedIds));
+    const direct: number[] = [];
+    const staged: number[] = [];
+    for (const i of tileIdx) {
+      const mine = slots[i]!.id;
+      const readByOther = tileIdx.some((j) => j !== i && reads.get(j)!.has(mine));
+      (readByOther ? staged : direct).push(i);
+    }
+    const temps = new Map<number, Buffer>();
+    for (const i of staged) {
+      const t = this.allocTemp(values[i]!);
+      temps.set(i, t);
+      out.push(this.writeTo(values[i]!, t));
+    }
+    for (const i of direct) out.push(this.writeTo(values[i]!, this.buffers.get(slots[i]!.id)!));
+    for (const i of staged) out.push(this.copy(temps.get(i)!, this.buffers.get(slots[i]!.id)!));
+    // Scalars last (tile yields may read scalar slots).
+    const scalarIdx = values.map((_, i) => i).filter((i) => values[i]!.shape.length === 0 && values[i] !== slots[i]);
+    const tmp = scalarIdx.map((i) => {
+      const t = this.e.local(wasmType(values[i]!.dtype, 's'));
+      out.push(m.local.set(t, m.local.get(this.scalarLocal(values[i]!), wasmType(values[i]!.dtype, 's'))));
+      return t;
+    });
+    scalarIdx.forEach((i, k) => out.push(m.local.set(this.scalarLocal(slots[i]!), m.local.get(tmp[k]!, wasmType(values[i]!.dtype, 's')))));
+    return out;
+  }
+
+  private slotReads(v: Value, slots: ReadonlySet<number>): Set<number> {
+    const found = new Set<number>();
+    const seen = new Set<number>();
+    const visit = (x: Value): void => {
+      if (seen.has(x.id)) return;
+      seen.add(x.id);
+      if (slots.has(x.id)) found.add(x.id);
+      if (x.shape.length > 0 && this.buffers.has(x.id) && !slots.has(x.id)) return;
+      lazyOperands(x).forEach(visit);
+    };
+    visit(v);
+    return found;
+  }
+
+  private allocTemp(v: Value): Buffer {
+    const buf: Buffer = { offset: this.top, shape: v.shape, pitch: v.shape[v.shape.length - 1]!, dtype: v.dtype };
+    this.top += Math.ceil((numel(v.shape) * 4) / 16) * 16;
+    return buf;
+  }
+
+  private writeTo(v: Value, buf: Buffer): Ref {
+    const tl = new TileLoop(this, v.shape);
+    return tl.build([tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
+  }
+
+  private copy(from: Buffer, to: Buffer): Ref {
+    const m = this.e.m;
+    const bytes = Math.ceil((numel(from.shape) * 4) / 16) * 16;
+    const base = (): Ref => m.local.get(this.sbase, binaryen.i32);
+    return m.memory.copy(m.i32.add(base(), m.i32.const(to.offset)), m.i32.add(base(), m.i32.const(from.offset)), m.i32.const(bytes));
+  }
+
+  private forLoop(f: ForI): Ref[] {
+    const m = this.e.m;
+    const i32 = binaryen.i32;
+    const out: Ref[] = [];
+    f.carried.forEach((c) => this.bindSlot(c));
+    out.push(...this.assign(f.inits, f.carried));
+    const iv = this.e.local(i32);
+    this.locals.set(f.iv.id, iv);
+    const cond = (): Ref => (f.descending ? m.i32.gt_s : m.i32.lt_s)(m.local.get(iv, i32), m.local.get(this.scalarLocal(f.end), i32));
+    const body = this.block(f.body);
+    const inPlace = (i: number): boolean => this.plan.dotInPlace.get(f.yields[i]!.id) === f.carried[i]!.id;
+    body.push(...this.assign(f.yields, f.carried, inPlace));
+    body.push(m.local.set(iv, m.i32.add(m.local.get(iv, i32), m.local.get(this.scalarLocal(f.step), i32))));
+    const label = `for${f.iv.id}`;
+    out.push(m.local.set(iv, m.local.get(this.scalarLocal(f.start), i32)));
+    // A zero or wrongly signed step must not spin forever: it runs no iteration.
+    const stepOk = f.descending
+      ? m.i32.lt_s(m.local.get(this.scalarLocal(f.step), i32), m.i32.const(0))
+      : m.i32.gt_s(m.local.get(this.scalarLocal(f.step), i32), m.i32.const(0));
+    out.push(m.if(m.i32.and(stepOk, cond()), m.loop(label, m.block(null, [...body, m.br(label, cond())]))));
+    f.results.forEach((r, i) => this.bindSlot(r, f.carried[i]!));
+    return out;
+  }
+
+  private ifElse(s: IfI): Ref[] {
+    const m = this.e.m;
+    s.results.forEach((r) => this.bindSlot(r));
+    const thenB = [...this.block(s.then), ...this.assign(s.thenYields, s.results)];
+    const elseB = [...this.block(s.else), ...this.assign(s.elseYields, s.results)];
+    return [m.if(m.local.get(this.scalarLocal(s.cond), binaryen.i32), m.block(null, thenB), m.block(null, elseB))];
+  }
+}

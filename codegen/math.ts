@@ -1,0 +1,233 @@
+/**
+ * @fileoverview Vector math on f32x4 with stated error bounds (MATH_ULP, checked over dense
+ * sweeps by test/math.test.ts, with FMA on and off). Range reduction + short polynomials, no
+ * per-lane code. NaN in gives NaN out; infinities and -0 behave like `Math.*`.
+ */
+import binaryen from 'binaryen';
+import type { Emit, Ref } from './emit.js';
+
+/**
+ * Promised max error in ulp of the f32 result against the exact value. tanh, sigmoid and erf
+ * near 0 are measured relative to the result too (their results are not subnormal there).
+ */
+export const MATH_ULP = {
+  exp: 2, exp2: 2, log: 2, log2: 3, tanh: 4, sigmoid: 3, erf: 4, rsqrt: 2,
+} as const satisfies Readonly<Record<'exp' | 'exp2' | 'log' | 'log2' | 'tanh' | 'sigmoid' | 'erf' | 'rsqrt', number>>;
+
+const v128 = binaryen.v128;
+const f = (e: Emit, c: number): Ref => e.m.f32x4.splat(e.m.f32.const(c));
+const i = (e: Emit, c: number): Ref => e.m.i32x4.splat(e.m.i32.const(c | 0));
+
+/** Horner: c[0] + x*(c[1] + x*(c[2] + ...)); `x` is a getter (a local), evaluated per use. */
+function poly(e: Emit, x: () => Ref, c: readonly number[]): Ref {
+  let acc = f(e, c[c.length - 1]!);
+  for (let k = c.length - 2; k >= 0; k--) acc = e.madd(acc, x(), f(e, c[k]!));
+  return acc;
+}
+
+/** 1/k! for the exp polynomials. */
+const INV_FACT = [1, 1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040];
+
+/** p * 2^n for integer-valued f32x4 n in [-150, 128], in two exact steps (subnormals and overflow right). */
+function scale2(e: Emit, p: Ref, n: Ref): Ref {
+  const m = e.m;
+  const ni = e.bind(v128, m.i32x4.trunc_sat_f32x4_s(n));
+  const n1 = e.bind(v128, m.i32x4.shr_s(ni.get(), m.i32.const(1)));
+  const n2 = m.i32x4.sub(ni.get(), n1.get());
+  const pow = (k: Ref): Ref => m.i32x4.shl(m.i32x4.add(k, i(e, 127)), m.i32.const(23));
+  return m.block(null, [ni.set, n1.set, m.f32x4.mul(m.f32x4.mul(p, pow(n1.get())), pow(n2))], v128);
+}
+
+/** e^x, ≤ 2 ulp; overflow to +Inf above 88.72, gradual underflow to 0 below -103.97. */
+export function vExp(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  // Clamping keeps n in range; the arithmetic then overflows or underflows on its own.
+  const xc = e.bind(v128, m.f32x4.min(m.f32x4.max(x, f(e, -104)), f(e, 89)));
+  const n = e.bind(v128, m.f32x4.nearest(m.f32x4.mul(xc.get(), f(e, Math.LOG2E))));
+  // Cody-Waite: ln2 = HI + LO with HI exact in 9 bits, so n*HI is exact.
+  const HI = 0.693359375;
+  const LO = Math.LN2 - HI;
+  const r = e.bind(v128, e.madd(n.get(), f(e, -LO), e.madd(n.get(), f(e, -HI), xc.get())));
+  const p = poly(e, r.get, INV_FACT);
+  return m.block(null, [xc.set, n.set, r.set, scale2(e, p, n.get())], v128);
+}
+
+/** 2^x, ≤ 2 ulp. */
+export function vExp2(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const xc = e.bind(v128, m.f32x4.min(m.f32x4.max(x, f(e, -151)), f(e, 129)));
+  const n = e.bind(v128, m.f32x4.nearest(xc.get()));
+  // r in [-0.5, 0.5] exactly; 2^r = e^(r ln2) with the ln2 powers folded into the coefficients.
+  const r = e.bind(v128, m.f32x4.sub(xc.get(), n.get()));
+  const c = INV_FACT.map((k, j) => k * Math.LN2 ** j);
+  const p = poly(e, r.get, c);
+  return m.block(null, [xc.set, n.set, r.set, scale2(e, p, n.get())], v128);
+}
+
+/**
+ * Natural log split as x = mant * 2^k with mant in [sqrt(1/2), sqrt(2)): returns [k, ln(mant)]
+ * bound to locals, and the special-case fix-up (0 -> -Inf, <0 -> NaN, Inf -> Inf, NaN -> NaN).
+ */
+function logParts(e: Emit, x: Ref): { pre: Ref[]; k: () => Ref; lnm: () => Ref; fix: (r: Ref) => Ref } {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  // Subnormals: scale by 2^23 first so the exponent field is meaningful.
+  const tiny = e.bind(v128, m.f32x4.lt(X.get(), f(e, 2 ** -126)));
+  const xs = e.bind(v128, m.v128.bitselect(m.f32x4.mul(X.get(), f(e, 2 ** 23)), X.get(), tiny.get()));
+  const bits = xs.get;
+  const kRaw = m.i32x4.sub(m.i32x4.shr_u(bits(), m.i32.const(23)), i(e, 127));
+  const mant0 = e.bind(v128, m.v128.or(m.v128.and(bits(), i(e, 0x7fffff)), i(e, 0x3f800000)));
+  const big = e.bind(v128, m.f32x4.gt(mant0.get(), f(e, Math.SQRT2)));
+  const mant = e.bind(v128, m.v128.bitselect(m.f32x4.mul(mant0.get(), f(e, 0.5)), mant0.get(), big.get()));
+  // k = exponent (+1 if mant was halved, -23 for scaled subnormals); big is -1 (all ones) when set.
+  const kInt = m.i32x4.sub(m.i32x4.sub(kRaw, big.get()), m.v128.and(tiny.get(), i(e, 23)));
+  const k = e.bind(v128, m.f32x4.convert_i32x4_s(kInt));
+  // ln(mant) = 2 atanh(s), s = (mant-1)/(mant+1) in [-0.1716, 0.1716]; mant-1 is exact.
+  const s = e.bind(v128, m.f32x4.div(m.f32x4.sub(mant.get(), f(e, 1)), m.f32x4.add(mant.get(), f(e, 1))));
+  const s2 = e.bind(v128, m.f32x4.mul(s.get(), s.get()));
+  const tail = poly(e, s2.get, [2 / 3, 2 / 5, 2 / 7, 2 / 9, 2 / 11]);
+  // 2s + s*s2*tail: the small part is added last.
+  const lnm = e.bind(v128, e.madd(m.f32x4.mul(s.get(), s2.get()), tail, m.f32x4.add(s.get(), s.get())));
+  const fix = (r: Ref): Ref => {
+    const zero = m.f32x4.eq(X.get(), f(e, 0));
+    const neg = m.f32x4.lt(X.get(), f(e, 0));
+    const inf = m.f32x4.eq(X.get(), f(e, Infinity));
+    let out = m.v128.bitselect(f(e, -Infinity), r, zero);
+    out = m.v128.bitselect(f(e, NaN), out, neg);
+    out = m.v128.bitselect(f(e, Infinity), out, inf);
+    // NaN inputs: every compare above was false; hand the NaN itself back.
+    return m.v128.bitselect(X.get(), out, m.f32x4.ne(X.get(), X.get()));
+  };
+  return { pre: [X.set, tiny.set, xs.set, mant0.set, big.set, mant.set, k.set, s.set, s2.set, lnm.set], k: k.get, lnm: lnm.get, fix };
+}
+
+/** ln x, ≤ 2 ulp for positive normal and subnormal x. */
+export function vLog(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const p = logParts(e, x);
+  const HI = 0.693359375;
+  const LO = Math.LN2 - HI;
+  // k*HI is exact (k has at most 8 bits); the rounding errors go into the small terms.
+  const r = e.madd(p.k(), f(e, HI), e.madd(p.k(), f(e, LO), p.lnm()));
+  return m.block(null, [...p.pre, p.fix(r)], v128);
+}
+
+/** log2 x, ≤ 3 ulp. */
+export function vLog2(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const p = logParts(e, x);
+  const r = m.f32x4.add(p.k(), m.f32x4.mul(p.lnm(), f(e, Math.LOG2E)));
+  return m.block(null, [...p.pre, p.fix(r)], v128);
+}
+
+/** Sign bit of `x` copied onto non-negative `mag`. */
+function withSign(e: Emit, mag: Ref, x: Ref): Ref {
+  return e.m.v128.or(mag, e.m.v128.and(x, i(e, 0x80000000)));
+}
+
+/** Odd Taylor coefficients of tanh (x, x^3, ..., x^13) for |x| < 0.4 (next term < 2e-9 relative). */
+const TANH_SMALL = [1, -1 / 3, 2 / 15, -17 / 315, 62 / 2835, -1382 / 155925, 21844 / 6081075];
+
+/** tanh x, ≤ 4 ulp; ±1 beyond |x| = 9; tanh(-0) = -0. */
+export function vTanh(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  const ax = e.bind(v128, m.f32x4.abs(X.get()));
+  // Large: 1 - 2/(e^{2|x|} + 1), no cancellation worth worrying about above 0.4.
+  const ex = vExp(e, m.f32x4.add(ax.get(), ax.get()));
+  const large = m.f32x4.sub(f(e, 1), m.f32x4.div(f(e, 2), m.f32x4.add(ex, f(e, 1))));
+  // Small: x * P(x^2), exact sign and -0.
+  const x2 = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
+  const small = m.f32x4.mul(X.get(), poly(e, x2.get, TANH_SMALL));
+  const isSmall = m.f32x4.lt(ax.get(), f(e, 0.4));
+  const out = m.v128.bitselect(small, withSign(e, large, X.get()), isSmall);
+  return m.block(null, [X.set, ax.set, x2.set, out], v128);
+}
+
+/** 1 / (1 + e^-x), ≤ 3 ulp down to the subnormal tail (x < -87 never overflows e^-x); 0 at -Inf, 1 at +Inf. */
+export function vSigmoid(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  // t = e^-|x| <= 1: sigmoid is 1/(1+t) for x >= 0 and t/(1+t) below.
+  const t = e.bind(v128, vExp(e, m.f32x4.neg(m.f32x4.abs(X.get()))));
+  const num = m.v128.bitselect(f(e, 1), t.get(), m.f32x4.ge(X.get(), f(e, 0)));
+  const r = m.f32x4.div(num, m.f32x4.add(f(e, 1), t.get()));
+  // NaN: ge is false, so t/(1+t) = NaN already.
+  return m.block(null, [X.set, t.set, r], v128);
+}
+
+/** Maclaurin coefficients of erf(x)/x in powers of x^2, for |x| < 1 (next term < 2e-10). */
+const ERF_SMALL = Array.from({ length: 12 }, (_, n) => {
+  let fact = 1;
+  for (let k = 2; k <= n; k++) fact *= k;
+  return ((n % 2 ? -1 : 1) * 2) / Math.sqrt(Math.PI) / (fact * (2 * n + 1));
+});
+
+/** Chebyshev coefficients of erfc(x)·e^{x²} on [1, 4] (computed once, in f64, from `erfcRef`). */
+const ERFC_CHEB = chebyshev((x) => erfcRef(x) * Math.exp(x * x), 1, 4, 16);
+
+/** erf x, ≤ 4 ulp; ±1 beyond |x| = 4; erf(-0) = -0. */
+export function vErf(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  const ax = e.bind(v128, m.f32x4.abs(X.get()));
+  const x2 = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
+  const small = m.f32x4.mul(X.get(), poly(e, x2.get, ERF_SMALL));
+  // 1 <= |x| < 4: 1 - e^{-x²} g(|x|), g by Clenshaw on t = (|x| - 2.5) / 1.5.
+  const t = e.bind(v128, m.f32x4.mul(m.f32x4.sub(m.f32x4.min(ax.get(), f(e, 4)), f(e, 2.5)), f(e, 1 / 1.5)));
+  const g = clenshaw(e, t.get, ERFC_CHEB);
+  const mid = m.f32x4.sub(f(e, 1), m.f32x4.mul(vExp(e, m.f32x4.neg(x2.get())), g.value));
+  const midOrOne = m.v128.bitselect(f(e, 1), mid, m.f32x4.ge(ax.get(), f(e, 4)));
+  const out = m.v128.bitselect(small, withSign(e, midOrOne, X.get()), m.f32x4.lt(ax.get(), f(e, 1)));
+  // NaN: every compare is false, so `mid` (NaN) is chosen and the sign OR keeps it NaN.
+  return m.block(null, [X.set, ax.set, x2.set, t.set, ...g.pre, out], v128);
+}
+
+/** 1 / sqrt(x), ≤ 2 ulp (one correctly rounded sqrt and one division). */
+export function vRsqrt(e: Emit, x: Ref): Ref {
+  return e.m.f32x4.div(f(e, 1), e.m.f32x4.sqrt(x));
+}
+
+/** Clenshaw's recurrence for sum c_j T_j(t) - c_0/2 with t in [-1, 1]. */
+function clenshaw(e: Emit, t: () => Ref, c: readonly number[]): { pre: Ref[]; value: Ref } {
+  const m = e.m;
+  const b1 = e.local(v128);
+  const b2 = e.local(v128);
+  const b0 = e.local(v128);
+  const get = (l: number): Ref => m.local.get(l, v128);
+  const pre: Ref[] = [m.local.set(b1, f(e, 0)), m.local.set(b2, f(e, 0))];
+  for (let j = c.length - 1; j >= 1; j--) {
+    // b0 = 2t*b1 - b2 + c_j
+    pre.push(m.local.set(b0, m.f32x4.add(e.madd(m.f32x4.add(t(), t()), get(b1), m.f32x4.neg(get(b2))), f(e, c[j]!))));
+    pre.push(m.local.set(b2, get(b1)), m.local.set(b1, get(b0)));
+  }
+  return { pre, value: e.madd(t(), get(b1), m.f32x4.sub(f(e, c[0]! / 2), get(b2))) };
+}
+
+/** Chebyshev coefficients of `fn` on [a, b] (degree n-1), by interpolation at Chebyshev nodes. */
+function chebyshev(fn: (x: number) => number, a: number, b: number, n: number): number[] {
+  const N = 48;
+  const vals = Array.from({ length: N }, (_, k) => fn((a + b) / 2 + ((b - a) / 2) * Math.cos((Math.PI * (k + 0.5)) / N)));
+  return Array.from({ length: n }, (_, j) => {
+    let s = 0;
+    for (let k = 0; k < N; k++) s += vals[k]! * Math.cos((j * Math.PI * (k + 0.5)) / N);
+    return (2 * s) / N;
+  });
+}
+
+/** erfc in f64 for x >= 1: continued fraction (Lentz), converged to ~1e-15 relative. */
+export function erfcRef(x: number): number {
+  let fv = x;
+  let C = x;
+  let D = 0;
+  for (let n = 1; n < 5000; n++) {
+    const an = n / 2;
+    D = x + an * D;
+    D = 1 / D;
+    C = x + an / C;
+    const d = C * D;
+    fv *= d;
+    if (Math.abs(d - 1) < 1e-16) break;
+  }
+  return Math.exp(-x * x) / (fv * Math.sqrt(Math.PI));
+}

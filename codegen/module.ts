@@ -1,0 +1,88 @@
+/**
+ * @fileoverview Assembles a specialised kernel into a WebAssembly module: the shared memory
+ * import, the program function, and the exported `run` that walks a range of program ids.
+ * Binaryen is loaded here on first use only, so a process that hits the cache never loads it.
+ */
+import type { KernelIR } from '../src/ir/ir.js';
+import type { Target } from './emit.js';
+
+/** What compiling one specialisation produces. */
+export interface CompiledModule {
+  readonly bytes: Uint8Array;
+  /** Per-runner scratch: 16 reserved bytes (current program id) + tile buffers. */
+  readonly scratchBytes: number;
+  readonly paramTypes: readonly ('i32' | 'f32')[];
+  /** Optimised WebAssembly text, when asked for. */
+  readonly wat?: string;
+}
+
+/** Bytes reserved at the start of a runner's scratch: the linear program id being run. */
+export const SCRATCH_HEADER = 16;
+
+/**
+ * Lower `ir` to a validated, optimised module.
+ * `run(pidStart, pidEnd, g0, g1, g2, scratch, ...params)` runs programs [pidStart, pidEnd).
+ */
+export async function compileIR(ir: KernelIR, target: Target, opts: { wat?: boolean; optimize?: boolean } = {}): Promise<CompiledModule> {
+  const { default: binaryen } = await import('binaryen');
+  const { Emit, moduleFeatures } = await import('./emit.js');
+  const { KernelLowering, PROGRAM_FIXED_PARAMS } = await import('./lower.js');
+  const m = new binaryen.Module();
+  try {
+    m.setFeatures(moduleFeatures(target));
+    m.setMemory(1, 65536, null, [], true, false, 'mem');
+    m.addMemoryImport('mem', 'env', 'memory', true);
+    const i32 = binaryen.i32;
+    const paramTypes = ir.params.map((p) => (p.kind === 'scalar' && p.dtype === 'f32' ? 'f32' : 'i32') as 'i32' | 'f32');
+    const wasmParams = paramTypes.map((t) => (t === 'f32' ? binaryen.f32 : i32));
+
+    const progParams = [...new Array<number>(PROGRAM_FIXED_PARAMS).fill(i32), ...wasmParams];
+    const pe = new Emit(m, progParams, target);
+    const lowering = new KernelLowering(pe, ir);
+    const body = lowering.lower();
+    m.addFunction('program', binaryen.createType(progParams), binaryen.none, pe.vars, body);
+
+    // run: params pidStart pidEnd g0 g1 g2 scratch ...params; local lin, t.
+    const runParams = [i32, i32, i32, i32, i32, i32, ...wasmParams];
+    const re = new Emit(m, runParams, target);
+    const lin = re.local(i32);
+    const t = re.local(i32);
+    const get = (l: number): number => m.local.get(l, i32);
+    const call = m.call('program', [
+      m.i32.rem_u(get(lin), get(2)),
+      m.i32.rem_u(get(t), get(3)),
+      m.i32.div_u(get(t), get(3)),
+      get(2), get(3), get(4),
+      m.i32.add(get(5), m.i32.const(SCRATCH_HEADER)),
+      ...wasmParams.map((ty, i) => m.local.get(6 + i, ty)),
+    ], binaryen.none);
+    const runBody = m.block(null, [
+      m.local.set(lin, get(0)),
+      m.if(m.i32.lt_u(get(lin), get(1)), m.loop('programs', m.block(null, [
+        // The id of the running program, so a trap can name it.
+        m.i32.store(0, 4, get(5), get(lin)),
+        m.local.set(t, m.i32.div_u(get(lin), get(2))),
+        call,
+        m.local.set(lin, m.i32.add(get(lin), m.i32.const(1))),
+        m.br('programs', m.i32.lt_u(get(lin), get(1))),
+      ]))),
+    ]);
+    m.addFunction('run', binaryen.createType(runParams), binaryen.none, re.vars, runBody);
+    m.addFunctionExport('run', 'run');
+    if (!m.validate()) throw new Error(`codegen produced an invalid module for kernel '${ir.name}'`);
+    if (opts.optimize !== false) {
+      binaryen.setOptimizeLevel(3);
+      binaryen.setShrinkLevel(0);
+      m.optimize();
+    }
+    const bytes = m.emitBinary();
+    return {
+      bytes,
+      scratchBytes: SCRATCH_HEADER + lowering.scratchBytes,
+      paramTypes,
+      ...(opts.wat ? { wat: m.emitText() } : {}),
+    };
+  } finally {
+    m.dispose();
+  }
+}

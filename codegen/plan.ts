@@ -1,0 +1,255 @@
+/**
+ * @fileoverview Codegen planning: which tile values are *materialised* (written to a scratch
+ * buffer at their position) and which stay *lazy* (fused into the loops of the statements that
+ * consume them). Fusion is the default; a value is materialised only when it must be (dot,
+ * reductions, transposes, loop-carried state) or when recomputing it would be wrong (a load
+ * that a store could overtake) or wasteful (expensive work used twice or inside a loop).
+ */
+import { isValue, type ForI, type Instr, type KernelIR, type Value } from '../src/ir/ir.js';
+
+/** Where a sink sits: the block it is in and its index there. */
+interface Site {
+  readonly block: readonly Instr[];
+  readonly index: number;
+}
+
+export interface Plan {
+  /** Tile values written to scratch at their position. */
+  readonly materialised: ReadonlySet<number>;
+  /** Value id -> the block and index that define it (tiles only; scalars always live in locals). */
+  readonly defSite: ReadonlyMap<number, Site>;
+  /** Dot value id -> carried value whose buffer the dot accumulates into (no copies). */
+  readonly dotInPlace: ReadonlyMap<number, number>;
+}
+
+const INHERENT = new Set(['dot', 'reduce', 'trans', 'carried', 'result']);
+const EXPENSIVE_UNARY = new Set(['exp', 'exp2', 'log', 'log2', 'tanh', 'sigmoid', 'erf', 'sqrt', 'rsqrt']);
+
+/** Operands a lazy value reads (for fused evaluation). */
+export function lazyOperands(v: Value): Value[] {
+  switch (v.op) {
+    case 'broadcast': case 'reshape': case 'unary': case 'cast':
+      return [v.src];
+    case 'binary':
+      return [v.a, v.b];
+    case 'where':
+      return [v.cond, v.a, v.b];
+    case 'load':
+      return [v.offsets, ...(v.mask ? [v.mask] : []), ...(v.other ? [v.other] : [])];
+    case 'rand':
+      return [v.seed, v.offsets];
+    default:
+      return [];
+  }
+}
+
+/** True if a reshape only inserts or removes unit dims (so positions map without arithmetic). */
+export function isUnitReshape(src: readonly number[], dst: readonly number[]): boolean {
+  const a = src.filter((d) => d !== 1);
+  const b = dst.filter((d) => d !== 1);
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function planKernel(ir: KernelIR): Plan {
+  const defSite = new Map<number, Site>();
+  const materialised = new Set<number>();
+  const dotInPlace = new Map<number, number>();
+  const loopOf = new Map<readonly Instr[], readonly Instr[] | null>(); // block -> parent block
+  const blockIsLoopBody = new Set<readonly Instr[]>();
+
+  // Pass 1: definition sites, inherent materialisation.
+  const walk = (block: readonly Instr[], parent: readonly Instr[] | null): void => {
+    loopOf.set(block, parent);
+    block.forEach((ins, index) => {
+      if (isValue(ins)) {
+        if (ins.shape.length > 0) {
+          defSite.set(ins.id, { block, index });
+          if (INHERENT.has(ins.op)) materialised.add(ins.id);
+          if (ins.op === 'reshape' && !isUnitReshape(ins.src.shape, ins.shape)) {
+            // A general reshape copies element by element from a buffer.
+            materialised.add(ins.id);
+            if (ins.src.shape.length > 0) materialised.add(ins.src.id);
+          }
+          if (ins.op === 'dot') {
+            materialised.add(ins.a.id);
+            materialised.add(ins.b.id);
+          }
+        }
+      } else if (ins.op === 'for') {
+        blockIsLoopBody.add(ins.body);
+        walk(ins.body, block);
+        for (const c of ins.carried) if (c.shape.length > 0) materialised.add(c.id);
+        for (const r of ins.results) if (r.shape.length > 0) materialised.add(r.id);
+      } else if (ins.op === 'if') {
+        walk(ins.then, block);
+        walk(ins.else, block);
+        for (const r of ins.results) if (r.shape.length > 0) materialised.add(r.id);
+      }
+    });
+  };
+  walk(ir.body, null);
+  findInPlaceDots(ir.body, dotInPlace);
+
+  // Pass 2 (to a fixpoint): lazy values whose consumers make recomputation wrong or wasteful.
+  const expensive = new Map<number, boolean>();
+  const isExpensive = (v: Value): boolean => {
+    if (v.shape.length === 0 || materialised.has(v.id)) return false;
+    const known = expensive.get(v.id);
+    if (known !== undefined) return known;
+    let e = v.op === 'load' || v.op === 'rand' || (v.op === 'unary' && EXPENSIVE_UNARY.has(v.fn)) ||
+      (v.op === 'binary' && (v.fn === 'div' || v.fn === 'rem'));
+    if (!e) e = lazyOperands(v).some(isExpensive);
+    expensive.set(v.id, e);
+    return e;
+  };
+  const hasLoad = (v: Value, seen = new Set<number>()): boolean => {
+    if (v.shape.length === 0 || materialised.has(v.id) || seen.has(v.id)) return false;
+    seen.add(v.id);
+    return v.op === 'load' || lazyOperands(v).some((o) => hasLoad(o, seen));
+  };
+
+  for (let changed = true; changed; ) {
+    changed = false;
+    expensive.clear();
+    const uses = new Map<number, Site[]>();
+    // Every sink: the lazy values reachable from it, each recorded once per sink.
+    const addSink = (roots: readonly Value[], site: Site): void => {
+      const seen = new Set<number>();
+      const visit = (v: Value): void => {
+        if (v.shape.length === 0 || seen.has(v.id)) return;
+        seen.add(v.id);
+        if (materialised.has(v.id)) return;
+        let list = uses.get(v.id);
+        if (!list) uses.set(v.id, (list = []));
+        list.push(site);
+        lazyOperands(v).forEach(visit);
+      };
+      roots.forEach(visit);
+    };
+    const sinks = (block: readonly Instr[]): void => {
+      block.forEach((ins, index) => {
+        const site = { block, index };
+        if (isValue(ins)) {
+          if (ins.shape.length === 0) addSink(ins.op === 'reduce' ? [ins.src] : [], site);
+          else if (materialised.has(ins.id)) addSink(materialisedInputs(ins), site);
+        } else if (ins.op === 'store') {
+          addSink([ins.offsets, ins.value, ...(ins.mask ? [ins.mask] : [])], site);
+        } else if (ins.op === 'for') {
+          addSink(ins.inits, site);
+          sinks(ins.body);
+          addSink(ins.yields, { block: ins.body, index: ins.body.length });
+        } else if (ins.op === 'if') {
+          sinks(ins.then);
+          sinks(ins.else);
+          addSink(ins.thenYields, { block: ins.then, index: ins.then.length });
+          addSink(ins.elseYields, { block: ins.else, index: ins.else.length });
+        }
+      });
+    };
+    sinks(ir.body);
+
+    for (const [id, sites] of uses) {
+      const def = defSite.get(id);
+      if (!def) continue;
+      const v = def.block[def.index] as Value;
+      const exp = isExpensive(v);
+      const load = hasLoad(v);
+      let must = exp && sites.length > 1;
+      for (const s of sites) {
+        if (must) break;
+        if (s.block !== def.block) {
+          // Crossing into a nested block: a loop body would recompute it every iteration, and a
+          // load could be overtaken by a store in between.
+          if (load || (exp && crossesLoop(s.block, def.block, loopOf, blockIsLoopBody))) must = true;
+        } else if (load) {
+          for (let i = def.index + 1; i < s.index; i++) {
+            const op = def.block[i]!.op;
+            if (op === 'store' || op === 'for' || op === 'if') must = true;
+          }
+        }
+      }
+      if (must) {
+        materialised.add(id);
+        changed = true;
+      }
+    }
+  }
+  return { materialised, defSite, dotInPlace };
+}
+
+/** The operands a materialised value's own sink loop reads lazily. */
+export function materialisedInputs(v: Value): Value[] {
+  switch (v.op) {
+    case 'dot': return v.acc ? [v.acc] : [];
+    case 'reduce': case 'trans': case 'reshape': return [v.src];
+    case 'carried': case 'result': return [];
+    default: return lazyOperands(v);
+  }
+}
+
+function crossesLoop(
+  inner: readonly Instr[],
+  outer: readonly Instr[],
+  parent: ReadonlyMap<readonly Instr[], readonly Instr[] | null>,
+  loops: ReadonlySet<readonly Instr[]>,
+): boolean {
+  for (let b: readonly Instr[] | null | undefined = inner; b && b !== outer; b = parent.get(b)) {
+    if (loops.has(b)) return true;
+  }
+  return false;
+}
+
+/**
+ * `acc = dot(a, b, acc)` inside a loop, where the carried acc is read by nothing else: the dot
+ * accumulates straight into the carried buffer (saves two tile copies per iteration).
+ */
+function findInPlaceDots(block: readonly Instr[], out: Map<number, number>): void {
+  for (const ins of block) {
+    if (ins.op === 'for') {
+      findInPlaceDots(ins.body, out);
+      forLoopDots(ins, out);
+    } else if (ins.op === 'if') {
+      findInPlaceDots(ins.then, out);
+      findInPlaceDots(ins.else, out);
+    }
+  }
+}
+
+function forLoopDots(loop: ForI, out: Map<number, number>): void {
+  loop.yields.forEach((y, i) => {
+    const c = loop.carried[i]!;
+    if (y.op !== 'dot' || y.acc !== c) return;
+    if (!loop.body.includes(y)) return;
+    let count = 0;
+    // Direct operand references only: every instruction of the body is scanned once.
+    const countUses = (v: Value): void => {
+      for (const o of operandsOf(v)) if (o === c) count++;
+    };
+    const scan = (blk: readonly Instr[]): void => {
+      for (const ins of blk) {
+        if (isValue(ins)) countUses(ins);
+        else if (ins.op === 'store') [ins.offsets, ins.value, ...(ins.mask ? [ins.mask] : [])].forEach((o) => { if (o === c) count++; });
+        else if (ins.op === 'for') {
+          [ins.start, ins.end, ins.step, ...ins.inits, ...ins.yields].forEach((o) => { if (o === c) count++; });
+          scan(ins.body);
+        } else if (ins.op === 'if') {
+          [ins.cond, ...ins.thenYields, ...ins.elseYields].forEach((o) => { if (o === c) count++; });
+          scan(ins.then);
+          scan(ins.else);
+        }
+      }
+    };
+    scan(loop.body);
+    loop.yields.forEach((o, j) => { if (j !== i && o === c) count++; });
+    if (count === 1) out.set(y.id, c.id);
+  });
+}
+
+/** Every operand of a value (lazy or not). */
+export function operandsOf(v: Value): Value[] {
+  switch (v.op) {
+    case 'dot': return [v.a, v.b, ...(v.acc ? [v.acc] : [])];
+    case 'reduce': case 'trans': return [v.src];
+    default: return lazyOperands(v);
+  }
+}

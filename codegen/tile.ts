@@ -1,0 +1,492 @@
+/**
+ * @fileoverview Fused tile loops. A *sink* (a store, a buffer write, a reduction) runs one loop
+ * nest over its shape; the lazy values it reads are evaluated inside that nest, four lanes at a
+ * time along the last axis, each computed once per position and hoisted to the outermost loop
+ * level it depends on (row-invariant work runs once per row, invariant work once per sink).
+ */
+import binaryen from 'binaryen';
+import type { DType, LoadV, RandV, Shape, StorageDType, Value } from '../src/ir/ir.js';
+import { loadHalf4, storeHalf4, vF16ToF32, vF32ToBf16, vF32ToF16 } from './convert.js';
+import type { Emit, Ref } from './emit.js';
+import { emitBinary, emitCast, emitSplat, emitUnary, emitWhere, wasmType, type Mode } from './ops.js';
+import { isUnitReshape } from './plan.js';
+
+/** Which loop variable indexes an axis: the row var, the column var, or the constant 0. */
+export type Idx = 'r' | 'c' | '0';
+
+/** A tile value living in scratch: row-major, `pitch` elements per row, at sbase + offset. */
+export interface Buffer {
+  readonly offset: number;
+  readonly shape: Shape;
+  readonly pitch: number;
+  readonly dtype: DType;
+}
+
+/** What the lowering provides to tile loops. */
+export interface TileEnv {
+  readonly e: Emit;
+  /** Local holding the program's scratch base address. */
+  readonly sbase: number;
+  /** Scalar (rank-0) values: the local that holds them. */
+  scalarLocal(v: Value): number;
+  /** Materialised tiles: their buffer, or undefined if lazy. */
+  buffer(v: Value): Buffer | undefined;
+  /** Tensor parameter `index`: the local with its byte address and its storage dtype. */
+  tensor(index: number): { local: number; dtype: StorageDType };
+}
+
+interface LoopVar {
+  readonly local: number;
+  readonly extent: number;
+  readonly step: number;
+}
+
+const ESIZE: Record<StorageDType, number> = { f32: 4, i32: 4, f16: 2, bf16: 2 };
+
+/** One loop nest over a sink shape, with its hoisting levels. */
+export class TileLoop {
+  readonly vec: boolean;
+  readonly vars: Partial<Record<'r' | 'c', LoopVar>> = {};
+  /** Code run once before the nest, once per outer iteration (before/after the inner loop), and per inner iteration. */
+  readonly pre: Ref[] = [];
+  readonly outerPre: Ref[] = [];
+  readonly outerPost: Ref[] = [];
+  readonly inner: Ref[] = [];
+  readonly outer: 'r' | 'c' | null;
+  readonly innerVar: 'r' | 'c';
+  private readonly cache = new Map<string, { local: number; type: number }>();
+
+  /**
+   * @param shape the sink's shape (rank 1 or 2)
+   * @param order 'rc' (rows outer, columns inner: the usual) or 'cr' (columns outer)
+   */
+  constructor(readonly env: TileEnv, readonly shape: Shape, order: 'rc' | 'cr' = 'rc', forceScalar = false) {
+    const e = env.e;
+    const last = shape[shape.length - 1]!;
+    this.vec = !forceScalar && last >= 4;
+    this.vars.c = { local: e.local(binaryen.i32), extent: last, step: this.vec ? 4 : 1 };
+    if (shape.length === 2) {
+      this.vars.r = { local: e.local(binaryen.i32), extent: shape[0]!, step: 1 };
+      this.outer = order === 'rc' ? 'r' : 'c';
+      this.innerVar = order === 'rc' ? 'c' : 'r';
+    } else {
+      this.outer = null;
+      this.innerVar = 'c';
+    }
+  }
+
+  /** The natural position of an element of the sink. */
+  get pos(): Idx[] {
+    return this.shape.length === 2 ? ['r', 'c'] : ['c'];
+  }
+
+  /** Mode of a value evaluated at `pos`: vector iff its last axis walks the vectorised column var. */
+  modeAt(pos: readonly Idx[]): Mode {
+    return this.vec && pos.length > 0 && pos[pos.length - 1] === 'c' ? 'v' : 's';
+  }
+
+  private levelOf(pos: readonly Idx[]): Ref[] {
+    if (pos.includes(this.innerVar)) return this.inner;
+    if (this.outer && pos.includes(this.outer)) return this.outerPre;
+    return this.pre;
+  }
+
+  /** Index expression (i32) of loop var `x` (the lane-0 element index for the vector var). */
+  idx(x: Idx): Ref {
+    const m = this.env.e.m;
+    if (x === '0') return m.i32.const(0);
+    return m.local.get(this.vars[x]!.local, binaryen.i32);
+  }
+
+  /** Bind `expr` to a local at the level of `pos`, memoised by `key`. */
+  private memo(key: string, pos: readonly Idx[], type: number, make: () => Ref): Ref {
+    const m = this.env.e.m;
+    let hit = this.cache.get(key);
+    if (!hit) {
+      const expr = make();
+      hit = { local: this.env.e.local(type), type };
+      this.levelOf(pos).push(m.local.set(hit.local, expr));
+      this.cache.set(key, hit);
+    }
+    return m.local.get(hit.local, hit.type);
+  }
+
+  /** The value of `v` at `pos`, in `modeAt(pos)`. */
+  eval(v: Value, pos: readonly Idx[]): Ref {
+    const e = this.env.e;
+    if (v.shape.length === 0) return e.m.local.get(this.env.scalarLocal(v), wasmType(v.dtype, 's'));
+    const mode = this.modeAt(pos);
+    return this.memo(`${v.id}:${pos.join('')}`, pos, wasmType(v.dtype, mode), () => this.compute(v, pos, mode));
+  }
+
+  /** `v` at `pos` converted to `mode` (scalar -> splat when a broadcast widens it). */
+  evalAs(v: Value, pos: readonly Idx[], mode: Mode): Ref {
+    const x = this.eval(v, pos);
+    const have = v.shape.length === 0 ? 's' : this.modeAt(pos);
+    if (have === mode) return x;
+    if (have === 's' && mode === 'v') return emitSplat(this.env.e, v.dtype, x);
+    throw new Error('codegen: cannot narrow a vector to a scalar');
+  }
+
+  /** A rank-0 value from its (scalar) operands' locals. */
+  computeScalar(v: Value): Ref {
+    return this.compute(v, [], 's');
+  }
+
+  /** `v` at `pos` from its operands, ignoring v's own buffer (used to fill that buffer). */
+  computeRoot(v: Value, pos: readonly Idx[]): Ref {
+    return this.compute(v, pos, this.modeAt(pos), true);
+  }
+
+  private compute(v: Value, pos: readonly Idx[], mode: Mode, ignoreBuffer = false): Ref {
+    const e = this.env.e;
+    const m = e.m;
+    const buf = ignoreBuffer ? undefined : this.env.buffer(v);
+    if (buf) return this.readBuffer(buf, pos, mode);
+    switch (v.op) {
+      case 'arange': {
+        const base = m.i32.add(m.i32.const(v.start), this.idx(pos[0]!));
+        if (mode === 's') return base;
+        return m.i32x4.add(m.i32x4.splat(base), m.v128.const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]));
+      }
+      case 'broadcast':
+        return this.evalAs(v.src, broadcastPos(v.src.shape, v.shape, pos), mode);
+      case 'reshape':
+        if (!isUnitReshape(v.src.shape, v.shape)) throw new Error('codegen: general reshape must be materialised');
+        return this.evalAs(v.src, reshapePos(v.src.shape, v.shape, pos), mode);
+      case 'unary':
+        return emitUnary(e, v.fn, v.src.dtype, mode, this.evalAs(v.src, pos, mode));
+      case 'binary': {
+        const a = this.evalAs(v.a, pos, mode);
+        const shiftByScalar = (v.fn === 'shl' || v.fn === 'shr' || v.fn === 'shru') && v.b.op === 'broadcast' && v.b.src.shape.length === 0;
+        if (shiftByScalar && mode === 'v' && v.b.op === 'broadcast') {
+          return emitBinary(e, v.fn, v.a.dtype, mode, a, m.i32.const(0), this.eval(v.b.src, []));
+        }
+        return emitBinary(e, v.fn, v.a.dtype, mode, a, this.evalAs(v.b, pos, mode));
+      }
+      case 'cast':
+        return emitCast(e, v.src.dtype, v.dtype, mode, this.evalAs(v.src, pos, mode));
+      case 'where':
+        return emitWhere(e, mode, this.evalAs(v.cond, pos, mode), this.evalAs(v.a, pos, mode), this.evalAs(v.b, pos, mode));
+      case 'load':
+        return this.load(v, pos, mode);
+      case 'rand':
+        return this.rand(v, pos, mode);
+      default:
+        throw new Error(`codegen: ${v.op} tile must be materialised`);
+    }
+  }
+
+  /** Byte address (i32) of element `pos` of a buffer (lane 0 in vector mode). */
+  bufferAddr(buf: Buffer, pos: readonly Idx[]): Ref {
+    const m = this.env.e.m;
+    let index: Ref;
+    if (buf.shape.length === 2) {
+      const row = pos[0]!;
+      const rowPart = row === '0' ? m.i32.const(0) : m.i32.mul(this.idx(row), m.i32.const(buf.pitch));
+      index = pos[1] === '0' ? rowPart : m.i32.add(rowPart, this.idx(pos[1]!));
+    } else {
+      index = this.idx(pos[0]!);
+    }
+    return m.i32.add(m.local.get(this.env.sbase, binaryen.i32), m.i32.shl(index, m.i32.const(2)));
+  }
+
+  readBuffer(buf: Buffer, pos: readonly Idx[], mode: Mode): Ref {
+    const m = this.env.e.m;
+    const addr = this.bufferAddr(buf, pos);
+    if (mode === 'v') return m.v128.load(buf.offset, 16, addr);
+    if (buf.dtype === 'f32') return m.f32.load(buf.offset, 4, addr);
+    const x = m.i32.load(buf.offset, 4, addr);
+    return buf.dtype === 'bool' ? m.i32.ne(x, m.i32.const(0)) : x;
+  }
+
+  /** Statement writing `value` (in the mode of `pos`) into `buf` at `pos`. */
+  writeBuffer(buf: Buffer, pos: readonly Idx[], value: Ref): Ref {
+    const m = this.env.e.m;
+    const addr = this.bufferAddr(buf, pos);
+    if (this.modeAt(pos) === 'v') return m.v128.store(buf.offset, 16, addr, value);
+    if (buf.dtype === 'f32') return m.f32.store(buf.offset, 4, addr, value);
+    // Buffers hold bool as 0/-1 so that vector reads are masks.
+    return m.i32.store(buf.offset, 4, addr, buf.dtype === 'bool' ? m.i32.sub(m.i32.const(0), value) : value);
+  }
+
+  /**
+   * How the i32 tile `v` at `pos` changes when the vectorised column var grows by one: 0, a
+   * known constant, or null when unknown. Coefficient 1 means four lanes are contiguous.
+   */
+  coefC(v: Value, pos: readonly Idx[]): number | null {
+    if (!pos.includes('c') || v.shape.length === 0) return 0;
+    if (this.env.buffer(v)) return null;
+    switch (v.op) {
+      case 'arange': return pos[0] === 'c' ? 1 : 0;
+      case 'broadcast': return this.coefC(v.src, broadcastPos(v.src.shape, v.shape, pos));
+      case 'reshape': return isUnitReshape(v.src.shape, v.shape) ? this.coefC(v.src, reshapePos(v.src.shape, v.shape, pos)) : null;
+      case 'binary': {
+        const a = this.coefC(v.a, pos);
+        const b = this.coefC(v.b, pos);
+        if (a === null || b === null) return null;
+        if (v.fn === 'add') return a + b;
+        if (v.fn === 'sub') return a - b;
+        if (v.fn === 'mul') {
+          if (a === 0 && b === 0) return 0;
+          const ka = constValue(v.a);
+          const kb = constValue(v.b);
+          if (a === 0 && ka !== null) return ka * b;
+          if (b === 0 && kb !== null) return kb * a;
+        }
+        return null;
+      }
+      default:
+        return null;
+    }
+  }
+
+  /**
+   * Lane 0 of an i32 tile whose lanes are affine in the column var (coefC known), computed as a
+   * scalar: contiguous loads and stores then need no offset vector at all.
+   */
+  scalarAt(v: Value, pos: readonly Idx[]): Ref | null {
+    const m = this.env.e.m;
+    if (v.shape.length === 0) return m.local.get(this.env.scalarLocal(v), binaryen.i32);
+    if (this.env.buffer(v)) return null;
+    switch (v.op) {
+      case 'arange': return m.i32.add(m.i32.const(v.start), this.idx(pos[0]!));
+      case 'broadcast': return this.memoScalar(v.src, broadcastPos(v.src.shape, v.shape, pos));
+      case 'reshape': return isUnitReshape(v.src.shape, v.shape) ? this.memoScalar(v.src, reshapePos(v.src.shape, v.shape, pos)) : null;
+      case 'binary': {
+        if (v.fn !== 'add' && v.fn !== 'sub' && v.fn !== 'mul') return null;
+        const a = this.memoScalar(v.a, pos);
+        const b = a && this.memoScalar(v.b, pos);
+        if (!a || !b) return null;
+        return v.fn === 'add' ? m.i32.add(a, b) : v.fn === 'sub' ? m.i32.sub(a, b) : m.i32.mul(a, b);
+      }
+      default: return null;
+    }
+  }
+
+  private memoScalar(v: Value, pos: readonly Idx[]): Ref | null {
+    if (v.shape.length === 0) return this.scalarAt(v, pos);
+    const key = `s${v.id}:${pos.join('')}`;
+    const hit = this.cache.get(key);
+    if (hit) return this.env.e.m.local.get(hit.local, hit.type);
+    const x = this.scalarAt(v, pos);
+    if (!x) return null;
+    // Lane-0 values of the vectorised column var: a scalar at the level of pos.
+    return this.memo(key, pos, binaryen.i32, () => x);
+  }
+
+  /**
+   * Per-lane byte addresses of tensor elements at `offsets` (vector mode). Contiguous offsets
+   * need one scalar address (lane l is at +l*esize); others extract each lane's offset.
+   */
+  private lanes(offsets: Value, pos: readonly Idx[], ptrLocal: number, es: number): {
+    pre: Ref[]; laneAddr: (l: number) => Ref; laneOff: (l: number) => number; contiguous: boolean;
+  } {
+    const e = this.env.e;
+    const m = e.m;
+    const shift = m.i32.const(Math.log2(es));
+    const ptr = (): Ref => m.local.get(ptrLocal, binaryen.i32);
+    const contiguous = this.coefC(offsets, pos) === 1;
+    const base = contiguous ? this.memoScalar(offsets, pos) : null;
+    if (base) {
+      const A = e.bind(binaryen.i32, m.i32.add(ptr(), m.i32.shl(base, shift)));
+      return { pre: [A.set], laneAddr: () => A.get(), laneOff: (l) => l * es, contiguous };
+    }
+    const O = e.bind(binaryen.v128, this.evalAs(offsets, pos, 'v'));
+    return {
+      pre: [O.set],
+      laneAddr: (l) => m.i32.add(ptr(), m.i32.shl(m.i32x4.extract_lane(O.get(), contiguous ? 0 : l), shift)),
+      laneOff: (l) => (contiguous ? l * es : 0),
+      contiguous,
+    };
+  }
+
+  private load(v: LoadV, pos: readonly Idx[], mode: Mode): Ref {
+    const e = this.env.e;
+    const m = e.m;
+    const t = this.env.tensor(v.ptr);
+    const es = ESIZE[t.dtype];
+    const ptr = (): Ref => m.local.get(t.local, binaryen.i32);
+    if (mode === 's') {
+      const offs = this.evalAs(v.offsets, pos, mode);
+      const addr = m.i32.add(ptr(), m.i32.shl(offs, m.i32.const(Math.log2(es))));
+      const ld = scalarLoad(e, t.dtype, addr);
+      if (!v.mask) return ld;
+      const other = v.other ? this.evalAs(v.other, pos, 's') : scalarZero(e, v.dtype);
+      return m.if(this.evalAs(v.mask, pos, 's'), ld, other);
+    }
+    const { pre, laneAddr, laneOff, contiguous } = this.lanes(v.offsets, pos, t.local, es);
+    const full = (): Ref => {
+      const a = laneAddr(0);
+      if (t.dtype === 'f16' || t.dtype === 'bf16') return loadHalf4(e, a, t.dtype);
+      return m.v128.load(0, 4, a);
+    };
+    const gather = (init: Ref, M?: () => Ref): Ref => {
+      const R = e.local(binaryen.v128);
+      const stmts: Ref[] = [m.local.set(R, init)];
+      for (let l = 0; l < 4; l++) {
+        const val = scalarLoad(e, t.dtype, laneAddr(l), laneOff(l));
+        const set = m.local.set(R, v.dtype === 'f32'
+          ? m.f32x4.replace_lane(m.local.get(R, binaryen.v128), l, val)
+          : m.i32x4.replace_lane(m.local.get(R, binaryen.v128), l, val));
+        stmts.push(M ? m.if(m.i32x4.extract_lane(M(), l), set) : set);
+      }
+      stmts.push(m.local.get(R, binaryen.v128));
+      return m.block(null, stmts, binaryen.v128);
+    };
+    if (!v.mask) {
+      return m.block(null, [...pre, contiguous ? full() : gather(m.v128.const(new Array(16).fill(0)))], binaryen.v128);
+    }
+    const Mk = e.bind(binaryen.v128, this.evalAs(v.mask, pos, 'v'));
+    const other = v.other ? this.evalAs(v.other, pos, 'v') : m.v128.const(new Array(16).fill(0));
+    // Tails: only lanes whose mask is set are read, so a load never reads past a tensor's end.
+    const body = contiguous
+      ? m.if(m.i32x4.all_true(Mk.get()), full(), gather(other, Mk.get))
+      : gather(other, Mk.get);
+    return m.block(null, [...pre, Mk.set, body], binaryen.v128);
+  }
+
+  private rand(v: RandV, pos: readonly Idx[], mode: Mode): Ref {
+    const m = this.env.e.m;
+    const seed = this.eval(v.seed, []);
+    const offs = this.evalAs(v.offsets, pos, mode);
+    const seedMix = m.i32.mul(seed, m.i32.const(0x85ebca77 | 0));
+    if (mode === 's') {
+      const e = this.env.e;
+      const X = e.local(binaryen.i32);
+      const g = (): Ref => m.local.get(X, binaryen.i32);
+      const s = (x: Ref): Ref => m.local.set(X, x);
+      return m.block(null, [
+        s(m.i32.add(m.i32.mul(offs, m.i32.const(0x9e3779b1 | 0)), seedMix)),
+        s(m.i32.xor(g(), m.i32.shr_u(g(), m.i32.const(16)))),
+        s(m.i32.mul(g(), m.i32.const(0x7feb352d))),
+        s(m.i32.xor(g(), m.i32.shr_u(g(), m.i32.const(15)))),
+        s(m.i32.mul(g(), m.i32.const(0x846ca68b | 0))),
+        s(m.i32.xor(g(), m.i32.shr_u(g(), m.i32.const(16)))),
+        m.f32.mul(m.f32.convert_s.i32(m.i32.shr_u(g(), m.i32.const(8))), m.f32.const(2 ** -24)),
+      ], binaryen.f32);
+    }
+    const e = this.env.e;
+    const X = e.local(binaryen.v128);
+    const g = (): Ref => m.local.get(X, binaryen.v128);
+    const s = (x: Ref): Ref => m.local.set(X, x);
+    const k = (c: number): Ref => m.i32x4.splat(m.i32.const(c | 0));
+    return m.block(null, [
+      s(m.i32x4.add(m.i32x4.mul(offs, k(0x9e3779b1)), m.i32x4.splat(seedMix))),
+      s(m.v128.xor(g(), m.i32x4.shr_u(g(), m.i32.const(16)))),
+      s(m.i32x4.mul(g(), k(0x7feb352d))),
+      s(m.v128.xor(g(), m.i32x4.shr_u(g(), m.i32.const(15)))),
+      s(m.i32x4.mul(g(), k(0x846ca68b))),
+      s(m.v128.xor(g(), m.i32x4.shr_u(g(), m.i32.const(16)))),
+      m.f32x4.mul(m.f32x4.convert_i32x4_s(m.i32x4.shr_u(g(), m.i32.const(8))), m.f32x4.splat(m.f32.const(2 ** -24))),
+    ], binaryen.v128);
+  }
+
+  /** Statement storing `value` at tensor offsets, honouring the mask (never writes a masked lane). */
+  store(ptrIndex: number, offsets: Value, value: Value, mask: Value | undefined, pos: readonly Idx[]): Ref {
+    const e = this.env.e;
+    const m = e.m;
+    const t = this.env.tensor(ptrIndex);
+    const es = ESIZE[t.dtype];
+    const ptr = (): Ref => m.local.get(t.local, binaryen.i32);
+    const mode = this.modeAt(pos);
+    const valueDt = t.dtype === 'i32' ? 'i32' : 'f32';
+    const val = emitCast(e, value.dtype, valueDt, mode, this.evalAs(value, pos, mode));
+    if (mode === 's') {
+      const offs = this.evalAs(offsets, pos, mode);
+      const addr = m.i32.add(ptr(), m.i32.shl(offs, m.i32.const(Math.log2(es))));
+      const st = scalarStore(e, t.dtype, addr, val);
+      return mask ? m.if(this.evalAs(mask, pos, 's'), st) : st;
+    }
+    const V = e.bind(binaryen.v128, val);
+    const { pre, laneAddr, laneOff } = this.lanes(offsets, pos, t.local, es);
+    const contiguous = laneOff(1) !== 0;
+    const full = (): Ref => {
+      const a = laneAddr(0);
+      if (t.dtype === 'f16' || t.dtype === 'bf16') return storeHalf4(e, a, V.get(), t.dtype);
+      return m.v128.store(0, 4, a, V.get());
+    };
+    const scatter = (M?: () => Ref): Ref => {
+      const stmts: Ref[] = [];
+      for (let l = 0; l < 4; l++) {
+        const lane = valueDt === 'f32' ? m.f32x4.extract_lane(V.get(), l) : m.i32x4.extract_lane(V.get(), l);
+        const st = scalarStore(e, t.dtype, laneAddr(l), lane, laneOff(l));
+        stmts.push(M ? m.if(m.i32x4.extract_lane(M(), l), st) : st);
+      }
+      return m.block(null, stmts);
+    };
+    if (!mask) return m.block(null, [V.set, ...pre, contiguous ? full() : scatter()]);
+    const Mk = e.bind(binaryen.v128, this.evalAs(mask, pos, 'v'));
+    const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), full(), scatter(Mk.get)) : scatter(Mk.get);
+    return m.block(null, [V.set, ...pre, Mk.set, body]);
+  }
+
+  /** Assemble the nest around `body` (statements run per inner iteration, after `inner`). */
+  build(body: Ref[] = []): Ref {
+    const m = this.env.e.m;
+    const loop = (v: LoopVar, stmts: Ref[], label: string): Ref[] => {
+      const i = v.local;
+      return [
+        m.local.set(i, m.i32.const(0)),
+        m.loop(label, m.block(null, [
+          ...stmts,
+          m.local.set(i, m.i32.add(m.local.get(i, binaryen.i32), m.i32.const(v.step))),
+          m.br(label, m.i32.lt_s(m.local.get(i, binaryen.i32), m.i32.const(v.extent))),
+        ])),
+      ];
+    };
+    const innerStmts = [...this.inner, ...body];
+    const id = nextLabel++;
+    let nest = loop(this.vars[this.innerVar]!, innerStmts, `in${id}`);
+    if (this.outer) nest = loop(this.vars[this.outer]!, [...this.outerPre, ...nest, ...this.outerPost], `out${id}`);
+    return m.block(null, [...this.pre, ...nest]);
+  }
+}
+
+let nextLabel = 0;
+
+/** Position of a broadcast's source (right-aligned; size-1 source dims read index 0). */
+export function broadcastPos(src: Shape, dst: Shape, pos: readonly Idx[]): Idx[] {
+  const off = dst.length - src.length;
+  return src.map((d, j) => (d === 1 ? '0' : pos[j + off]!));
+}
+
+/** Position of a unit-dim reshape's source: the non-unit axes correspond in order. */
+export function reshapePos(src: Shape, dst: Shape, pos: readonly Idx[]): Idx[] {
+  const carried = dst.map((d, j) => ({ d, p: pos[j]! })).filter((x) => x.d !== 1).map((x) => x.p);
+  let k = 0;
+  return src.map((d) => (d === 1 ? '0' : carried[k++]!));
+}
+
+function constValue(v: Value): number | null {
+  if (v.op === 'const') return v.value;
+  if (v.op === 'broadcast') return constValue(v.src);
+  return null;
+}
+
+function scalarZero(e: Emit, dt: DType): Ref {
+  return dt === 'f32' ? e.m.f32.const(0) : e.m.i32.const(0);
+}
+
+/** One element of storage dtype `dt` at `addr` as its compute value (f32 or i32). */
+export function scalarLoad(e: Emit, dt: StorageDType, addr: Ref, offset = 0): Ref {
+  const m = e.m;
+  switch (dt) {
+    case 'f32': return m.f32.load(offset, 4, addr);
+    case 'i32': return m.i32.load(offset, 4, addr);
+    case 'bf16': return m.f32.reinterpret(m.i32.shl(m.i32.load16_u(offset, 2, addr), m.i32.const(16)));
+    case 'f16': return m.f32x4.extract_lane(vF16ToF32(e, m.i32x4.splat(m.i32.load16_u(offset, 2, addr))), 0);
+  }
+}
+
+/** Store one compute value as storage dtype `dt` (f16/bf16 rounded to nearest even). */
+export function scalarStore(e: Emit, dt: StorageDType, addr: Ref, value: Ref, offset = 0): Ref {
+  const m = e.m;
+  switch (dt) {
+    case 'f32': return m.f32.store(offset, 4, addr, value);
+    case 'i32': return m.i32.store(offset, 4, addr, value);
+    case 'bf16': return m.i32.store16(offset, 2, addr, m.i32x4.extract_lane(vF32ToBf16(e, m.f32x4.splat(value)), 0));
+    case 'f16': return m.i32.store16(offset, 2, addr, m.i32x4.extract_lane(vF32ToF16(e, m.f32x4.splat(value)), 0));
+  }
+}
+
