@@ -1,0 +1,204 @@
+/**
+ * @fileoverview The Runtime: one shared memory, the tensors in it, and the execution of
+ * compiled kernels over a grid.
+ */
+import { availableParallelism } from 'node:os';
+import { KernelRuntimeError } from '../errors.js';
+import type { StorageDType } from '../ir/ir.js';
+import type { CompiledKernel } from './compiled.js';
+import { enableWasmFlags } from './features.js';
+import { Heap } from './memory.js';
+import { checkDtype, checkShape, DTYPE_BYTES, Tensor, writeElements, type TensorOwner } from './tensor.js';
+
+/** Options of `Runtime.create`. */
+export interface RuntimeOptions {
+  /** Worker threads (default: the machine's available parallelism; 0 = the calling thread only). */
+  readonly threads?: number;
+  /** The memory's maximum (default 2 GiB); allocations past it throw. */
+  readonly maxMemoryBytes?: number;
+  /** Initial memory (default 16 MiB); it grows on demand. */
+  readonly initialMemoryBytes?: number;
+}
+
+/** Counters of `rt.stats()`. */
+export interface RuntimeStats {
+  launches: number;
+  inline: number;
+  pooled: number;
+  programs: number;
+  busyMs: number;
+  memoryBytes: number;
+  inUseBytes: number;
+  threads: number;
+}
+
+type RunFn = (...args: number[]) => void;
+
+let defaultRuntime: Runtime | undefined;
+
+export class Runtime implements TensorOwner {
+  readonly threads: number;
+  private readonly heap: Heap;
+  private readonly instances = new WeakMap<WebAssembly.Module, RunFn>();
+  private scratch = 0;
+  private scratchSize = 0;
+  private disposed = false;
+  private readonly counters: RuntimeStats;
+  private readonly scopes: Set<Tensor>[] = [];
+
+  private constructor(opts: RuntimeOptions) {
+    const threads = opts.threads ?? availableParallelism();
+    if (!Number.isInteger(threads) || threads < 0 || threads > 256) {
+      throw new RangeError(`Runtime.create: threads must be an integer from 0 to 256, got ${threads}`);
+    }
+    this.threads = threads;
+    this.heap = new Heap(opts.initialMemoryBytes ?? 16 << 20, opts.maxMemoryBytes ?? 2 ** 31);
+    this.counters = { launches: 0, inline: 0, pooled: 0, programs: 0, busyMs: 0, memoryBytes: 0, inUseBytes: 0, threads };
+  }
+
+  /** A runtime with its own shared memory. */
+  static async create(opts: RuntimeOptions = {}): Promise<Runtime> {
+    enableWasmFlags();
+    return new Runtime(opts);
+  }
+
+  /** The process-wide runtime for code that never creates one. */
+  static default(): Runtime {
+    if (!defaultRuntime || defaultRuntime.disposed) {
+      enableWasmFlags();
+      defaultRuntime = new Runtime({});
+    }
+    return defaultRuntime;
+  }
+
+  /** The shared memory every tensor of this runtime lives in. */
+  get memory(): WebAssembly.Memory {
+    return this.heap.memory;
+  }
+
+  private live(what: string): void {
+    if (this.disposed) throw new Error(`${what}: this runtime was disposed`);
+  }
+
+  /** A new tensor holding a copy of `data` (converted to `dtype`). */
+  tensor(data: ArrayLike<number>, shape: readonly number[], dtype: StorageDType = 'f32'): Tensor {
+    this.live('tensor');
+    const n = checkShape(shape, 'tensor');
+    checkDtype(dtype, 'tensor');
+    if (!data || typeof (data as ArrayLike<number>).length !== 'number') throw new TypeError('tensor: data must be a typed array or an array of numbers');
+    if (data.length !== n) throw new RangeError(`tensor: shape [${shape.join(', ')}] needs ${n} values, got ${data.length}`);
+    const t = this.alloc(shape, dtype, n);
+    try {
+      writeElements(this.heap.memory, t.byteOffset, dtype, data);
+    } catch (err) {
+      t.free();
+      throw err;
+    }
+    return t;
+  }
+
+  /** A new tensor with unspecified contents. */
+  empty(shape: readonly number[], dtype: StorageDType = 'f32'): Tensor {
+    this.live('empty');
+    const n = checkShape(shape, 'empty');
+    checkDtype(dtype, 'empty');
+    return this.alloc(shape, dtype, n);
+  }
+
+  /** A new tensor of zeros. */
+  zeros(shape: readonly number[], dtype: StorageDType = 'f32'): Tensor {
+    const t = this.empty(shape, dtype);
+    new Uint8Array(this.heap.memory.buffer, t.byteOffset, t.byteLength).fill(0);
+    return t;
+  }
+
+  private alloc(shape: readonly number[], dtype: StorageDType, n: number): Tensor {
+    const ptr = this.heap.alloc(n * DTYPE_BYTES[dtype]);
+    const t = new Tensor(this, ptr, shape, dtype);
+    this.scopes[this.scopes.length - 1]?.add(t);
+    return t;
+  }
+
+  /** @internal Called by Tensor.free. */
+  releaseTensor(t: Tensor): void {
+    if (this.disposed) return;
+    this.heap.release(t.byteOffset);
+    for (const s of this.scopes) s.delete(t);
+  }
+
+  /**
+   * Run `fn`; tensors it creates are freed when it finishes, except those it returns (a
+   * tensor, or an array / object of tensors).
+   */
+  async scope<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.live('scope');
+    const made = new Set<Tensor>();
+    this.scopes.push(made);
+    let result: T;
+    try {
+      result = await fn();
+    } finally {
+      this.scopes.splice(this.scopes.lastIndexOf(made), 1);
+    }
+    const keep = new Set<unknown>(result instanceof Tensor ? [result] : result && typeof result === 'object' ? Object.values(result) : []);
+    for (const t of made) {
+      if (keep.has(t)) this.scopes[this.scopes.length - 1]?.add(t);
+      else t.free();
+    }
+    return result;
+  }
+
+  /** Run every program of `grid` of a compiled kernel. */
+  async execute(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): Promise<void> {
+    this.live('launch');
+    const total = grid[0] * grid[1] * grid[2];
+    this.counters.launches++;
+    this.counters.inline++;
+    if (total === 0) return;
+    const run = this.instance(ck);
+    if (ck.scratchBytes > this.scratchSize) {
+      if (this.scratch) this.heap.release(this.scratch);
+      this.scratch = 0;
+      this.scratch = this.heap.alloc(ck.scratchBytes);
+      this.scratchSize = ck.scratchBytes;
+    }
+    const t0 = performance.now();
+    try {
+      run(0, total, grid[0], grid[1], grid[2], this.scratch, ...params);
+    } catch (err) {
+      if (err instanceof WebAssembly.RuntimeError) {
+        const lin = new Int32Array(this.heap.memory.buffer, this.scratch, 1)[0]!;
+        const pid = [lin % grid[0], Math.floor(lin / grid[0]) % grid[1], Math.floor(lin / (grid[0] * grid[1]))];
+        throw new KernelRuntimeError(`kernel '${ck.name}' trapped in program (${pid.join(', ')}): ${err.message}`, ck.name, pid, { cause: err });
+      }
+      throw err;
+    } finally {
+      this.counters.busyMs += performance.now() - t0;
+      this.counters.programs += total;
+    }
+  }
+
+  private instance(ck: CompiledKernel): RunFn {
+    let run = this.instances.get(ck.module);
+    if (!run) {
+      const inst = new WebAssembly.Instance(ck.module, { env: { memory: this.heap.memory } });
+      run = inst.exports.run as RunFn;
+      this.instances.set(ck.module, run);
+    }
+    return run;
+  }
+
+  /** Launch counters and memory use. */
+  stats(): RuntimeStats {
+    return { ...this.counters, memoryBytes: this.heap.byteLength, inUseBytes: this.heap.inUse };
+  }
+
+  /** Release everything. Idempotent; the runtime cannot be used afterwards. */
+  dispose(): void {
+    this.disposed = true;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * @fileoverview Tensors: typed views (dtype, shape, strides, offset) into a runtime's shared
+ * memory. Copies in and out go through Buffer.copy (a native memcpy): on shared memory
+ * TypedArray.prototype.set is several times slower.
+ */
+import type { StorageDType } from '../ir/ir.js';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../util/half.js';
+
+/** Bytes per element of each storage dtype. */
+export const DTYPE_BYTES: Readonly<Record<StorageDType, number>> = { f32: 4, i32: 4, f16: 2, bf16: 2 };
+const DTYPES = new Set(Object.keys(DTYPE_BYTES));
+
+/** The owner of a tensor's memory (a Runtime). */
+export interface TensorOwner {
+  readonly memory: WebAssembly.Memory;
+  /** Give a tensor's block back; called once by `free`. */
+  releaseTensor(t: Tensor): void;
+}
+
+/** Validate a dtype name, with a clear error. */
+export function checkDtype(dtype: unknown, where: string): StorageDType {
+  if (typeof dtype !== 'string' || !DTYPES.has(dtype)) {
+    throw new TypeError(`${where}: dtype must be one of f32, f16, bf16, i32, got ${JSON.stringify(dtype)}`);
+  }
+  return dtype as StorageDType;
+}
+
+/** Validate a shape (non-negative integers), with a clear error; returns its element count. */
+export function checkShape(shape: unknown, where: string): number {
+  if (!Array.isArray(shape)) throw new TypeError(`${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  let n = 1;
+  shape.forEach((d: unknown, i: number) => {
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
+      throw new TypeError(`${where}: shape[${i}] must be a non-negative integer, got ${JSON.stringify(d)}`);
+    }
+    n *= d;
+  });
+  if (n > 2 ** 31 - 1) throw new RangeError(`${where}: shape [${shape.join(', ')}] has more than 2^31-1 elements`);
+  return n;
+}
+
+/** A dense (or strided) view of `size` elements of `dtype` in a runtime's memory. */
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly size: number;
+  private freed = false;
+
+  /** @internal Use `runtime.tensor` / `runtime.empty`. */
+  constructor(
+    readonly runtime: TensorOwner,
+    /** Byte offset of element 0 in the runtime's memory. */
+    readonly byteOffset: number,
+    shape: readonly number[],
+    readonly dtype: StorageDType,
+    strides?: readonly number[],
+  ) {
+    this.shape = Object.freeze([...shape]);
+    this.size = shape.reduce((p, d) => p * d, 1);
+    this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
+  }
+
+  /** Bytes of the elements (contiguous tensors). */
+  get byteLength(): number {
+    return this.size * DTYPE_BYTES[this.dtype];
+  }
+
+  /** True once `free` has been called. */
+  get isFreed(): boolean {
+    return this.freed;
+  }
+
+  /** Row-major with no gaps. */
+  isContiguous(): boolean {
+    const c = contiguousStrides(this.shape);
+    return this.strides.every((s, i) => s === c[i] || this.shape[i] === 1);
+  }
+
+  /** Throw a clear error if this tensor was freed (`what` names it). */
+  assertLive(what = 'tensor'): void {
+    if (this.freed) throw new Error(`${what}: this tensor was freed`);
+  }
+
+  /** The elements as a new Float32Array (Int32Array for i32), f16/bf16 widened exactly. */
+  toArray(): Float32Array | Int32Array {
+    this.assertLive('toArray');
+    if (!this.isContiguous()) throw new Error('toArray: only contiguous tensors can be read (copy a strided view first)');
+    const buf = this.runtime.memory.buffer;
+    if (this.dtype === 'f32' || this.dtype === 'i32') {
+      const out = this.dtype === 'f32' ? new Float32Array(this.size) : new Int32Array(this.size);
+      Buffer.from(buf, this.byteOffset, this.byteLength).copy(Buffer.from(out.buffer));
+      return out;
+    }
+    const bits = new Uint16Array(this.size);
+    Buffer.from(buf, this.byteOffset, this.byteLength).copy(Buffer.from(bits.buffer));
+    const widen = this.dtype === 'f16' ? f16BitsToF32 : bf16BitsToF32;
+    const out = new Float32Array(this.size);
+    for (let i = 0; i < bits.length; i++) out[i] = widen(bits[i]!);
+    return out;
+  }
+
+  /** Overwrite the elements from `data` (converted to this dtype; length must match). */
+  write(data: ArrayLike<number>): void {
+    this.assertLive('write');
+    if (data.length !== this.size) throw new RangeError(`write: expected ${this.size} values for shape [${this.shape.join(', ')}], got ${data.length}`);
+    writeElements(this.runtime.memory, this.byteOffset, this.dtype, data);
+  }
+
+  /** Give the memory back to the runtime. Idempotent. */
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    this.runtime.releaseTensor(this);
+  }
+}
+
+export function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+/** Copy `data` into memory at `byteOffset` as `dtype`. */
+export function writeElements(memory: WebAssembly.Memory, byteOffset: number, dtype: StorageDType, data: ArrayLike<number>): void {
+  const n = data.length;
+  let src: ArrayBufferView;
+  if (dtype === 'f32') src = data instanceof Float32Array ? data : Float32Array.from(data);
+  else if (dtype === 'i32') {
+    if (!(data instanceof Int32Array)) {
+      for (let i = 0; i < n; i++) {
+        const v = data[i]!;
+        if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) throw new RangeError(`i32 tensor: element ${i} is ${v}, not an i32 integer`);
+      }
+    }
+    src = data instanceof Int32Array ? data : Int32Array.from(data);
+  } else {
+    const narrow = dtype === 'f16' ? f32ToF16Bits : f32ToBf16Bits;
+    const bits = new Uint16Array(n);
+    for (let i = 0; i < n; i++) bits[i] = narrow(data[i]!);
+    src = bits;
+  }
+  Buffer.from(src.buffer, src.byteOffset, src.byteLength).copy(Buffer.from(memory.buffer, byteOffset, src.byteLength));
+}
