@@ -71,5 +71,5 @@ export function storeHalf4(e: Emit, addr: Ref, x: Ref, kind: 'f16' | 'bf16', off
   const bits = e.bind(binaryen.v128, kind === 'f16' ? vF32ToF16(e, x) : vF32ToBf16(e, x));
   // Lanes hold 0..65535, so the saturating narrow is exact; the low 8 bytes are the 4 halves.
   const packed = e.m.i16x8.narrow_i32x4_u(bits.get(), bits.get());
-  return e.m.block(null, [bits.set, e.m.v128.store64_lane(offset, 2, addr, packed, 0)]);
+  return e.m.block(null, [bits.set, e.m.v128.store64_lane(offset, 2, 0, addr, packed)]);
 }

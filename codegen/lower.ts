@@ -236,18 +236,19 @@ export class KernelLowering implements TileEnv {
     const n = numel(v.shape);
     const i = this.e.local(binaryen.i32);
     const get = (): Ref => m.local.get(i, binaryen.i32);
-    const addrOf = (b: Buffer, flat: Ref): Ref => {
+    // `flat` is a getter: binaryen expressions are trees, a node must not appear twice.
+    const addrOf = (b: Buffer, flat: () => Ref): Ref => {
       const cols = b.shape[b.shape.length - 1]!;
       const index = b.shape.length === 2
-        ? m.i32.add(m.i32.mul(m.i32.div_u(flat, m.i32.const(cols)), m.i32.const(b.pitch)), m.i32.rem_u(flat, m.i32.const(cols)))
-        : flat;
+        ? m.i32.add(m.i32.mul(m.i32.div_u(flat(), m.i32.const(cols)), m.i32.const(b.pitch)), m.i32.rem_u(flat(), m.i32.const(cols)))
+        : flat();
       return m.i32.add(m.local.get(this.sbase, binaryen.i32), m.i32.shl(index, m.i32.const(2)));
     };
     const label = `reshape${v.id}`;
     return m.block(null, [
       m.local.set(i, m.i32.const(0)),
       m.loop(label, m.block(null, [
-        m.i32.store(buf.offset, 4, addrOf(buf, get()), m.i32.load(src.offset, 4, addrOf(src, get()))),
+        m.i32.store(buf.offset, 4, addrOf(buf, get), m.i32.load(src.offset, 4, addrOf(src, get))),
         m.local.set(i, m.i32.add(get(), m.i32.const(1))),
         m.br(label, m.i32.lt_s(get(), m.i32.const(n))),
       ])),

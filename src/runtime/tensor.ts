@@ -5,6 +5,7 @@
  */
 import type { StorageDType } from '../ir/ir.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../util/half.js';
+import type { Runtime } from './runtime.js';
 
 /** Bytes per element of each storage dtype. */
 export const DTYPE_BYTES: Readonly<Record<StorageDType, number>> = { f32: 4, i32: 4, f16: 2, bf16: 2 };
@@ -48,7 +49,7 @@ export class Tensor {
 
   /** @internal Use `runtime.tensor` / `runtime.empty`. */
   constructor(
-    readonly runtime: TensorOwner,
+    readonly runtime: Runtime,
     /** Byte offset of element 0 in the runtime's memory. */
     readonly byteOffset: number,
     shape: readonly number[],

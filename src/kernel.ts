@@ -1,0 +1,297 @@
+/**
+ * @fileoverview `jit`: a kernel object that specialises, compiles, caches and launches. The
+ * cache key holds everything that changes the generated code and nothing else, so a user can
+ * see from `compileLog` why a launch compiled.
+ */
+import { KernelCompileError, KernelRuntimeError } from './errors.js';
+import type { KernelIR, StorageDType } from './ir/ir.js';
+import { printIR } from './ir/print.js';
+import { interpret, type InterpArg } from './interp/index.js';
+import { parseKernel, specialize, type ConstexprValue, type ParsedKernel, type ParseOptions, type Signature } from './lang/index.js';
+import { moduleCache, hashKey } from './runtime/cache.js';
+import type { CompiledKernel } from './runtime/compiled.js';
+import { detectFeatures, enableWasmFlags } from './runtime/features.js';
+import { Runtime } from './runtime/runtime.js';
+import { Tensor } from './runtime/tensor.js';
+
+/** Bumped whenever generated code changes meaning; part of every cache key. */
+export const TILEJIT_VERSION = '0.1.0';
+const BINARYEN_VERSION = '132';
+
+/** Options of `jit`. */
+export interface JitOptions extends ParseOptions {
+  /** Name used in errors (defaults to the function's name). */
+  readonly name?: string;
+}
+
+/** Launch options: the grid, constexpr values by name, and where to run. */
+export interface LaunchOptions {
+  /** Programs along each axis: [g0], [g0, g1] or [g0, g1, g2]. */
+  readonly grid: readonly number[];
+  /** The runtime whose memory the tensors live in (default: the tensors' runtime). */
+  readonly runtime?: Runtime;
+  /** Compile for relaxed SIMD (FMA); default: detected. */
+  readonly relaxedSimd?: boolean;
+  /** Constexpr parameters by name. */
+  readonly [constexpr: string]: unknown;
+}
+
+/** An argument of a launch: a tensor for `ptr` params, a number for `i32`/`f32`. */
+export type KernelArg = Tensor | number;
+
+/** One compilation, as reported by `compileLog`. */
+export interface CompileRecord {
+  readonly key: string;
+  readonly reason: string;
+  readonly ms: number;
+  readonly fromDisk: boolean;
+}
+
+interface Spec {
+  readonly grid: [number, number, number];
+  readonly constexprs: Record<string, ConstexprValue>;
+  readonly tensorDtypes: Record<string, StorageDType>;
+  readonly divisibility: Record<string, number>;
+  readonly relaxed: boolean;
+  readonly runtime: Runtime;
+  readonly params: number[];
+  readonly interpArgs: InterpArg[];
+}
+
+const RESERVED = new Set(['grid', 'runtime', 'relaxedSimd']);
+
+let compilerImported = false;
+/** The code generator (and with it binaryen) is loaded only on a cache miss. */
+async function loadCompiler(): Promise<typeof import('../codegen/module.js')> {
+  compilerImported = true;
+  return import('../codegen/module.js');
+}
+
+/** Whether this process has loaded the code generator (false while every launch hits the cache). */
+export function compilerLoaded(): boolean {
+  return compilerImported;
+}
+
+/** A compiled-on-demand kernel. */
+export class Kernel {
+  readonly name: string;
+  readonly source: string;
+  readonly signature: Signature;
+  private readonly parsed: ParsedKernel;
+  private readonly compiled = new Map<string, CompiledKernel>();
+  private readonly irs = new Map<string, KernelIR>();
+  private lastParts: Record<string, string> | undefined;
+  private readonly log: CompileRecord[] = [];
+
+  constructor(fnOrSource: string | ((...args: never[]) => unknown), opts: JitOptions) {
+    if (!opts || typeof opts !== 'object' || !opts.signature) {
+      throw new TypeError('jit(fn, { signature }) needs a signature naming every parameter: ptr | i32 | f32 | constexpr');
+    }
+    this.parsed = parseKernel(fnOrSource as string | ((...args: unknown[]) => unknown), opts);
+    this.name = opts.name ?? this.parsed.name;
+    this.source = this.parsed.source;
+    this.signature = opts.signature;
+  }
+
+  /** Every compilation so far with its reason (first launch, a constexpr changed, ...). */
+  get compileLog(): readonly CompileRecord[] {
+    return this.log;
+  }
+
+  /** Number of compilations (cache misses in memory; disk hits count, with fromDisk). */
+  get compileCount(): number {
+    return this.log.length;
+  }
+
+  /** Run the grid. Resolves when every program has finished. */
+  async launch(opts: LaunchOptions, ...args: KernelArg[]): Promise<void> {
+    const spec = this.spec(opts, args);
+    const ck = await this.compile(spec);
+    await spec.runtime.execute(ck, spec.grid, spec.params);
+  }
+
+  /** Same effect as `launch`, through the reference interpreter (debugging, tests). */
+  async interpret(opts: LaunchOptions, ...args: KernelArg[]): Promise<void> {
+    const spec = this.spec(opts, args);
+    const ir = this.specialise(spec);
+    interpret(ir, spec.grid, spec.interpArgs, spec.runtime.memory.buffer, { kernelName: this.name });
+  }
+
+  /** The optimised WebAssembly text of this specialisation. */
+  async wat(opts: LaunchOptions, ...args: KernelArg[]): Promise<string> {
+    const spec = this.spec(opts, args);
+    const { compileIR } = await loadCompiler();
+    const out = await compileIR(this.specialise(spec), { relaxed: spec.relaxed }, { wat: true });
+    return out.wat!;
+  }
+
+  /** Compile this specialisation (or find it in the caches) without running it. */
+  async prepare(opts: LaunchOptions, ...args: KernelArg[]): Promise<CompiledKernel> {
+    return this.compile(this.spec(opts, args));
+  }
+
+  /** The specialised IR itself (for tools; see `ir` for text). */
+  specialisedIR(opts: LaunchOptions, ...args: KernelArg[]): KernelIR {
+    return this.specialise(this.spec(opts, args));
+  }
+
+  /** The specialised IR as text. */
+  async ir(opts: LaunchOptions, ...args: KernelArg[]): Promise<string> {
+    return printIR(this.specialise(this.spec(opts, args)));
+  }
+
+  private spec(opts: LaunchOptions, args: readonly KernelArg[]): Spec {
+    if (!opts || typeof opts !== 'object') throw new TypeError(`${this.name}: launch options must be an object with a grid`);
+    const grid = normaliseGrid(this.name, opts.grid);
+    const constexprs: Record<string, ConstexprValue> = {};
+    const runParams = this.parsed.params.filter((p) => p.kind !== 'constexpr');
+    for (const p of this.parsed.params) {
+      if (p.kind !== 'constexpr') continue;
+      const v = opts[p.name];
+      if (v === undefined) throw new TypeError(`${this.name}: constexpr '${p.name}' is missing from the launch options`);
+      if (typeof v !== 'number' && typeof v !== 'boolean' && typeof v !== 'string') {
+        throw new TypeError(`${this.name}: constexpr '${p.name}' must be a number, boolean or string, got ${typeof v}`);
+      }
+      constexprs[p.name] = v;
+    }
+    for (const k of Object.keys(opts)) {
+      if (!RESERVED.has(k) && !(k in constexprs)) {
+        throw new TypeError(`${this.name}: unknown launch option '${k}' (constexprs: ${Object.keys(constexprs).join(', ') || 'none'})`);
+      }
+    }
+    if (args.length !== runParams.length) {
+      throw new TypeError(`${this.name}: expected ${runParams.length} arguments (${runParams.map((p) => p.name).join(', ')}), got ${args.length}`);
+    }
+    let runtime = opts.runtime;
+    const tensorDtypes: Record<string, StorageDType> = {};
+    const divisibility: Record<string, number> = {};
+    const params: number[] = [];
+    const interpArgs: InterpArg[] = [];
+    runParams.forEach((p, i) => {
+      const a = args[i];
+      if (p.kind === 'ptr') {
+        if (!(a instanceof Tensor)) throw new TypeError(`${this.name}: argument '${p.name}' must be a Tensor, got ${describe(a)}`);
+        a.assertLive(p.name);
+        runtime ??= a.runtime;
+        if (a.runtime !== runtime) throw new TypeError(`${this.name}: tensor '${p.name}' belongs to another runtime`);
+        tensorDtypes[p.name] = a.dtype;
+        params.push(a.byteOffset);
+        interpArgs.push({ kind: 'tensor', byteOffset: a.byteOffset, length: a.size });
+      } else {
+        if (typeof a !== 'number' || Number.isNaN(a) && p.kind === 'i32') {
+          throw new TypeError(`${this.name}: argument '${p.name}' must be a number (${p.kind}), got ${describe(a)}`);
+        }
+        if (p.kind === 'i32') {
+          if (!Number.isInteger(a) || a < -2147483648 || a > 2147483647) {
+            throw new RangeError(`${this.name}: argument '${p.name}' must be an i32 integer, got ${a}`);
+          }
+          divisibility[p.name] = a % 16 === 0 ? 16 : a % 4 === 0 ? 4 : 1;
+        }
+        params.push(a);
+        interpArgs.push(a);
+      }
+    });
+    runtime ??= Runtime.default();
+    const relaxed = opts.relaxedSimd ?? detectFeatures().relaxedSimd;
+    if (relaxed && !detectFeatures().relaxedSimd) {
+      throw new Error(`${this.name}: relaxedSimd requested but this WebAssembly engine does not support relaxed SIMD`);
+    }
+    return { grid, constexprs, tensorDtypes, divisibility, relaxed, runtime, params, interpArgs };
+  }
+
+  /** Everything that changes the generated code, as named parts (compared to explain recompiles). */
+  private keyParts(s: Spec): Record<string, string> {
+    const parts: Record<string, string> = {
+      source: this.parsed.source,
+      helpers: this.parsed.helperSources.join('\u0000'),
+      target: s.relaxed ? 'simd+relaxed' : 'simd',
+      versions: `tilejit ${TILEJIT_VERSION}, binaryen ${BINARYEN_VERSION}`,
+    };
+    for (const k of Object.keys(s.constexprs).sort()) parts[`constexpr ${k}`] = JSON.stringify(s.constexprs[k]);
+    for (const k of Object.keys(s.tensorDtypes).sort()) parts[`dtype of ${k}`] = s.tensorDtypes[k]!;
+    for (const k of Object.keys(s.divisibility).sort()) parts[`divisibility of ${k}`] = String(s.divisibility[k]);
+    return parts;
+  }
+
+  private specialise(s: Spec): KernelIR {
+    const key = hashKey(Object.entries(this.keyParts(s)).map(([k, v]) => `${k}=${v}`));
+    let ir = this.irs.get(key);
+    if (!ir) {
+      ir = specialize(this.parsed, { constexprs: s.constexprs, tensorDtypes: s.tensorDtypes, scalarDivisibility: s.divisibility });
+      this.irs.set(key, ir);
+    }
+    return ir;
+  }
+
+  private async compile(s: Spec): Promise<CompiledKernel> {
+    const parts = this.keyParts(s);
+    const key = hashKey(Object.entries(parts).map(([k, v]) => `${k}=${v}`));
+    const hit = this.compiled.get(key);
+    if (hit) return hit;
+    const t0 = performance.now();
+    const reason = this.explain(parts);
+    this.lastParts = parts;
+    enableWasmFlags();
+    const cached = moduleCache().get(key);
+    let ck: CompiledKernel;
+    if (cached) {
+      const meta = cached.meta as { scratchBytes: number; paramTypes: ('i32' | 'f32')[] };
+      ck = { name: this.name, module: new WebAssembly.Module(cached.bytes), scratchBytes: meta.scratchBytes, paramTypes: meta.paramTypes };
+    } else {
+      const ir = this.specialise(s);
+      const { compileIR } = await loadCompiler();
+      const out = await compileIR(ir, { relaxed: s.relaxed });
+      let module: WebAssembly.Module;
+      try {
+        module = new WebAssembly.Module(out.bytes);
+      } catch (err) {
+        throw new KernelRuntimeError(`${this.name}: the generated module did not compile: ${(err as Error).message}`, this.name, undefined, { cause: err });
+      }
+      ck = { name: this.name, module, scratchBytes: out.scratchBytes, paramTypes: out.paramTypes };
+      moduleCache().put(key, out.bytes, { scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, name: this.name });
+    }
+    this.compiled.set(key, ck);
+    this.log.push({ key, reason, ms: performance.now() - t0, fromDisk: cached !== undefined });
+    return ck;
+  }
+
+  private explain(parts: Record<string, string>): string {
+    const prev = this.lastParts;
+    if (!prev) return 'first launch';
+    const changed = Object.keys({ ...prev, ...parts }).filter((k) => prev[k] !== parts[k]);
+    return changed.map((k) => (k === 'source' || k === 'helpers' ? `${k} changed` : `${k}: ${prev[k] ?? '-'} -> ${parts[k] ?? '-'}`)).join('; ');
+  }
+}
+
+function normaliseGrid(name: string, grid: unknown): [number, number, number] {
+  if (!Array.isArray(grid) || grid.length < 1 || grid.length > 3) {
+    throw new TypeError(`${name}: grid must be an array of 1 to 3 positive integers, got ${JSON.stringify(grid)}`);
+  }
+  const g = [1, 1, 1] as [number, number, number];
+  grid.forEach((x: unknown, i: number) => {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 2 ** 31 - 1) {
+      throw new RangeError(`${name}: grid[${i}] must be a non-negative integer, got ${String(x)}`);
+    }
+    g[i] = x;
+  });
+  if (g[0] * g[1] * g[2] > 2 ** 31 - 1) throw new RangeError(`${name}: grid ${g.join('x')} has more than 2^31-1 programs`);
+  return g;
+}
+
+function describe(x: unknown): string {
+  if (x === null) return 'null';
+  if (Array.isArray(x)) return 'an array';
+  return typeof x === 'object' ? (x.constructor?.name ?? 'an object') : `${typeof x} ${String(x)}`;
+}
+
+/**
+ * Make a kernel from a `function` (or its source text). The source is parsed, never run.
+ * @example
+ * const saxpy = jit(function saxpy(X, Y, Out, a, n, BLOCK) { ... },
+ *   { signature: { X: 'ptr', Y: 'ptr', Out: 'ptr', a: 'f32', n: 'i32', BLOCK: 'constexpr' } });
+ */
+export function jit(fnOrSource: string | ((...args: never[]) => unknown), opts: JitOptions): Kernel {
+  return new Kernel(fnOrSource, opts);
+}
+
+export { KernelCompileError };

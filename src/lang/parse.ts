@@ -1,0 +1,252 @@
+/**
+ * @fileoverview Parsing kernel source with acorn and the checks that need no constexpr values:
+ * syntax, the signature, constructs outside the language, names that exist nowhere. All
+ * problems are collected; nothing from the source is ever run.
+ */
+import * as acorn from 'acorn';
+import type { Diagnostic } from '../errors.js';
+import { KernelCompileError } from '../errors.js';
+import { BUILTIN_NAMES } from './builtins.js';
+
+export type ParamKind = 'ptr' | 'i32' | 'f32' | 'constexpr';
+export type Signature = Readonly<Record<string, ParamKind>>;
+export type ConstexprValue = number | boolean | string;
+export interface HelperSource { readonly source: string; readonly name?: string }
+// eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
+export type KernelSourceLike = string | Function | HelperSource;
+
+export interface ParseOptions {
+  readonly signature: Signature;
+  /** Other kernels callable by name from this one; inlined at each call. */
+  readonly helpers?: Readonly<Record<string, KernelSourceLike>>;
+}
+
+/** A parsed function (kernel or helper). */
+export interface ParsedFunction {
+  readonly name: string;
+  readonly source: string;
+  readonly params: readonly string[];
+  readonly body: acorn.BlockStatement;
+}
+
+export interface ParsedKernel {
+  readonly name: string;
+  readonly source: string;
+  readonly params: readonly { name: string; kind: ParamKind }[];
+  readonly helperSources: readonly string[];
+  /** @internal */
+  readonly fn: ParsedFunction;
+  /** @internal */
+  readonly helpers: ReadonlyMap<string, ParsedFunction>;
+}
+
+const KINDS = new Set(['ptr', 'i32', 'f32', 'constexpr']);
+
+/** Node types that are not part of the kernel language, with what to say. */
+const UNSUPPORTED: Record<string, string> = {
+  WhileStatement: "'while' loops are not supported; use for (let i = a; i < b; i += s)",
+  DoWhileStatement: "'do' loops are not supported; use for (let i = a; i < b; i += s)",
+  BreakStatement: "'break' is not supported (loops run their full range; use masks)",
+  ContinueStatement: "'continue' is not supported (use masks or where(...))",
+  SwitchStatement: "'switch' is not supported; use if/else",
+  TryStatement: "'try' is not supported",
+  ThrowStatement: "'throw' is not supported",
+  LabeledStatement: 'labels are not supported',
+  WithStatement: "'with' is not supported",
+  DebuggerStatement: "'debugger' is not supported",
+  ForInStatement: "'for...in' is not supported",
+  ClassDeclaration: 'classes are not supported',
+  ClassExpression: 'classes are not supported',
+  FunctionDeclaration: 'nested functions are not supported; pass helpers with { helpers }',
+  FunctionExpression: 'function expressions are not supported; pass helpers with { helpers }',
+  ArrowFunctionExpression: 'arrow functions are not supported; pass helpers with { helpers }',
+  ThisExpression: "'this' is not part of the kernel language",
+  NewExpression: "'new' is not part of the kernel language",
+  MemberExpression: "member access is not part of the kernel language (write exp(x), not Math.exp(x))",
+  ChainExpression: 'optional chaining is not part of the kernel language',
+  ObjectExpression: 'object literals are not part of the kernel language',
+  TemplateLiteral: 'template literals are not part of the kernel language',
+  TaggedTemplateExpression: 'tagged templates are not part of the kernel language',
+  SpreadElement: 'spread is not part of the kernel language',
+  RestElement: 'rest parameters are not part of the kernel language',
+  SequenceExpression: 'the comma operator is not supported',
+  AwaitExpression: "'await' is not part of the kernel language",
+  YieldExpression: "'yield' is not part of the kernel language",
+  ImportExpression: "'import' is not part of the kernel language",
+  MetaProperty: 'meta properties are not part of the kernel language',
+  ObjectPattern: 'destructuring is not supported',
+  ArrayPattern: 'destructuring is not supported',
+  AssignmentPattern: 'default parameter values are not supported',
+};
+
+const GLOBAL_CONSTS = new Set(['Infinity', 'NaN']);
+
+/** Source text of a kernel-like input. */
+export function sourceOf(x: KernelSourceLike, what: string): string {
+  if (typeof x === 'string') return x;
+  if (typeof x === 'function') return x.toString();
+  if (x && typeof x === 'object' && typeof (x as HelperSource).source === 'string') return (x as HelperSource).source;
+  throw new TypeError(`${what}: expected a function, its source text, or a kernel`);
+}
+
+/** Parse one function and check its body; diagnostics go to `diags`. */
+export function parseFunction(source: string, diags: Diagnostic[], knownNames: ReadonlySet<string>): ParsedFunction | undefined {
+  let program: acorn.Program;
+  try {
+    program = acorn.parse(source, { ecmaVersion: 2022, sourceType: 'module', locations: true });
+  } catch (err) {
+    const e = err as SyntaxError & { loc?: { line: number; column: number } };
+    diags.push({ code: 'E_SYNTAX', message: e.message.replace(/ \(\d+:\d+\)$/, ''), line: e.loc?.line ?? 0, column: (e.loc?.column ?? -1) + 1 });
+    return undefined;
+  }
+  const stmts = program.body;
+  const fnNode = stmts.length === 1 ? stmts[0] : undefined;
+  let fn: acorn.FunctionDeclaration | acorn.FunctionExpression | undefined;
+  if (fnNode?.type === 'FunctionDeclaration') fn = fnNode;
+  else if (fnNode?.type === 'ExpressionStatement' && fnNode.expression.type === 'FunctionExpression') fn = fnNode.expression;
+  if (!fn) {
+    const at = stmts[0] ?? program;
+    const arrow = fnNode?.type === 'ExpressionStatement' && fnNode.expression.type === 'ArrowFunctionExpression';
+    diags.push(diag(at, 'E_UNSUPPORTED', arrow ? 'a kernel must be a plain function, not an arrow function' : 'kernel source must be exactly one function: function name(params) { ... }'));
+    return undefined;
+  }
+  if (fn.async || fn.generator) diags.push(diag(fn, 'E_UNSUPPORTED', 'a kernel cannot be async or a generator'));
+  const params: string[] = [];
+  for (const p of fn.params) {
+    if (p.type === 'Identifier') params.push(p.name);
+    else diags.push(diag(p, 'E_UNSUPPORTED', UNSUPPORTED[p.type] ?? 'parameters must be plain names'));
+  }
+  const declared = new Set<string>(params);
+  collectDeclared(fn.body, declared);
+  checkNode(fn.body, diags, (name) => declared.has(name) || knownNames.has(name) || GLOBAL_CONSTS.has(name));
+  return { name: fn.id?.name ?? 'kernel', source, params, body: fn.body };
+}
+
+/** Parse a kernel and its helpers; throws KernelCompileError with every problem found. */
+export function parseKernel(fnOrSource: KernelSourceLike, opts: ParseOptions): ParsedKernel {
+  const source = sourceOf(fnOrSource, 'jit');
+  const diags: Diagnostic[] = [];
+  const helperSrc = opts.helpers ?? {};
+  const known = new Set<string>([...BUILTIN_NAMES, ...Object.keys(helperSrc)]);
+  const fn = parseFunction(source, diags, known);
+  const name = fn?.name ?? 'kernel';
+  const helpers = new Map<string, ParsedFunction>();
+  const helperSources: string[] = [];
+  for (const [hname, h] of Object.entries(helperSrc)) {
+    const hs = sourceOf(h, `helper '${hname}'`);
+    helperSources.push(`${hname}=${hs}`);
+    const hd: Diagnostic[] = [];
+    const parsed = parseFunction(hs, hd, known);
+    if (hd.length) throw new KernelCompileError(`${name} (helper ${hname})`, hd, hs);
+    if (parsed) helpers.set(hname, parsed);
+  }
+  const params: { name: string; kind: ParamKind }[] = [];
+  if (fn) {
+    const sig = opts.signature;
+    for (const p of fn.params) {
+      const kind = sig[p];
+      if (kind === undefined) diags.push({ code: 'E_PARAM', message: `parameter '${p}' is missing from the signature (ptr | i32 | f32 | constexpr)`, line: 1, column: 1 });
+      else if (!KINDS.has(kind)) diags.push({ code: 'E_PARAM', message: `signature: '${p}' has kind '${String(kind)}'; expected ptr, i32, f32 or constexpr`, line: 1, column: 1 });
+      else params.push({ name: p, kind });
+    }
+    for (const k of Object.keys(sig)) {
+      if (!fn.params.includes(k)) diags.push({ code: 'E_PARAM', message: `signature names '${k}', which is not a parameter of ${name}`, line: 1, column: 1 });
+    }
+    for (const p of fn.params) {
+      if (known.has(p)) diags.push({ code: 'E_PARAM', message: `parameter '${p}' shadows a builtin or helper of the same name`, line: 1, column: 1 });
+    }
+  }
+  if (diags.length) throw new KernelCompileError(name, sortDiags(diags), source);
+  return { name, source, params, helperSources, fn: fn!, helpers };
+}
+
+export function sortDiags(d: Diagnostic[]): Diagnostic[] {
+  return [...d].sort((a, b) => a.line - b.line || a.column - b.column);
+}
+
+export function diag(node: acorn.Node, code: string, message: string): Diagnostic {
+  const loc = node.loc?.start;
+  return { code, message, line: loc?.line ?? 0, column: (loc?.column ?? 0) + 1 };
+}
+
+function collectDeclared(node: acorn.Node, out: Set<string>): void {
+  walk(node, (n) => {
+    if (n.type === 'VariableDeclarator') {
+      const id = (n as acorn.VariableDeclarator).id;
+      if (id.type === 'Identifier') out.add(id.name);
+    }
+  });
+}
+
+/** Report unsupported node types and names defined nowhere. */
+function checkNode(body: acorn.Node, diags: Diagnostic[], isKnown: (name: string) => boolean): void {
+  walk(body, (n, parent) => {
+    const why = UNSUPPORTED[n.type];
+    if (why) {
+      diags.push(diag(n, 'E_UNSUPPORTED', why));
+      return false;
+    }
+    if (n.type === 'VariableDeclaration' && (n as acorn.VariableDeclaration).kind === 'var') {
+      diags.push(diag(n, 'E_UNSUPPORTED', "'var' is not supported; use const or let"));
+    }
+    if (n.type === 'UnaryExpression') {
+      const op = (n as acorn.UnaryExpression).operator;
+      if (op === 'typeof' || op === 'delete' || op === 'void') diags.push(diag(n, 'E_UNSUPPORTED', `'${op}' is not part of the kernel language`));
+    }
+    if (n.type === 'BinaryExpression') {
+      const op = (n as acorn.BinaryExpression).operator;
+      if (op === 'in' || op === 'instanceof' || op === '**') diags.push(diag(n, 'E_UNSUPPORTED', `'${op}' is not part of the kernel language`));
+    }
+    if (n.type === 'Literal') {
+      const lit = n as acorn.Literal;
+      if ('regex' in lit && lit.regex) diags.push(diag(n, 'E_UNSUPPORTED', 'regular expressions are not part of the kernel language'));
+      else if (lit.value === null) diags.push(diag(n, 'E_UNSUPPORTED', "'null' is not part of the kernel language"));
+      else if (typeof lit.value === 'bigint') diags.push(diag(n, 'E_UNSUPPORTED', 'BigInt literals are not part of the kernel language'));
+    }
+    if (n.type === 'Identifier' && parent && !isPropertyName(n, parent)) {
+      const name = (n as acorn.Identifier).name;
+      if (!isKnown(name)) diags.push(diag(n, 'E_UNKNOWN_NAME', unknownMessage(name)));
+    }
+    return true;
+  });
+}
+
+function isPropertyName(n: acorn.Node, parent: acorn.Node): boolean {
+  return parent.type === 'MemberExpression' && (parent as acorn.MemberExpression).property === n && !(parent as acorn.MemberExpression).computed;
+}
+
+/** "unknown name" with the closest builtins as a hint. */
+export function unknownMessage(name: string, extra: readonly string[] = []): string {
+  const all = [...BUILTIN_NAMES, ...extra];
+  const close = all.filter((b) => editDistance(b.toLowerCase(), name.toLowerCase()) <= Math.max(1, Math.floor(name.length / 3)));
+  const hint = close.length ? `; did you mean ${close.slice(0, 3).map((c) => `'${c}'`).join(' or ')}?` : '';
+  if (name === 'Math' || name === 'console' || name === 'globalThis' || name === 'window' || name === 'process' || name === 'eval' || name === 'Function' || name === 'require') {
+    return `'${name}' is not available in kernels (kernels cannot reach JavaScript)`;
+  }
+  return `unknown name '${name}'${hint}`;
+}
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** Pre-order walk over an acorn tree; `visit` returning false skips the children. */
+export function walk(node: acorn.Node, visit: (n: acorn.Node, parent: acorn.Node | undefined) => boolean | void, parent?: acorn.Node): void {
+  if (visit(node, parent) === false) return;
+  for (const key of Object.keys(node)) {
+    if (key === 'loc' || key === 'start' || key === 'end' || key === 'type') continue;
+    const v = (node as unknown as Record<string, unknown>)[key];
+    if (Array.isArray(v)) {
+      for (const c of v) if (c && typeof c === 'object' && typeof (c as acorn.Node).type === 'string') walk(c as acorn.Node, visit, node);
+    } else if (v && typeof v === 'object' && typeof (v as acorn.Node).type === 'string') {
+      walk(v as acorn.Node, visit, node);
+    }
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * @fileoverview `ops.matmul`: validate -> choose a config -> launch the GEMM template.
+ */
+import { gemmKernel, type GemmActivation, type GemmConfig } from '../../templates/gemm.js';
+import type { Tensor } from '../runtime/tensor.js';
+
+/** Options of `ops.matmul`. */
+export interface MatmulOptions {
+  /** Use A transposed: a is [K, M] (its last two dims). */
+  readonly transA?: boolean;
+  /** Use B transposed: b is [N, K]. */
+  readonly transB?: boolean;
+  readonly alpha?: number;
+  /** Scale of `c` (default 1 when `c` is given). */
+  readonly beta?: number;
+  /** Added after scaling: [.., M, N] like the output. */
+  readonly c?: Tensor;
+  /** Added per column: [N]. */
+  readonly bias?: Tensor;
+  readonly activation?: GemmActivation;
+  /** Write here instead of allocating ([.., M, N]; any float dtype). */
+  readonly out?: Tensor;
+  /** Force a tile configuration (tuning, tests). */
+  readonly config?: GemmConfig;
+}
+
+const ACTS = new Set(['none', 'relu', 'gelu', 'gelu_tanh', 'silu']);
+
+/** Tile configuration for an M x N x K problem: small M gets thin tiles (GEMV-like). */
+export function chooseGemmConfig(M: number, N: number, K: number): GemmConfig {
+  const nTile = N >= 64 ? 64 : N >= 32 ? 32 : 16;
+  if (M <= 1) return { BM: 1, BN: nTile, BK: Math.min(256, pow2AtLeast(K, 16)) };
+  if (M <= 4) return { BM: 4, BN: nTile, BK: Math.min(128, pow2AtLeast(K, 16)) };
+  if (M <= 16) return { BM: 16, BN: nTile, BK: 64 };
+  if (M <= 32 || N <= 32) return { BM: 32, BN: nTile, BK: 64 };
+  return { BM: 64, BN: 64, BK: K >= 64 ? 64 : pow2AtLeast(K, 16) };
+}
+
+function pow2AtLeast(x: number, min: number): number {
+  let p = min;
+  while (p < x) p *= 2;
+  return p;
+}
+
+function fail(msg: string): never {
+  throw new TypeError(`matmul: ${msg}`);
+}
+
+/** C = act(alpha · op(a) · op(b) + beta · c + bias) over the last two dims, batched over the rest. */
+export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Promise<Tensor> {
+  const { transA = false, transB = false, alpha = 1, activation = 'none' } = opts;
+  if (a.shape.length < 2 || b.shape.length < 2) fail(`a and b need at least 2 dims, got a [${a.shape}] and b [${b.shape}]`);
+  if (a.dtype === 'i32' || b.dtype === 'i32') fail(`a and b must be f32, f16 or bf16, got ${a.dtype} and ${b.dtype}`);
+  if (!ACTS.has(activation)) fail(`activation must be one of ${[...ACTS].join(', ')}, got '${activation}'`);
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) fail(`alpha must be a finite number, got ${alpha}`);
+  const ra = a.shape.length, rb = b.shape.length;
+  const M = transA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+  const Ka = transA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+  const Kb = transB ? b.shape[rb - 1]! : b.shape[rb - 2]!;
+  const N = transB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+  if (Ka !== Kb) fail(`inner dimensions differ: op(a) is [${M}, ${Ka}] and op(b) is [${Kb}, ${N}]`);
+  const K = Ka;
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  const batch = batchA.length >= batchB.length ? batchA : batchB;
+  const count = batch.reduce((p, d) => p * d, 1);
+  const sameBatch = (s: readonly number[]): boolean => s.length === 0 || (s.length === batch.length && s.every((d, i) => d === batch[i]));
+  if (!sameBatch(batchA) || !sameBatch(batchB)) fail(`batch dims differ: a [${batchA}] and b [${batchB}] (one may be 2-D and shared)`);
+  const outShape = [...batch, M, N];
+  for (const t of [a, b]) if (!t.isContiguous()) fail('a and b must be contiguous (row-major); copy them first');
+  const rt = a.runtime;
+  if (b.runtime !== rt) fail('a and b belong to different runtimes');
+  let beta = opts.beta ?? 1;
+  if (opts.c) {
+    if (opts.c.runtime !== rt) fail('c belongs to another runtime');
+    if (!sameShape(opts.c.shape, outShape)) fail(`c must be [${outShape}], got [${opts.c.shape}]`);
+    if (opts.c.dtype === 'i32') fail('c must be a float tensor');
+  } else beta = 0;
+  if (opts.bias) {
+    if (opts.bias.runtime !== rt) fail('bias belongs to another runtime');
+    if (!sameShape(opts.bias.shape, [N])) fail(`bias must be [${N}], got [${opts.bias.shape}]`);
+    if (opts.bias.dtype === 'i32') fail('bias must be a float tensor');
+  }
+  if (opts.out) {
+    if (opts.out.runtime !== rt) fail('out belongs to another runtime');
+    if (!sameShape(opts.out.shape, outShape)) fail(`out must be [${outShape}], got [${opts.out.shape}]`);
+    if (opts.out.dtype === 'i32') fail('out must be a float tensor');
+  }
+  const out = opts.out ?? rt.empty(outShape, a.dtype === b.dtype ? a.dtype : 'f32');
+  if (M === 0 || N === 0 || count === 0) return out;
+  const cfg = opts.config ?? chooseGemmConfig(M, N, K);
+  const even = M % cfg.BM === 0 && N % cfg.BN === 0 && K % cfg.BK === 0;
+  const dummy = out; // unused pointer params still need a tensor of this runtime
+  await gemmKernel.launch(
+    {
+      grid: [Math.ceil(M / cfg.BM), Math.ceil(N / cfg.BN), count],
+      BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB,
+      HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, EVEN: even,
+    },
+    a, b, opts.c ?? dummy, opts.bias ?? dummy, out,
+    M, N, K,
+    batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, M * N,
+    alpha, beta,
+  );
+  return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}

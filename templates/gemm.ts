@@ -1,0 +1,116 @@
+/**
+ * @fileoverview GEMM: Out = act(alpha · op(A) · op(B) + beta · C + bias), batched, in the kernel
+ * language. One program per BM x BN output tile (and batch index); K streams through in BK
+ * slices into a loop-carried accumulator that `dot` updates in place. Constexprs select the
+ * transposes, the epilogue and a mask-free body when the shapes divide the tiles.
+ */
+import { jit } from '../src/kernel.js';
+import { erf64 } from '../src/util/erf.js';
+
+export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
+    BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN) {
+  const rm = programId(0) * BM + arange(BM);
+  const rn = programId(1) * BN + arange(BN);
+  const batch = programId(2);
+  const baseA = batch * strideA;
+  const baseB = batch * strideB;
+  let acc = zeros([BM, BN]);
+  for (let k = 0; k < K; k += BK) {
+    const rk = k + arange(BK);
+    let a = zeros([BM, BK]);
+    let b = zeros([BK, BN]);
+    if (TRANS_A) {
+      const offA = baseA + expandDims(rk, 1) * M + expandDims(rm, 0);
+      if (EVEN) { a = trans(load(A, offA)); }
+      else { a = trans(load(A, offA, expandDims(rk < K, 1) && expandDims(rm < M, 0))); }
+    } else {
+      const offA = baseA + expandDims(rm, 1) * K + expandDims(rk, 0);
+      if (EVEN) { a = load(A, offA); }
+      else { a = load(A, offA, expandDims(rm < M, 1) && expandDims(rk < K, 0)); }
+    }
+    if (TRANS_B) {
+      const offB = baseB + expandDims(rn, 1) * K + expandDims(rk, 0);
+      if (EVEN) { b = trans(load(B, offB)); }
+      else { b = trans(load(B, offB, expandDims(rn < N, 1) && expandDims(rk < K, 0))); }
+    } else {
+      const offB = baseB + expandDims(rk, 1) * N + expandDims(rn, 0);
+      if (EVEN) { b = load(B, offB); }
+      else { b = load(B, offB, expandDims(rk < K, 1) && expandDims(rn < N, 0)); }
+    }
+    acc = dot(a, b, acc);
+  }
+  const offC = expandDims(rm, 1) * N + expandDims(rn, 0);
+  const mask = expandDims(rm < M, 1) && expandDims(rn < N, 0);
+  let y = acc * alpha;
+  if (HAS_C) {
+    if (EVEN) { y = y + beta * load(C, batch * strideC + offC); }
+    else { y = y + beta * load(C, batch * strideC + offC, mask); }
+  }
+  if (HAS_BIAS) {
+    if (EVEN) { y = y + expandDims(load(Bias, rn), 0); }
+    else { y = y + expandDims(load(Bias, rn, rn < N), 0); }
+  }
+  if (ACT == 'relu') { y = maximum(y, 0.0); }
+  if (ACT == 'gelu') { y = 0.5 * y * (1.0 + erf(y * 0.7071067811865476)); }
+  if (ACT == 'gelu_tanh') { y = 0.5 * y * (1.0 + tanh(0.7978845608028654 * (y + 0.044715 * y * y * y))); }
+  if (ACT == 'silu') { y = y * sigmoid(y); }
+  if (EVEN) { store(Out, batch * strideOut + offC, y); }
+  else { store(Out, batch * strideOut + offC, y, mask); }
+}`;
+
+/** The GEMM kernel object (compiled per specialisation on first use). */
+export const gemmKernel = jit(GEMM_SOURCE, {
+  signature: {
+    A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
+    M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32',
+    alpha: 'f32', beta: 'f32',
+    BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
+    HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr',
+  },
+});
+
+/** Epilogue activations of `ops.matmul`. */
+export type GemmActivation = 'none' | 'relu' | 'gelu' | 'gelu_tanh' | 'silu';
+
+/** A GEMM tile configuration. */
+export interface GemmConfig {
+  readonly BM: number;
+  readonly BN: number;
+  readonly BK: number;
+}
+
+/** The configuration space the tuner searches. */
+export const GEMM_CONFIGS: readonly GemmConfig[] = [
+  { BM: 64, BN: 64, BK: 64 }, { BM: 64, BN: 64, BK: 32 }, { BM: 32, BN: 64, BK: 64 },
+  { BM: 64, BN: 32, BK: 64 }, { BM: 32, BN: 32, BK: 32 }, { BM: 16, BN: 64, BK: 64 },
+  { BM: 16, BN: 16, BK: 16 }, { BM: 4, BN: 64, BK: 128 }, { BM: 1, BN: 64, BK: 256 },
+];
+
+/** Plain-JS reference with f64 accumulation: out[b] = act(alpha·op(A)·op(B) + beta·C + bias). */
+export function gemmReference(
+  a: Float32Array, b: Float32Array, M: number, N: number, K: number,
+  opts: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number; c?: Float32Array; bias?: Float32Array; activation?: GemmActivation } = {},
+): Float32Array {
+  const { transA = false, transB = false, alpha = 1, beta = 0, c, bias, activation = 'none' } = opts;
+  const out = new Float32Array(M * N);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[transA ? k * M + i : i * K + k]! * b[transB ? j * K + k : k * N + j]!;
+      let y = alpha * s + (c ? beta * c[i * N + j]! : 0) + (bias ? bias[j]! : 0);
+      y = activate(y, activation);
+      out[i * N + j] = y;
+    }
+  }
+  return out;
+}
+
+function activate(y: number, act: GemmActivation): number {
+  switch (act) {
+    case 'relu': return Math.max(y, 0);
+    case 'gelu': return 0.5 * y * (1 + erf64(y / Math.SQRT2));
+    case 'gelu_tanh': return 0.5 * y * (1 + Math.tanh(0.7978845608028654 * (y + 0.044715 * y * y * y)));
+    case 'silu': return y / (1 + Math.exp(-y));
+    default: return y;
+  }
+}

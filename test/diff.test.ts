@@ -1,0 +1,398 @@
+/**
+ * @fileoverview Differential tests: every kernel here runs compiled (WebAssembly, with and
+ * without relaxed SIMD) and through the reference interpreter on the same inputs, over awkward
+ * sizes and every storage dtype; the results must agree within the stated tolerances.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { jit, type Kernel, type KernelArg } from '../src/kernel.js';
+import { Runtime } from '../src/runtime/runtime.js';
+import type { Tensor } from '../src/runtime/tensor.js';
+import { detectFeatures } from '../src/runtime/features.js';
+
+type DT = 'f32' | 'f16' | 'bf16' | 'i32';
+
+interface Case {
+  name: string;
+  kernel: Kernel;
+  /** Build the arguments (fresh tensors) for size n. */
+  args(rt: Runtime, n: number, dt: DT, rnd: () => number): KernelArg[];
+  launch(n: number): Record<string, unknown> & { grid: number[] };
+  /** Indices of the output tensors among args. */
+  outs: number[];
+  sizes?: number[];
+  dtypes?: DT[];
+  /** Absolute + relative tolerance for f32 outputs. */
+  tol?: number;
+}
+
+const SIZES = [1, 3, 17, 63, 65, 1000];
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const vec = (rt: Runtime, n: number, dt: DT, rnd: () => number, scale = 2): Tensor => {
+  const a = dt === 'i32' ? Int32Array.from({ length: n }, () => Math.floor((rnd() - 0.5) * 200)) : Float32Array.from({ length: n }, () => (rnd() - 0.5) * scale);
+  return rt.tensor(a, [n], dt);
+};
+const zeros = (rt: Runtime, n: number, dt: DT): Tensor => rt.tensor(dt === 'i32' ? new Int32Array(n) : new Float32Array(n), [n], dt);
+
+const cdiv = (a: number, b: number): number => Math.ceil(a / b);
+
+const CASES: Case[] = [];
+const add = (c: Case): void => void CASES.push(c);
+
+add({
+  name: 'saxpy',
+  kernel: jit(`function saxpy(X, Y, Out, a, n, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const m = i < n;
+    store(Out, i, a * load(X, i, m) + load(Y, i, m), m);
+  }`, { signature: { X: 'ptr', Y: 'ptr', Out: 'ptr', a: 'f32', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), vec(rt, n, dt, r), zeros(rt, n, dt), 1.5, n],
+  launch: (n) => ({ grid: [cdiv(n, 64)], BLOCK: 64 }),
+  outs: [2],
+  dtypes: ['f32', 'f16', 'bf16'],
+});
+
+add({
+  name: 'gelu tanh chain',
+  kernel: jit(`function gelu(X, Out, n, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const m = i < n;
+    const x = load(X, i, m);
+    const u = 0.7978845608 * (x + 0.044715 * x * x * x);
+    store(Out, i, 0.5 * x * (1.0 + tanh(u)), m);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r, 8), zeros(rt, n, dt), n],
+  launch: (n) => ({ grid: [cdiv(n, 128)], BLOCK: 128 }),
+  outs: [1],
+  dtypes: ['f32', 'bf16'],
+});
+
+add({
+  name: 'math functions',
+  kernel: jit(`function mathfns(X, Out, n, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const m = i < n;
+    const x = load(X, i, m, 0.5);
+    const y = exp(x) + log(abs(x) + 1.0) + sigmoid(x) * erf(x) - exp2(x * 0.5) + sqrt(abs(x)) + rsqrt(abs(x) + 1.0) + log2(x * x + 2.0);
+    store(Out, i, floor(x * 3.0) + ceil(x) + y, m);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r, 6), zeros(rt, n, 'f32'), n],
+  launch: (n) => ({ grid: [cdiv(n, 32)], BLOCK: 32 }),
+  outs: [1],
+  tol: 1e-5,
+});
+
+add({
+  name: 'integer ops',
+  kernel: jit(`function intops(X, Out, n, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const m = i < n;
+    const x = load(X, i, m);
+    const y = (x * 7 + i) % 13 + idiv(x, 3) + (x << 2) - (x >> 1) + ((x >>> 28) & 15) + (x ^ i) + (x | 1) - (~x) + minimum(x, i) + maximum(x, -i);
+    store(Out, i, y, m);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, _dt, r) => [vec(rt, n, 'i32', r), zeros(rt, n, 'i32'), n],
+  launch: (n) => ({ grid: [cdiv(n, 16)], BLOCK: 16 }),
+  outs: [1],
+  dtypes: ['i32'],
+});
+
+add({
+  name: 'where, compare, min/max, casts',
+  kernel: jit(`function sel(X, Y, Out, n, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const m = i < n;
+    const x = load(X, i, m);
+    const y = load(Y, i, m);
+    const big = (x > y) && !(x == 0.0) || (y <= -0.5);
+    const k = cast(x * 10.0, 'i32');
+    const z = where(big, maximum(x, y), minimum(x, y)) + cast(k, 'f32') + cast(big, 'f32') * 100.0 + (x >= 0.0 ? 1.0 : -1.0);
+    store(Out, i, z, m);
+  }`, { signature: { X: 'ptr', Y: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), vec(rt, n, dt, r), zeros(rt, n, 'f32'), n],
+  launch: (n) => ({ grid: [cdiv(n, 64)], BLOCK: 64 }),
+  outs: [2],
+  dtypes: ['f32', 'f16'],
+});
+
+add({
+  name: 'row sum and column max over 2-D tiles',
+  kernel: jit(`function rowcol(X, RowSum, ColMax, rows, cols, BR, BC) {
+    const r = programId(0) * BR + arange(BR);
+    const c = arange(BC);
+    const m = expandDims(r < rows, 1) && expandDims(c < cols, 0);
+    const x = load(X, expandDims(r, 1) * cols + expandDims(c, 0), m, -1.0);
+    store(RowSum, r, sum(x, 1), r < rows);
+    const cm = max(x, 0);
+    store(ColMax, programId(0) * cols + c, cm, c < cols);
+  }`, { signature: { X: 'ptr', RowSum: 'ptr', ColMax: 'ptr', rows: 'i32', cols: 'i32', BR: 'constexpr', BC: 'constexpr' } }),
+  args: (rt, n, dt, r) => {
+    const cols = Math.min(n, 30);
+    return [vec(rt, n * cols, dt, r), zeros(rt, n, 'f32'), zeros(rt, cdiv(n, 8) * cols, 'f32'), n, cols];
+  },
+  launch: (n) => ({ grid: [cdiv(n, 8)], BR: 8, BC: 32 }),
+  outs: [1, 2],
+  dtypes: ['f32', 'bf16'],
+  tol: 1e-5,
+});
+
+add({
+  name: 'full reduction to a scalar and a scalar store',
+  kernel: jit(`function total(X, Out, n, BLOCK) {
+    const pid = programId(0);
+    const i = pid * BLOCK + arange(BLOCK);
+    const x = load(X, i, i < n);
+    const s = sum(x);
+    const mx = max(x);
+    store(Out, pid * 2, s);
+    store(Out, pid * 2 + 1, mx + min(x));
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), zeros(rt, cdiv(n, 256) * 2, 'f32'), n],
+  launch: (n) => ({ grid: [cdiv(n, 256)], BLOCK: 256 }),
+  outs: [1],
+  tol: 1e-5,
+});
+
+add({
+  name: 'row softmax',
+  kernel: jit(`function softmax(X, Out, rows, cols, BC) {
+    const row = programId(0);
+    const c = arange(BC);
+    const m = c < cols;
+    const x = load(X, row * cols + c, m, -Infinity);
+    const e = exp(x - max(x));
+    store(Out, row * cols + c, e / sum(e), m);
+  }`, { signature: { X: 'ptr', Out: 'ptr', rows: 'i32', cols: 'i32', BC: 'constexpr' } }),
+  args: (rt, n, dt, r) => {
+    const cols = Math.min(n, 200);
+    const rows = Math.max(1, Math.floor(n / 50));
+    return [vec(rt, rows * cols, dt, r, 10), zeros(rt, rows * cols, dt), rows, cols];
+  },
+  launch: (n) => ({ grid: [Math.max(1, Math.floor(n / 50))], BC: 256 }),
+  outs: [1],
+  dtypes: ['f32', 'f16'],
+  tol: 1e-5,
+});
+
+add({
+  name: 'transpose through trans()',
+  kernel: jit(`function transpose(X, Out, rows, cols, B) {
+    const r = programId(0) * B + arange(B);
+    const c = programId(1) * B + arange(B);
+    const m = expandDims(r < rows, 1) && expandDims(c < cols, 0);
+    const x = load(X, expandDims(r, 1) * cols + expandDims(c, 0), m);
+    const mt = expandDims(c < cols, 1) && expandDims(r < rows, 0);
+    store(Out, expandDims(c, 1) * rows + expandDims(r, 0), trans(x), mt);
+  }`, { signature: { X: 'ptr', Out: 'ptr', rows: 'i32', cols: 'i32', B: 'constexpr' } }),
+  args: (rt, n, dt, r) => {
+    const rows = Math.max(1, Math.floor(n / 9));
+    return [vec(rt, rows * 9, dt, r), zeros(rt, rows * 9, dt), rows, 9];
+  },
+  launch: (n) => ({ grid: [cdiv(Math.max(1, Math.floor(n / 9)), 16), 1], B: 16 }),
+  outs: [1],
+  dtypes: ['f32', 'bf16', 'i32'],
+});
+
+const MATMUL = `function matmul(A, B, C, M, N, K, BM, BN, BK) {
+  const pm = programId(0);
+  const pn = programId(1);
+  const rm = pm * BM + arange(BM);
+  const rn = pn * BN + arange(BN);
+  let acc = zeros([BM, BN]);
+  for (let k = 0; k < K; k += BK) {
+    const rk = k + arange(BK);
+    const a = load(A, expandDims(rm, 1) * K + expandDims(rk, 0), expandDims(rm < M, 1) && expandDims(rk < K, 0));
+    const b = load(B, expandDims(rk, 1) * N + expandDims(rn, 0), expandDims(rk < K, 1) && expandDims(rn < N, 0));
+    acc = dot(a, b, acc);
+  }
+  store(C, expandDims(rm, 1) * N + expandDims(rn, 0), acc, expandDims(rm < M, 1) && expandDims(rn < N, 0));
+}`;
+
+for (const [bm, bn, bk] of [[16, 16, 8], [4, 8, 4], [32, 32, 16], [2, 4, 2], [8, 2, 4]] as const) {
+  add({
+    name: `tiled matmul ${bm}x${bn}x${bk} (loop-carried dot)`,
+    kernel: jit(MATMUL, { signature: { A: 'ptr', B: 'ptr', C: 'ptr', M: 'i32', N: 'i32', K: 'i32', BM: 'constexpr', BN: 'constexpr', BK: 'constexpr' } }),
+    args: (rt, n, dt, r) => {
+      const M = Math.min(n, 70), N = Math.min(n + 2, 37), K = Math.min(n, 45);
+      return [vec(rt, M * K, dt, r), vec(rt, K * N, dt, r), zeros(rt, M * N, 'f32'), M, N, K];
+    },
+    launch: (n) => ({ grid: [cdiv(Math.min(n, 70), bm), cdiv(Math.min(n + 2, 37), bn)], BM: bm, BN: bn, BK: bk }),
+    outs: [2],
+    sizes: [1, 3, 17, 63, 65],
+    dtypes: ['f32', 'f16', 'bf16'],
+    tol: 1e-5,
+  });
+}
+
+add({
+  name: 'online softmax state carried through a loop',
+  kernel: jit(`function online(X, Out, cols, BR, BC) {
+    const r = programId(0) * BR + arange(BR);
+    let m = full([BR], -Infinity);
+    let l = zeros([BR]);
+    let acc = zeros([BR, 4]);
+    for (let c0 = 0; c0 < cols; c0 += BC) {
+      const c = c0 + arange(BC);
+      const x = load(X, expandDims(r, 1) * cols + expandDims(c, 0), expandDims(c < cols, 0), -Infinity);
+      const mNew = maximum(m, max(x, 1));
+      const alpha = exp(m - mNew);
+      const p = exp(x - expandDims(mNew, 1));
+      l = l * alpha + sum(p, 1);
+      acc = acc * expandDims(alpha, 1) + expandDims(sum(p * x, 1), 1);
+      m = mNew;
+    }
+    store(Out, r, m + log(l) + sum(acc, 1) / (4.0 * l));
+  }`, { signature: { X: 'ptr', Out: 'ptr', cols: 'i32', BR: 'constexpr', BC: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, 8 * n, dt, r, 6), zeros(rt, 8, 'f32'), n],
+  launch: () => ({ grid: [1], BR: 8, BC: 16 }),
+  outs: [1],
+  tol: 2e-5,
+});
+
+add({
+  name: 'descending loop, runtime if with tile results, early return',
+  kernel: jit(`function ctl(X, Out, n, BLOCK) {
+    const pid = programId(0);
+    if (pid * BLOCK >= n) return;
+    const i = pid * BLOCK + arange(BLOCK);
+    let acc = zeros([BLOCK]);
+    let s = 0.0;
+    for (let k = 3; k >= 0; k--) {
+      acc = acc * 0.5 + cast(k, 'f32');
+      s += 1.0;
+    }
+    let t = acc;
+    if (pid % 2 == 0) {
+      t = t + load(X, i, i < n);
+    } else {
+      t = t - load(X, i, i < n) * s;
+    }
+    store(Out, i, t, i < n);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), zeros(rt, n, 'f32'), n],
+  launch: (n) => ({ grid: [cdiv(n, 16) + 2], BLOCK: 16 }),
+  outs: [1],
+});
+
+add({
+  name: 'dropout with rand',
+  kernel: jit(`function dropout(X, Out, n, seed, p, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const m = i < n;
+    const keep = rand(seed, i) >= p;
+    store(Out, i, where(keep, load(X, i, m) / (1.0 - p), 0.0), m);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', seed: 'i32', p: 'f32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), zeros(rt, n, dt), n, 1234, 0.25],
+  launch: (n) => ({ grid: [cdiv(n, 64)], BLOCK: 64 }),
+  outs: [1],
+  dtypes: ['f32', 'bf16'],
+});
+
+add({
+  name: 'gather and scatter with non-contiguous offsets',
+  kernel: jit(`function gs(X, Out, n, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const m = i < n;
+    const rev = n - 1 - i;
+    const x = load(X, rev, m);
+    store(Out, (i * 7) % n, x * 2.0, m);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), zeros(rt, n, dt), n],
+  launch: (n) => ({ grid: [cdiv(n, 32)], BLOCK: 32 }),
+  outs: [1],
+  sizes: [1, 3, 17, 65, 1000].filter((n) => n % 7 !== 0),
+  dtypes: ['f32', 'f16', 'i32'],
+});
+
+add({
+  name: 'outer product by broadcasting, general reshape',
+  kernel: jit(`function outer(X, Y, Out, Out2, BM, BN) {
+    const a = load(X, arange(BM));
+    const b = load(Y, arange(BN));
+    const o = expandDims(a, 1) * expandDims(b, 0) + 1.0;
+    store(Out, expandDims(arange(BM), 1) * BN + expandDims(arange(BN), 0), o);
+    const r = reshape(o, [BN, BM]);
+    store(Out2, expandDims(arange(BN), 1) * BM + expandDims(arange(BM), 0), r);
+  }`, { signature: { X: 'ptr', Y: 'ptr', Out: 'ptr', Out2: 'ptr', BM: 'constexpr', BN: 'constexpr' } }),
+  args: (rt, _n, dt, r) => [vec(rt, 8, dt, r), vec(rt, 16, dt, r), zeros(rt, 128, 'f32'), zeros(rt, 128, 'f32')],
+  launch: () => ({ grid: [1], BM: 8, BN: 16 }),
+  outs: [2, 3],
+  sizes: [1],
+});
+
+add({
+  name: 'helper kernel inlined, staticRange unrolled, keepdims norm',
+  kernel: jit(`function norm(X, Out, cols, BC, REPS) {
+    const row = programId(0);
+    const c = arange(BC);
+    const m = c < cols;
+    const x = load(X, expandDims(row * cols + c, 0), expandDims(m, 0));
+    let y = x;
+    for (const k of staticRange(REPS)) {
+      y = centre(y, cols) * (k + 1);
+    }
+    store(Out, expandDims(row * cols + c, 0), y, expandDims(m, 0));
+  }`, {
+    signature: { X: 'ptr', Out: 'ptr', cols: 'i32', BC: 'constexpr', REPS: 'constexpr' },
+    helpers: { centre: `function centre(t, n) { return t - sum(t, 1, true) / cast(n, 'f32'); }` },
+  }),
+  args: (rt, n, dt, r) => [vec(rt, 4 * Math.min(n, 60), dt, r), zeros(rt, 4 * Math.min(n, 60), 'f32'), Math.min(n, 60)],
+  launch: () => ({ grid: [4], BC: 64, REPS: 3 }),
+  outs: [1],
+  tol: 1e-5,
+});
+
+const rt0Promise = Runtime.create({ threads: 0 });
+let rt0: Runtime;
+beforeAll(async () => {
+  rt0 = await rt0Promise;
+});
+afterAll(() => rt0.dispose());
+
+function compare(got: Float32Array | Int32Array, want: Float32Array | Int32Array, tol: number, what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) {
+    const g = got[i]!;
+    const w = want[i]!;
+    if (Number.isNaN(w)) {
+      expect(Number.isNaN(g), `${what}[${i}]: want NaN, got ${g}`).toBe(true);
+      continue;
+    }
+    if (g === w) continue;
+    const err = Math.abs(g - w);
+    if (!(err <= tol * (1 + Math.abs(w)))) {
+      expect.fail(`${what}[${i}]: compiled ${g}, interpreter ${w} (|diff| ${err} > ${tol}·(1+|want|))`);
+    }
+  }
+}
+
+const targets = detectFeatures().relaxedSimd ? [true, false] : [false];
+
+describe.each(targets.map((relaxed) => ({ relaxed })))('compiled vs interpreter (relaxed SIMD: $relaxed)', ({ relaxed }) => {
+  for (const c of CASES) {
+    const grid = (c.sizes ?? SIZES).flatMap((n) => (c.dtypes ?? ['f32']).map((dt) => ({ n, dt })));
+    test.each(grid)(`${c.name}: n=$n $dt`, async ({ n, dt }) => {
+      const rt = rt0;
+      const seed = n * 31 + dt.length;
+      const a1 = c.args(rt, n, dt, rng(seed));
+      const a2 = c.args(rt, n, dt, rng(seed));
+      await c.kernel.launch({ ...c.launch(n), relaxedSimd: relaxed, runtime: rt }, ...a1);
+      await c.kernel.interpret({ ...c.launch(n), relaxedSimd: relaxed, runtime: rt }, ...a2);
+      const tol = c.tol ?? (dt === 'f32' || dt === 'i32' ? 2e-6 : 1e-2);
+      for (const o of c.outs) {
+        const got = (a1[o] as Tensor).toArray();
+        const want = (a2[o] as Tensor).toArray();
+        const t = (a1[o] as Tensor).dtype === 'f32' ? c.tol ?? 2e-6 : tol;
+        compare(got, want, t, `${c.name} out${o}`);
+      }
+      for (const x of [...a1, ...a2]) if (typeof x !== 'number') x.free();
+    });
+  }
+});

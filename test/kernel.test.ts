@@ -1,0 +1,129 @@
+/**
+ * @fileoverview The kernel object: specialisation keys (what recompiles and what does not),
+ * compile reasons, launch argument validation, `wat`/`ir`, and the disk cache across processes.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { jit, KernelCompileError } from '../src/index.js';
+import { Runtime } from '../src/runtime/runtime.js';
+
+const SRC = `function scale(X, Out, s, n, BLOCK, DOUBLE) {
+  const i = programId(0) * BLOCK + arange(BLOCK);
+  const m = i < n;
+  let y = load(X, i, m) * s;
+  if (DOUBLE) { y = y * 2.0; }
+  store(Out, i, y, m);
+}`;
+const SIG = { X: 'ptr', Out: 'ptr', s: 'f32', n: 'i32', BLOCK: 'constexpr', DOUBLE: 'constexpr' } as const;
+
+const rtP = Runtime.create({ threads: 0 });
+afterAll(async () => (await rtP).dispose());
+
+describe('specialisation and the compile cache', () => {
+  test('only source, constexprs, dtypes and divisibility change the key', async () => {
+    const rt = await rtP;
+    const k = jit(SRC, { signature: SIG });
+    const x = rt.tensor(Float32Array.from({ length: 40 }, (_, i) => i), [40]);
+    const out = rt.empty([40]);
+    await k.launch({ grid: [3], BLOCK: 16, DOUBLE: false }, x, out, 2, 40);
+    expect(Array.from(out.toArray()).slice(0, 4)).toEqual([0, 2, 4, 6]);
+    expect(k.compileCount).toBe(1);
+    expect(k.compileLog[0]!.reason).toBe('first launch');
+    // Different scalar values, same divisibility class, different grid: no recompile.
+    await k.launch({ grid: [5], BLOCK: 16, DOUBLE: false }, x, out, 3, 36);
+    expect(k.compileCount).toBe(1);
+    // A constexpr changes the code.
+    await k.launch({ grid: [3], BLOCK: 16, DOUBLE: true }, x, out, 2, 40);
+    expect(k.compileCount).toBe(2);
+    expect(k.compileLog[1]!.reason).toContain('constexpr DOUBLE: false -> true');
+    expect(out.toArray()[3]).toBe(12);
+    // n = 37 is not a multiple of 4: the divisibility hint changes.
+    await k.launch({ grid: [3], BLOCK: 16, DOUBLE: true }, x, out, 2, 37);
+    expect(k.compileCount).toBe(3);
+    expect(k.compileLog[2]!.reason).toContain('divisibility of n');
+    // A tensor dtype changes the code.
+    const xh = rt.tensor(Float32Array.from({ length: 40 }, (_, i) => i), [40], 'bf16');
+    await k.launch({ grid: [3], BLOCK: 16, DOUBLE: true }, xh, out, 2, 40);
+    expect(k.compileCount).toBe(4);
+    expect(k.compileLog[3]!.reason).toContain('dtype of X: f32 -> bf16');
+    // The same source in another kernel object shares nothing in memory but the same key.
+    const k2 = jit(SRC, { signature: SIG });
+    await k2.launch({ grid: [3], BLOCK: 16, DOUBLE: false }, x, out, 2, 40);
+    expect(k2.compileLog[0]!.key).toBe(k.compileLog[0]!.key);
+    const k3 = jit(SRC.replace('2.0', '3.0'), { signature: SIG });
+    await k3.launch({ grid: [3], BLOCK: 16, DOUBLE: true }, x, out, 2, 40);
+    expect(k3.compileLog[0]!.key).not.toBe(k.compileLog[1]!.key);
+    expect(out.toArray()[3]).toBe(18);
+  });
+
+  test('wat and ir show the specialisation', async () => {
+    const rt = await rtP;
+    const k = jit(SRC, { signature: SIG });
+    const x = rt.empty([8]);
+    const wat = await k.wat({ grid: [1], BLOCK: 8, DOUBLE: true }, x, x, 1, 8);
+    expect(wat).toContain('(export "run"');
+    expect(wat).toContain('(import "env" "memory"');
+    const ir = await k.ir({ grid: [1], BLOCK: 8, DOUBLE: true }, x, x, 1, 8);
+    expect(ir).toContain('store');
+  });
+});
+
+describe('launch validation', () => {
+  test('bad arguments give clear errors and change nothing', async () => {
+    const rt = await rtP;
+    const k = jit(SRC, { signature: SIG });
+    const x = rt.tensor(new Float32Array([1, 2, 3, 4]), [4]);
+    const out = rt.tensor(new Float32Array([9, 9, 9, 9]), [4]);
+    await expect(k.launch({ grid: [1], BLOCK: 4 } as never, x, out, 1, 4)).rejects.toThrow(/constexpr 'DOUBLE' is missing/);
+    await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false, BOGUS: 1 }, x, out, 1, 4)).rejects.toThrow(/unknown launch option 'BOGUS'/);
+    await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false }, x, out, 1)).rejects.toThrow(/expected 4 arguments/);
+    await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false }, x, 3 as never, 1, 4)).rejects.toThrow(/'Out' must be a Tensor/);
+    await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false }, x, out, 1, 4.5)).rejects.toThrow(/'n' must be an i32 integer/);
+    await expect(k.launch({ grid: [-1], BLOCK: 4, DOUBLE: false }, x, out, 1, 4)).rejects.toThrow(/grid\[0\]/);
+    await expect(k.launch({ grid: [] as number[], BLOCK: 4, DOUBLE: false }, x, out, 1, 4)).rejects.toThrow(/grid must be/);
+    expect(Array.from(out.toArray())).toEqual([9, 9, 9, 9]);
+  });
+
+  test('a kernel that does not compile throws KernelCompileError at jit() or at first launch', async () => {
+    const rt = await rtP;
+    expect(() => jit(`function k(X) { while (true) {} }`, { signature: { X: 'ptr' } })).toThrow(KernelCompileError);
+    const k = jit(`function k(X, B) { store(X, arange(B), 1.0); }`, { signature: { X: 'ptr', B: 'constexpr' } });
+    const x = rt.empty([8]);
+    await expect(k.launch({ grid: [1], B: 3 }, x)).rejects.toThrow(KernelCompileError);
+  });
+});
+
+describe('disk cache', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tilejit-cache-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a second process reuses the disk cache without loading binaryen', () => {
+    const script = join(dir, 'run.mjs');
+    const entry = new URL('../src/index.ts', import.meta.url).pathname;
+    writeFileSync(script, `
+      const { jit, Runtime } = await import(${JSON.stringify(entry)});
+      const k = jit(${JSON.stringify(SRC)}, { signature: ${JSON.stringify(SIG)} });
+      const rt = await Runtime.create({ threads: 0 });
+      const x = rt.tensor(new Float32Array([1, 2, 3]), [3]);
+      const out = rt.empty([3]);
+      await k.launch({ grid: [1], BLOCK: 4, DOUBLE: false }, x, out, 2, 3);
+      const { compilerLoaded } = await import(${JSON.stringify(new URL('../src/kernel.ts', import.meta.url).pathname)});
+      console.log(JSON.stringify({ out: Array.from(out.toArray()), fromDisk: k.compileLog[0].fromDisk, binaryen: compilerLoaded() }));
+    `);
+    const run = (): { out: number[]; fromDisk: boolean; binaryen: boolean } => {
+      const text = execFileSync(process.execPath, ['--import', 'tsx', script], {
+        env: { ...process.env, TILEJIT_CACHE_DIR: dir },
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      return JSON.parse(text.trim().split('\n').pop()!);
+    };
+    const first = run();
+    expect(first).toEqual({ out: [2, 4, 6], fromDisk: false, binaryen: true });
+    const second = run();
+    expect(second).toEqual({ out: [2, 4, 6], fromDisk: true, binaryen: false });
+  });
+});
