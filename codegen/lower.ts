@@ -93,7 +93,7 @@ export class KernelLowering implements TileEnv {
           return [tl.store(ins.ptr, ins.offsets, ins.value, ins.mask, [])];
         }
         const tl = new TileLoop(this, ins.offsets.shape);
-        return [tl.build([tl.store(ins.ptr, ins.offsets, ins.value, ins.mask, tl.pos)])];
+        return [tl.build(() => [tl.store(ins.ptr, ins.offsets, ins.value, ins.mask, tl.pos)])];
       }
       case 'for':
         return this.forLoop(ins);
@@ -149,7 +149,7 @@ export class KernelLowering implements TileEnv {
         return this.generalReshape(v, buf);
       default: {
         const tl = new TileLoop(this, v.shape);
-        return tl.build([tl.writeBuffer(buf, tl.pos, tl.computeRoot(v, tl.pos))]);
+        return tl.build(() => [tl.writeBuffer(buf, tl.pos, tl.computeRoot(v, tl.pos))]);
       }
     }
   }
@@ -168,7 +168,7 @@ export class KernelLowering implements TileEnv {
   /** A fused loop writing lazy value `v` into `buf`. */
   private write(v: Value, buf: Buffer): Ref {
     const tl = new TileLoop(this, v.shape);
-    return tl.build([tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
+    return tl.build(() => [tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
   }
 
   private dot(v: DotV, d: Buffer): Ref {
@@ -324,7 +324,7 @@ export class KernelLowering implements TileEnv {
 
   private writeTo(v: Value, buf: Buffer): Ref {
     const tl = new TileLoop(this, v.shape);
-    return tl.build([tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
+    return tl.build(() => [tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
   }
 
   private copy(from: Buffer, to: Buffer): Ref {

