@@ -6,6 +6,7 @@
 import * as acorn from 'acorn';
 import type { Diagnostic } from '../errors.js';
 import { KernelCompileError } from '../errors.js';
+import type { Loc } from '../ir/ir.js';
 import { BUILTIN_NAMES } from './builtins.js';
 
 export type ParamKind = 'ptr' | 'i32' | 'f32' | 'constexpr';
@@ -26,6 +27,10 @@ export interface ParsedFunction {
   readonly name: string;
   readonly source: string;
   readonly params: readonly string[];
+  /** Where each parameter is written (for E_PARAM). */
+  readonly paramLocs: readonly Loc[];
+  /** Where the function starts. */
+  readonly loc: Loc;
   readonly body: acorn.BlockStatement;
 }
 
@@ -91,35 +96,64 @@ export function sourceOf(x: KernelSourceLike, what: string): string {
 
 /** Parse one function and check its body; diagnostics go to `diags`. */
 export function parseFunction(source: string, diags: Diagnostic[], knownNames: ReadonlySet<string>): ParsedFunction | undefined {
-  let program: acorn.Program;
+  const opts: acorn.Options = { ecmaVersion: 2022, sourceType: 'module', locations: true };
+  let fn: acorn.FunctionDeclaration | acorn.FunctionExpression | undefined;
+  let program: acorn.Program | undefined;
   try {
-    program = acorn.parse(source, { ecmaVersion: 2022, sourceType: 'module', locations: true });
+    // `fn.toString()` of an anonymous function is `function (...) {...}`, which is not a valid
+    // statement: parse a leading `function` as an expression, positions staying source-relative.
+    const first = firstToken(source);
+    if (first?.type === acorn.tokTypes._function) {
+      const e = acorn.parseExpressionAt(source, first.start, opts);
+      const rest = firstToken(source, e.end);
+      if (rest && rest.type !== acorn.tokTypes.eof) {
+        diags.push(diag({ loc: { start: rest.loc!.start } } as acorn.Node, 'E_UNSUPPORTED', 'kernel source must be exactly one function: function name(params) { ... }'));
+        return undefined;
+      }
+      if (e.type === 'FunctionExpression') fn = e;
+    } else {
+      program = acorn.parse(source, opts);
+    }
   } catch (err) {
     const e = err as SyntaxError & { loc?: { line: number; column: number } };
     diags.push({ code: 'E_SYNTAX', message: e.message.replace(/ \(\d+:\d+\)$/, ''), line: e.loc?.line ?? 0, column: (e.loc?.column ?? -1) + 1 });
     return undefined;
   }
-  const stmts = program.body;
-  const fnNode = stmts.length === 1 ? stmts[0] : undefined;
-  let fn: acorn.FunctionDeclaration | acorn.FunctionExpression | undefined;
-  if (fnNode?.type === 'FunctionDeclaration') fn = fnNode;
-  else if (fnNode?.type === 'ExpressionStatement' && fnNode.expression.type === 'FunctionExpression') fn = fnNode.expression;
   if (!fn) {
+    const stmts = program?.body ?? [];
+    const only = stmts.length === 1 ? stmts[0] : undefined;
     const at = stmts[0] ?? program;
-    const arrow = fnNode?.type === 'ExpressionStatement' && fnNode.expression.type === 'ArrowFunctionExpression';
-    diags.push(diag(at, 'E_UNSUPPORTED', arrow ? 'a kernel must be a plain function, not an arrow function' : 'kernel source must be exactly one function: function name(params) { ... }'));
+    const arrow = only?.type === 'ExpressionStatement' && only.expression.type === 'ArrowFunctionExpression';
+    if (at) diags.push(diag(at, 'E_UNSUPPORTED', arrow ? 'a kernel must be a plain function, not an arrow function: function name(params) { ... }' : 'kernel source must be exactly one function: function name(params) { ... }'));
     return undefined;
   }
   if (fn.async || fn.generator) diags.push(diag(fn, 'E_UNSUPPORTED', 'a kernel cannot be async or a generator'));
   const params: string[] = [];
+  const paramLocs: Loc[] = [];
   for (const p of fn.params) {
-    if (p.type === 'Identifier') params.push(p.name);
-    else diags.push(diag(p, 'E_UNSUPPORTED', UNSUPPORTED[p.type] ?? 'parameters must be plain names'));
+    if (p.type === 'Identifier') {
+      params.push(p.name);
+      paramLocs.push(locOf(p));
+    } else diags.push(diag(p, 'E_UNSUPPORTED', UNSUPPORTED[p.type] ?? 'parameters must be plain names'));
   }
   const declared = new Set<string>(params);
   collectDeclared(fn.body, declared);
   checkNode(fn.body, diags, (name) => declared.has(name) || knownNames.has(name) || GLOBAL_CONSTS.has(name));
-  return { name: fn.id?.name ?? 'kernel', source, params, body: fn.body };
+  return { name: fn.id?.name ?? 'kernel', source, params, paramLocs, loc: locOf(fn), body: fn.body };
+}
+
+/** The first token at or after `from` (comments skipped), or undefined on a tokenizer error. */
+function firstToken(source: string, from = 0): acorn.Token | undefined {
+  try {
+    const t = acorn.tokenizer(source.slice(0, from).replace(/[^\n]/g, ' ') + source.slice(from), { ecmaVersion: 2022, locations: true });
+    return t.getToken();
+  } catch {
+    return undefined;
+  }
+}
+
+function locOf(n: acorn.Node): Loc {
+  return { line: n.loc?.start.line ?? 0, column: (n.loc?.start.column ?? 0) + 1 };
 }
 
 /** Parse a kernel and its helpers; throws KernelCompileError with every problem found. */
@@ -143,17 +177,18 @@ export function parseKernel(fnOrSource: KernelSourceLike, opts: ParseOptions): P
   const params: { name: string; kind: ParamKind }[] = [];
   if (fn) {
     const sig = opts.signature;
-    for (const p of fn.params) {
-      const kind = sig[p];
-      if (kind === undefined) diags.push({ code: 'E_PARAM', message: `parameter '${p}' is missing from the signature (ptr | i32 | f32 | constexpr)`, line: 1, column: 1 });
-      else if (!KINDS.has(kind)) diags.push({ code: 'E_PARAM', message: `signature: '${p}' has kind '${String(kind)}'; expected ptr, i32, f32 or constexpr`, line: 1, column: 1 });
+    const at = (i: number): Loc => fn.paramLocs[i] ?? fn.loc;
+    const perr = (l: Loc, message: string): void => void diags.push({ code: 'E_PARAM', message, line: l.line, column: l.column });
+    fn.params.forEach((p, i) => {
+      const kind = Object.prototype.hasOwnProperty.call(sig, p) ? sig[p] : undefined;
+      if (kind === undefined) perr(at(i), `parameter '${p}' is missing from the signature (give it ptr, i32, f32 or constexpr)`);
+      else if (!KINDS.has(kind)) perr(at(i), `signature: '${p}' has kind '${String(kind)}'; expected ptr, i32, f32 or constexpr`);
       else params.push({ name: p, kind });
-    }
+      if (known.has(p)) perr(at(i), `parameter '${p}' shadows a builtin or helper of the same name`);
+      if (fn.params.indexOf(p) !== i) perr(at(i), `parameter '${p}' is declared twice`);
+    });
     for (const k of Object.keys(sig)) {
-      if (!fn.params.includes(k)) diags.push({ code: 'E_PARAM', message: `signature names '${k}', which is not a parameter of ${name}`, line: 1, column: 1 });
-    }
-    for (const p of fn.params) {
-      if (known.has(p)) diags.push({ code: 'E_PARAM', message: `parameter '${p}' shadows a builtin or helper of the same name`, line: 1, column: 1 });
+      if (!fn.params.includes(k)) perr(fn.loc, `the signature names '${k}', which is not a parameter of ${name}`);
     }
   }
   if (diags.length) throw new KernelCompileError(name, sortDiags(diags), source);
