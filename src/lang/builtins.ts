@@ -6,7 +6,7 @@ import type * as acorn from 'acorn';
 import type { DType, ReduceFn, Shape, UnaryFn, Value } from '../ir/ir.js';
 import { erf64 } from '../util/erf.js';
 import type { Specializer } from './specialize.js';
-import { describe, POISON, sameShape, type Val } from './values.js';
+import { broadcastShapes, describe, POISON, sameShape, type Val } from './values.js';
 
 interface Builtin {
   readonly min: number;
@@ -140,35 +140,37 @@ function maskArg(sp: Specializer, node: acorn.Node, v: Val): Value | undefined {
   return m;
 }
 
+/** `v` broadcast to the offsets' shape, which memory ops never widen (E_SHAPE otherwise). */
+function toShape(sp: Specializer, node: acorn.Node, v: Value | undefined, shape: Shape, what: string): Value | undefined {
+  if (!v) return undefined;
+  const common = broadcastShapes(v.shape, shape);
+  if (!common || !sameShape(common, shape)) {
+    sp.b.fail(node, 'E_SHAPE', `${what} has shape [${v.shape.join(', ')}], which does not broadcast to the offsets' shape [${shape.join(', ')}]`);
+  }
+  return sp.b.broadcast(node, v, shape);
+}
+
 def('load', 2, 4, 'load(ptr, offsets, mask?, other?)', (sp, node, args) => {
   const t = tensorArg(sp, argNode(node, 0), args[0]!, 'load');
-  let offs = offsetsArg(sp, argNode(node, 1), args[1]!);
-  let mask = args[2] ? maskArg(sp, argNode(node, 2), args[2]) : undefined;
-  if (mask) {
-    const [o, mk] = sp.broadcastAll(node, [offs, mask]);
-    offs = o!;
-    mask = mk!;
-  }
+  const offs = offsetsArg(sp, argNode(node, 1), args[1]!);
+  const mask = args[2] ? toShape(sp, argNode(node, 2), maskArg(sp, argNode(node, 2), args[2]), offs.shape, 'the mask') : undefined;
   let other: Value | undefined;
   if (args[3]) {
     if (!mask) sp.b.fail(argNode(node, 3), 'E_ARITY', "load's `other` only matters with a mask");
     other = sp.b.cast(node, sp.toIR(args[3], argNode(node, 3), t.dtype), t.dtype);
-    if (other.shape.length > offs.shape.length || !sameShape(sp.broadcastAll(node, [other, offs])[0]!.shape, offs.shape)) {
-      sp.b.fail(argNode(node, 3), 'E_SHAPE', `other [${other.shape.join(', ')}] does not broadcast to the offsets' shape [${offs.shape.join(', ')}]`);
-    }
-    other = sp.b.broadcast(node, other, offs.shape);
+    other = toShape(sp, argNode(node, 3), other, offs.shape, '`other`');
   }
   return ir(sp.b.emit(node, { op: 'load', ptr: t.index, offsets: offs, ...(mask ? { mask } : {}), ...(other ? { other } : {}), dtype: t.dtype, shape: offs.shape }));
 });
 
 def('store', 3, 4, 'store(ptr, offsets, value, mask?)', (sp, node, args) => {
   const t = tensorArg(sp, argNode(node, 0), args[0]!, 'store');
-  const offs0 = offsetsArg(sp, argNode(node, 1), args[1]!);
+  const offsets = offsetsArg(sp, argNode(node, 1), args[1]!);
   let value = sp.toIR(args[2]!, argNode(node, 2), t.dtype);
   if (value.dtype !== t.dtype) value = sp.b.cast(node, value, t.dtype);
-  const mask0 = args[3] ? maskArg(sp, argNode(node, 3), args[3]) : undefined;
-  const [offsets, v2, mask] = sp.broadcastAll(node, mask0 ? [offs0, value, mask0] : [offs0, value]);
-  sp.b.block.push({ op: 'store', loc: { line: node.loc!.start.line, column: node.loc!.start.column + 1 }, ptr: t.index, offsets: offsets!, value: v2!, ...(mask ? { mask } : {}) });
+  value = toShape(sp, argNode(node, 2), value, offsets.shape, 'the stored value')!;
+  const mask = args[3] ? toShape(sp, argNode(node, 3), maskArg(sp, argNode(node, 3), args[3]), offsets.shape, 'the mask') : undefined;
+  sp.b.block.push({ op: 'store', loc: { line: node.loc!.start.line, column: node.loc!.start.column + 1 }, ptr: t.index, offsets, value, ...(mask ? { mask } : {}) });
   return POISON;
 });
 
@@ -241,7 +243,6 @@ for (const [name, [fn, fold]] of Object.entries(MATH)) {
     if (x.dtype === 'bool') sp.b.fail(argNode(node, 0), 'E_TYPE', `${name} does not apply to bool values`);
     if (x.dtype === 'i32') {
       if (fn === 'abs') return ir(sp.b.unary(node, 'abs', x));
-      if (fn === 'floor' || fn === 'ceil') return ir(x);
       x = sp.b.cast(node, x, 'f32');
     }
     return ir(sp.b.unary(node, fn, x));
@@ -268,7 +269,7 @@ def('rand', 2, 2, 'rand(seed, offsets): uniform f32 in [0, 1)', (sp, node, [s, o
 
 def('cdiv', 2, 2, 'cdiv(a, b): ceil(a / b) for integers', (sp, node, [a, b]) => {
   if (a!.kind === 'ce' && b!.kind === 'ce') return { kind: 'ce', v: Math.ceil(sp.asCeNumber(node, a!, 'cdiv arguments') / sp.asCeNumber(node, b!, 'cdiv arguments')) };
-  const [x, y] = sp.operands(node, [a!, b!], 'i32');
+  const [x, y] = intOperands(sp, node, 'cdiv', a!, b!);
   const one = sp.b.broadcast(node, sp.b.constant(node, 1, 'i32'), x!.shape);
   const num = sp.b.binary(node, 'sub', sp.b.binary(node, 'add', x!, y!, 'i32'), one, 'i32');
   return ir(sp.b.binary(node, 'div', num, y!, 'i32'));
@@ -276,9 +277,18 @@ def('cdiv', 2, 2, 'cdiv(a, b): ceil(a / b) for integers', (sp, node, [a, b]) => 
 
 def('idiv', 2, 2, 'idiv(a, b): integer division truncating toward zero', (sp, node, [a, b]) => {
   if (a!.kind === 'ce' && b!.kind === 'ce') return { kind: 'ce', v: Math.trunc(sp.asCeNumber(node, a!, 'idiv arguments') / sp.asCeNumber(node, b!, 'idiv arguments')) };
-  const [x, y] = sp.operands(node, [a!, b!], 'i32');
+  const [x, y] = intOperands(sp, node, 'idiv', a!, b!);
   return ir(sp.b.binary(node, 'div', x!, y!, 'i32'));
 });
+
+/** Integer operands of cdiv/idiv (f32 values are an error: the rounding would be silent). */
+function intOperands(sp: Specializer, node: acorn.CallExpression, name: string, a: Val, b: Val): Value[] {
+  for (const v of [a, b]) {
+    const bad = (v.kind === 'ir' && v.v.dtype === 'f32') || (v.kind === 'ce' && (typeof v.v !== 'number' || !Number.isInteger(v.v)));
+    if (bad) sp.b.fail(node, 'E_TYPE', `${name} takes integers, got ${describe(v)} (cast it with cast(x, 'i32'))`);
+  }
+  return sp.operands(node, [a, b], 'i32');
+}
 
 /** Every name a kernel may call (plus staticRange, valid only in for...of). */
 export const BUILTIN_NAMES: readonly string[] = [...BUILTINS.keys(), 'staticRange'];

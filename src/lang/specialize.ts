@@ -10,6 +10,8 @@ import type {
 } from '../ir/ir.js';
 import { verify } from '../ir/verify.js';
 import { BUILTINS } from './builtins.js';
+
+const STORAGE = new Set<string>(['f32', 'f16', 'bf16', 'i32']);
 import { sortDiags, unknownMessage, walk, type ConstexprValue, type ParsedFunction, type ParsedKernel } from './parse.js';
 import { broadcastShapes, Builder, ceDtype, describe, POISON, promote, Reported, sameShape, type Val } from './values.js';
 
@@ -50,24 +52,28 @@ export class Specializer {
   private unrolled = 0;
   private inlineStack: string[] = [];
   private helperDepth = 0;
+  /** Run-time ifs and loops around the current statement, within the current helper. */
+  private runtimeDepth = 0;
 
   constructor(readonly k: ParsedKernel, readonly input: SpecializeInput) {}
 
   run(): KernelIR {
     const root = new Scope();
-    const seen = new Set<string>();
     for (const p of this.k.params) {
-      seen.add(p.name);
       if (p.kind === 'constexpr') {
-        if (!(p.name in this.input.constexprs)) this.paramError(`constexpr '${p.name}' has no value`);
-        const v = this.input.constexprs[p.name];
-        if (typeof v !== 'number' && typeof v !== 'boolean' && typeof v !== 'string') {
-          this.paramError(`constexpr '${p.name}' must be a number, boolean or string`);
+        const has = Object.prototype.hasOwnProperty.call(this.input.constexprs, p.name);
+        const v = has ? this.input.constexprs[p.name] : undefined;
+        if (!has) {
+          this.paramError(`constexpr '${p.name}' has no value`);
+          root.vars.set(p.name, { val: POISON, isConst: true });
+        } else if (typeof v !== 'number' && typeof v !== 'boolean' && typeof v !== 'string') {
+          this.paramError(`constexpr '${p.name}' must be a number, boolean or string, got ${typeof v}`);
           root.vars.set(p.name, { val: POISON, isConst: true });
         } else root.vars.set(p.name, { val: { kind: 'ce', v }, isConst: true });
       } else if (p.kind === 'ptr') {
         const dtype = this.input.tensorDtypes[p.name];
         if (!dtype) this.paramError(`tensor '${p.name}' has no dtype`);
+        else if (!STORAGE.has(dtype)) this.paramError(`tensor '${p.name}' has dtype '${String(dtype)}'; expected f32, f16, bf16 or i32`);
         const index = this.params.length;
         this.params.push({ kind: 'tensor', name: p.name, dtype: dtype ?? 'f32' });
         root.vars.set(p.name, { val: { kind: 'tensor', index, name: p.name }, isConst: true });
@@ -79,8 +85,16 @@ export class Specializer {
         root.vars.set(p.name, { val: { kind: 'ir', v }, isConst: true });
       }
     }
+    const kindOf = new Map(this.k.params.map((p) => [p.name, p.kind] as const));
     for (const name of Object.keys(this.input.constexprs)) {
-      if (!seen.has(name)) this.paramError(`'${name}' is not a constexpr parameter of ${this.k.name}`);
+      if (kindOf.get(name) !== 'constexpr') this.paramError(`'${name}' is not a constexpr parameter of ${this.k.name}`);
+    }
+    for (const name of Object.keys(this.input.tensorDtypes)) {
+      if (kindOf.get(name) !== 'ptr') this.paramError(`'${name}' is not a ptr parameter of ${this.k.name}`);
+    }
+    for (const [name, d] of Object.entries(this.input.scalarDivisibility ?? {})) {
+      if (kindOf.get(name) !== 'i32') this.paramError(`divisibility given for '${name}', which is not an i32 parameter of ${this.k.name}`);
+      else if (d !== 1 && d !== 4 && d !== 16) this.paramError(`divisibility of '${name}' must be 16, 4 or 1, got ${d}`);
     }
     if (this.b.diags.length === 0) this.block(this.k.fn.body.body, new Scope(root), false);
     if (this.b.diags.length) throw new KernelCompileError(this.k.name, sortDiags(this.b.diags), this.k.source);
@@ -89,8 +103,10 @@ export class Specializer {
     return ir;
   }
 
+  /** A specialisation input that does not fit the kernel: reported at the kernel's head. */
   private paramError(message: string): void {
-    this.b.diags.push({ code: 'E_PARAM', message, line: 1, column: 1 });
+    const at = this.k.fn.loc;
+    this.b.diags.push({ code: 'E_PARAM', message, line: at.line, column: at.column });
   }
 
   // ---- statements -------------------------------------------------------------------------
@@ -127,7 +143,8 @@ export class Specializer {
         return { kind: 'next' };
       }
       case 'ExpressionStatement':
-        this.expr(s.expression, scope);
+        if (s.expression.type === 'CallExpression') this.call(s.expression, scope, true);
+        else this.expr(s.expression, scope);
         return { kind: 'next' };
       case 'BlockStatement':
         return this.block(s.body, new Scope(scope), inHelper);
@@ -142,8 +159,10 @@ export class Specializer {
         return this.staticFor(s, scope, inHelper);
       case 'ReturnStatement': {
         if (inHelper) {
-          if (!s.argument) this.b.fail(s, 'E_RETURN', 'a helper must return a value');
-          return { kind: 'return', value: this.expr(s.argument, scope) };
+          if (this.runtimeDepth > 0) {
+            this.b.fail(s, 'E_UNSUPPORTED', 'a helper can return only at its top level or inside constexpr ifs (choose values with where(...) at run time)');
+          }
+          return s.argument ? { kind: 'return', value: this.expr(s.argument, scope) } : { kind: 'return' };
         }
         if (s.argument) this.b.fail(s, 'E_RETURN', 'a kernel returns nothing: write results with store(...)');
         this.b.block.push({ op: 'return', loc: locOf(s) });
@@ -164,7 +183,6 @@ export class Specializer {
     if (cond.kind !== 'ir' || cond.v.shape.length !== 0 || cond.v.dtype !== 'bool') {
       this.b.fail(s.test, 'E_TYPE', `an if condition must be a bool scalar or a constexpr, got ${describe(cond)} (compare it, or use where(...) for tiles)`);
     }
-    if (inHelper) this.b.fail(s, 'E_UNSUPPORTED', 'run-time if statements are not supported inside helpers; use where(...)');
     const assigned = assignedOuter(s, scope);
     const outer = this.b.block;
     const before = new Map(assigned.map((n) => [n, scope.lookup(n)!.val] as const));
@@ -172,7 +190,12 @@ export class Specializer {
       this.b.block = [];
       const inner = new Scope(scope);
       let returned = false;
-      if (stmt) returned = this.block([stmt], inner, inHelper).kind === 'return';
+      this.runtimeDepth++;
+      try {
+        if (stmt) returned = this.block([stmt], inner, inHelper).kind === 'return';
+      } finally {
+        this.runtimeDepth--;
+      }
       const vals = new Map(assigned.map((n) => [n, scope.lookup(n)!.val] as const));
       for (const [n, v] of before) scope.lookup(n)!.val = v;
       return { block: this.b.block, vals, returned };
@@ -258,7 +281,6 @@ export class Specializer {
   }
 
   private forStmt(s: acorn.ForStatement, scope: Scope, inHelper: boolean): void {
-    if (inHelper) this.b.fail(s, 'E_UNSUPPORTED', 'run-time loops are not supported inside helpers');
     const bad = (): never => this.b.fail(s, 'E_UNSUPPORTED', 'for loops must look like for (let i = start; i < end; i += step) (also <=, >, >=, i++, i--, i -= step)');
     const init = s.init;
     if (!init || init.type !== 'VariableDeclaration' || init.kind !== 'let' || init.declarations.length !== 1) bad();
@@ -316,7 +338,12 @@ export class Specializer {
     names.forEach((n, i) => (scope.lookup(n)!.val = { kind: 'ir', v: carried[i]! }));
     const bodyScope = new Scope(scope);
     bodyScope.vars.set(iv, { val: { kind: 'ir', v: ivNode }, isConst: true });
-    this.block([s.body], bodyScope, inHelper);
+    this.runtimeDepth++;
+    try {
+      this.block([s.body], bodyScope, inHelper);
+    } finally {
+      this.runtimeDepth--;
+    }
     const yields: Value[] = [];
     names.forEach((n, i) => {
       const v = scope.lookup(n)!.val;
@@ -426,6 +453,9 @@ export class Specializer {
         const name = (node.argument as acorn.Identifier).name;
         const bnd = this.binding(node.argument, name, scope);
         const old = bnd.val;
+        const okCe = old.kind === 'ce' && typeof old.v === 'number';
+        const okIr = old.kind === 'ir' && old.v.dtype === 'i32' && old.v.shape.length === 0;
+        if (!okCe && !okIr && old.kind !== 'poison') this.b.fail(node, 'E_TYPE', `'${node.operator}' applies to i32 scalars, '${name}' is ${describe(old)}`);
         const nv = this.binaryExpr(node, node.operator === '++' ? '+' : '-', old, { kind: 'ce', v: 1 });
         bnd.val = nv;
         return node.prefix ? nv : old;
@@ -457,7 +487,8 @@ export class Specializer {
     return v;
   }
 
-  private call(node: acorn.CallExpression, scope: Scope): Val {
+  /** A builtin or helper call; `asStatement` when its value is not used. */
+  private call(node: acorn.CallExpression, scope: Scope, asStatement = false): Val {
     if (node.callee.type !== 'Identifier') this.b.fail(node.callee, 'E_UNSUPPORTED', 'only builtins and helpers can be called');
     const name = node.callee.name;
     const local = scope.lookup(name);
@@ -467,7 +498,7 @@ export class Specializer {
       if (a.type === 'SpreadElement') this.b.fail(a, 'E_UNSUPPORTED', 'spread is not part of the kernel language');
       return this.expr(a, scope);
     });
-    if (helper) return this.inline(node, helper, args);
+    if (helper) return this.inline(node, name, helper, args, asStatement);
     if (name === 'staticRange') this.b.fail(node, 'E_UNSUPPORTED', 'staticRange(...) is only valid in for (const i of staticRange(...))');
     const bi = BUILTINS.get(name);
     if (!bi) return this.b.fail(node.callee, 'E_UNKNOWN_NAME', unknownMessage(name, scopeNames(scope)));
@@ -478,14 +509,18 @@ export class Specializer {
     return bi.fn(this, node, args);
   }
 
-  private inline(node: acorn.CallExpression, h: ParsedFunction, args: Val[]): Val {
-    if (this.inlineStack.includes(h.name)) this.b.fail(node, 'E_UNSUPPORTED', `helper '${h.name}' calls itself (recursion is not supported)`);
+  private inline(node: acorn.CallExpression, key: string, h: ParsedFunction, args: Val[], asStatement: boolean): Val {
+    if (this.inlineStack.includes(key)) {
+      this.b.fail(node, 'E_UNSUPPORTED', `helper '${key}' is called recursively (${[...this.inlineStack, key].join(' -> ')}); recursion is not supported`);
+    }
     if (this.helperDepth >= MAX_INLINE_DEPTH) this.b.fail(node, 'E_LIMIT', `helpers nest more than ${MAX_INLINE_DEPTH} deep`);
     if (args.length !== h.params.length) this.b.fail(node, 'E_ARITY', `helper '${h.name}' takes ${h.params.length} arguments, got ${args.length}`);
     const scope = new Scope();
     h.params.forEach((p, i) => scope.vars.set(p, { val: args[i]!, isConst: true }));
-    this.inlineStack.push(h.name);
+    this.inlineStack.push(key);
     this.helperDepth++;
+    const savedDepth = this.runtimeDepth;
+    this.runtimeDepth = 0;
     const before = this.b.diags.length;
     let flow: Flow;
     try {
@@ -493,14 +528,16 @@ export class Specializer {
     } finally {
       this.inlineStack.pop();
       this.helperDepth--;
+      this.runtimeDepth = savedDepth;
     }
     if (this.b.diags.length > before) {
       // Errors inside a helper are reported at the call too, so the kernel's frame shows it.
       const inner = this.b.diags.splice(before);
       this.b.fail(node, inner[0]!.code, `in helper '${h.name}' (its line ${inner[0]!.line}:${inner[0]!.column}): ${inner[0]!.message}`);
     }
-    if (flow.kind !== 'return' || !flow.value) this.b.fail(node, 'E_RETURN', `helper '${h.name}' did not return a value`);
-    return flow.value;
+    if (flow.kind === 'return' && flow.value) return flow.value;
+    if (asStatement) return POISON;
+    return this.b.fail(node, 'E_RETURN', `helper '${key}' returns no value, but its result is used`);
   }
 
   // ---- typing helpers used by builtins ---------------------------------------------------
@@ -627,7 +664,11 @@ export class Specializer {
     }
     const [x, y] = this.operands(node, [a, b]);
     if (op === '/' && x!.dtype === 'i32') {
-      this.b.fail(node, 'E_TYPE', "'/' of two integers: JavaScript '/' is real division; use idiv(a, b) for integer division, or cast(a, 'f32') for real division");
+      if (a.kind === 'ir' && b.kind === 'ir') {
+        this.b.fail(node, 'E_TYPE', "'/' of two integers: JavaScript '/' is real division; use idiv(a, b) for integer division, or cast(a, 'f32') for real division");
+      }
+      // An integer and a constexpr: real division, as in JavaScript.
+      return { kind: 'ir', v: this.b.binary(node, 'div', this.b.cast(node, x!, 'f32'), this.b.cast(node, y!, 'f32'), 'f32') };
     }
     const cmp = ['<', '<=', '>', '>=', '==', '===', '!=', '!=='].includes(op);
     if (!cmp && x!.dtype === 'bool') this.b.fail(node, 'E_TYPE', `'${op}' does not apply to bool values`);

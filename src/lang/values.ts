@@ -28,6 +28,8 @@ export class Builder {
   private nextId = 0;
   block: Instr[] = [];
   readonly diags: Diagnostic[] = [];
+  /** Constants already placed in a block (keyed by the block array itself). */
+  private readonly consts = new WeakMap<Instr[], Map<string, Value>>();
 
   get numValues(): number {
     return this.nextId;
@@ -68,9 +70,18 @@ export class Builder {
     if (numel(shape) > MAX_TILE_ELEMENTS) this.fail(node, 'E_LIMIT', `a tile of [${shape.join(', ')}] has ${numel(shape)} elements; the limit is ${MAX_TILE_ELEMENTS}`);
   }
 
+  /** A scalar constant; one node per (value, dtype) in each block, reused while it is current. */
   constant(node: acorn.Node, value: number, dtype: DType): Value {
     const v = dtype === 'f32' ? Math.fround(value) : dtype === 'bool' ? (value ? 1 : 0) : value | 0;
-    return this.emit(node, { op: 'const', value: v, dtype, shape: [] });
+    let cache = this.consts.get(this.block);
+    if (!cache) this.consts.set(this.block, (cache = new Map()));
+    // Object.is keeps 0 and -0 apart; NaN finds NaN.
+    const key = `${dtype}:${Object.is(v, -0) ? '-0' : String(v)}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const c = this.emit(node, { op: 'const', value: v, dtype, shape: [] });
+    cache.set(key, c);
+    return c;
   }
 
   /** Broadcast `v` to `shape` (numpy rules; it must be compatible). */
@@ -78,6 +89,7 @@ export class Builder {
     if (sameShape(v.shape, shape)) return v;
     const common = broadcastShapes(v.shape, shape);
     if (!common || !sameShape(common, shape)) this.fail(node, 'E_SHAPE', `cannot broadcast [${v.shape.join(', ')}] to [${shape.join(', ')}]`);
+    this.checkShape(node, shape);
     return this.emit(node, { op: 'broadcast', src: v, dtype: v.dtype, shape });
   }
 
