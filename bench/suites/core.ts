@@ -66,7 +66,7 @@ export async function activationsSuite(ctx: BenchContext): Promise<void> {
   const X = rt.tensor(x, [n]), Y = rt.empty([n]);
   const ref = new Float32Array(n);
   const jsMs = await medianMs(() => naiveGelu(x, ref), { quick: ctx.quick });
-  const opts = { grid: [Math.ceil(n / 1024)], BLOCK: 1024 };
+  const opts = { grid: [Math.ceil(n / 1024)], BLOCK: 1024, EVEN: n % 1024 === 0 };
   await geluTanh.launch(opts, X, Y, n);
   const err = maxAbsErr(Y.toArray(), ref);
   const ms = await medianMs(() => geluTanh.launch(opts, X, Y, n), { quick: ctx.quick });
