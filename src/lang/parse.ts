@@ -138,7 +138,7 @@ export function parseFunction(source: string, diags: Diagnostic[], knownNames: R
   }
   const declared = new Set<string>(params);
   collectDeclared(fn.body, declared);
-  checkNode(fn.body, diags, (name) => declared.has(name) || knownNames.has(name) || GLOBAL_CONSTS.has(name));
+  checkNode(fn.body, diags, (name) => declared.has(name) || knownNames.has(name) || GLOBAL_CONSTS.has(name), [...declared]);
   return { name: fn.id?.name ?? 'kernel', source, params, paramLocs, loc: locOf(fn), body: fn.body };
 }
 
@@ -214,7 +214,7 @@ function collectDeclared(node: acorn.Node, out: Set<string>): void {
 }
 
 /** Report unsupported node types and names defined nowhere. */
-function checkNode(body: acorn.Node, diags: Diagnostic[], isKnown: (name: string) => boolean): void {
+function checkNode(body: acorn.Node, diags: Diagnostic[], isKnown: (name: string) => boolean, declared: readonly string[]): void {
   walk(body, (n, parent) => {
     const why = UNSUPPORTED[n.type];
     if (why) {
@@ -240,7 +240,7 @@ function checkNode(body: acorn.Node, diags: Diagnostic[], isKnown: (name: string
     }
     if (n.type === 'Identifier' && parent && !isPropertyName(n, parent)) {
       const name = (n as acorn.Identifier).name;
-      if (!isKnown(name)) diags.push(diag(n, 'E_UNKNOWN_NAME', unknownMessage(name)));
+      if (!isKnown(name)) diags.push(diag(n, 'E_UNKNOWN_NAME', unknownMessage(name, declared)));
     }
     return true;
   });

@@ -244,27 +244,37 @@ export class Specializer {
         return undefined;
       }
     }
+    // Like Triton, a variable keeps one type across the paths that meet here: no implicit
+    // broadcast or conversion, so a tile that silently grows or truncates is an error.
     let dtype: DType | undefined;
-    let shape: Shape = [];
+    let shape: Shape | undefined;
     for (const v of irs) {
       if (dtype && dtype !== v.dtype) {
         this.b.report(node, 'E_TYPE', `'${name}' is ${dtype} on one path and ${v.dtype} on another; cast one of them`);
         return undefined;
       }
       dtype = v.dtype;
-      const c = broadcastShapes(shape, v.shape);
-      if (!c) {
+      if (shape && !sameShape(shape, v.shape)) {
         this.b.report(node, 'E_SHAPE', `'${name}' has shapes [${shape.join(', ')}] and [${v.shape.join(', ')}] on different paths`);
         return undefined;
       }
-      shape = c;
+      shape = v.shape;
     }
-    if (!dtype) {
-      const ce = vals[0] as Val & { kind: 'ce' };
-      dtype = ceDtype(ce.v, vals.some((v) => v.kind === 'ce' && v.float), undefined) ?? 'f32';
-      if (vals.some((v) => v.kind === 'ce' && (v.float || (typeof v.v === 'number' && !Number.isInteger(v.v))))) dtype = 'f32';
+    const ces = vals.filter((v): v is Val & { kind: 'ce' } => v.kind === 'ce');
+    if (shape?.length && ces.length) {
+      this.b.report(node, 'E_SHAPE', `'${name}' is a scalar constant on one path and a [${shape.join(', ')}] tile on another; start it with full(...) or zeros(...)`);
+      return undefined;
     }
-    return { dtype, shape };
+    const isFloat = (v: Val & { kind: 'ce' }): boolean => typeof v.v === 'number' && (v.float === true || !Number.isInteger(v.v));
+    dtype ??= ces.some((v) => typeof v.v === 'boolean') ? 'bool' : ces.some(isFloat) ? 'f32' : 'i32';
+    for (const v of ces) {
+      const fits = dtype === 'bool' ? typeof v.v === 'boolean' : typeof v.v === 'number' && (dtype === 'f32' || !isFloat(v));
+      if (!fits) {
+        this.b.report(node, 'E_TYPE', `'${name}' is ${dtype} on one path and ${describe(v)} on another; give both the same type`);
+        return undefined;
+      }
+    }
+    return { dtype, shape: shape ?? [] };
   }
 
   /** `v` as an IR value of type `ty`, emitted into `block`. */
@@ -355,9 +365,11 @@ export class Specializer {
       try {
         const x = v.kind === 'ir' ? v.v : undefined;
         if (x && x.dtype !== c.dtype) this.b.fail(s, 'E_TYPE', `'${n}' is ${c.dtype} before the loop and ${x.dtype} after an iteration; cast it`);
-        if (x && !sameShape(broadcastShapes(x.shape, c.shape) ?? [-1], c.shape)) {
+        if (x && !sameShape(x.shape, c.shape)) {
           this.b.fail(s, 'E_SHAPE', `'${n}' is [${c.shape.join(', ')}] before the loop and [${x.shape.join(', ')}] after an iteration`);
         }
+        // Constants assigned in the body must fit the carried type as well.
+        if (!x && !this.joinType(s, n, [{ kind: 'ir', v: c }, v])) throw new Reported('reported');
         yields.push(this.coerceInto(this.b.block, s, v, c));
       } catch (err) {
         if (!(err instanceof Reported)) throw err;
