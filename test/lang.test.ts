@@ -400,3 +400,152 @@ describe('good kernels', () => {
     expect(new Set(all(ir.body).filter(isValue).map((v) => v.id)).size).toBe(all(ir.body).filter(isValue).length);
   });
 });
+
+describe('language details', () => {
+  const run1 = (src: string, sig: Record<string, 'ptr' | 'i32' | 'f32' | 'constexpr'>, n: number, args: number[] = [], o = {}): number[] => {
+    const ir = compile(src, sig, o);
+    return Array.from(run(ir, [1], [new Float32Array(n), ...args])[0]!);
+  };
+
+  test('operators on tiles: arithmetic, %, bitwise, shifts, logic, unary', () => {
+    const src = `function k(Out, n) {
+      const i = arange(8);
+      const m = (i < n) && !(i == 2) || (i === 7);
+      const bits = ((i << 2) | 1) ^ (i >> 1) & ~0;
+      const r = (i - 3) % 3;
+      store(Out, i, where(m, cast(bits + r, 'f32'), -(+1.5)) + cast(i >>> 1, 'f32') * 0.0);
+    }`;
+    const got = run1(src, { Out: 'ptr', n: 'i32' }, 8, [5]);
+    const ref = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => {
+      const m = (i < 5 && i !== 2) || i === 7;
+      return m ? (((i << 2) | 1) ^ ((i >> 1) & ~0)) + ((i - 3) % 3) : -1.5;
+    });
+    expect(got).toEqual(ref);
+  });
+
+  test('constexpr && and || short-circuit (the other side is never built)', () => {
+    const src = `function k(Out, FLAG) {
+      const a = FLAG || arange(3);
+      const b = !FLAG && zeros([3]);
+      store(Out, 0, a ? 1.0 : 2.0);
+    }`;
+    expect(run1(src, { Out: 'ptr', FLAG: 'constexpr' }, 1, [], { constexprs: { FLAG: true } })).toEqual([1]);
+  });
+
+  test('for loop forms: i = i + s, i--, >= with a negative step, constexpr bounds stay a run-time loop', () => {
+    const src = `function k(Out, N) {
+      let a = 0;
+      for (let i = 0; i < N; i = i + 3) { a += 1; }
+      let b = 0;
+      for (let i = 4; i >= 0; i--) { b = b * 10 + i; }
+      let c = 0;
+      for (let i = 10; i > 0; i -= 4) { c += i; }
+      store(Out, arange(4), cast(full([4], 0, 'i32') + where(arange(4) == 0, a, where(arange(4) == 1, b, c)), 'f32'));
+    }`;
+    const ir = compile(src, { Out: 'ptr', N: 'constexpr' }, { constexprs: { N: 10 } });
+    expect(ir.body.filter((i) => i.op === 'for').length).toBe(3);
+    expect(Array.from(run(ir, [1], [new Float32Array(4)])[0]!)).toEqual([4, 43210, 18, 18]);
+  });
+
+  test('zeros/full with a 1-D constexpr shape, full with a run-time value, numPrograms, idiv of tiles', () => {
+    const src = `function k(Out, x, B) {
+      const f = full(B, x * 2.0) + zeros(B) + cast(numPrograms(0), 'f32');
+      const q = cast(idiv(arange(B) + 7, 2), 'f32');
+      store(Out, programId(0) * B + arange(B), f + q);
+    }`;
+    const ir = compile(src, { Out: 'ptr', x: 'f32', B: 'constexpr' }, { constexprs: { B: 4 } });
+    const [out] = run(ir, [2], [new Float32Array(8), 1.5]);
+    // full: 1.5 * 2 + 0 + numPrograms (2); q = idiv(j + 7, 2)
+    expect(Array.from(out!)).toEqual([3, 4, 4, 5, 3, 4, 4, 5].map((q) => 5 + q));
+  });
+
+  test('math builtins cast i32 to f32 (abs keeps i32), reductions of 2-D tiles, keepdims of everything', () => {
+    const ok = `function k(Out) {
+      const i = arange(4) - 2;
+      const x = expandDims(cast(arange(4), 'f32'), 1) * 4.0 + expandDims(cast(arange(4), 'f32'), 0);
+      store(Out, arange(4), sqrt(abs(i) * 4) + floor(i) * 0.0 + min(x, 0) + max(x, 1) * 0.0);
+      store(Out, 4 + arange(4), sum(x, 1) + cast(max(abs(i)), 'f32') * 100.0);
+    }`;
+    const ir = compile(ok, { Out: 'ptr' });
+    const absNode = all(ir.body).find((i) => i.op === 'unary' && i.fn === 'abs')!;
+    expect(absNode.dtype).toBe('i32');
+    expect(all(ir.body).find((i) => i.op === 'unary' && i.fn === 'floor')!.dtype).toBe('f32');
+    const [out] = run(ir, [1], [new Float32Array(8)]);
+    const first = [0, 1, 2, 3].map((j) => Math.fround(Math.sqrt(Math.abs(j - 2) * 4)) + j);
+    expect(Array.from(out!)).toEqual(first.concat([6, 22, 38, 54].map((v) => v + 200)));
+  });
+
+  test('sum of a 2-D tile to a scalar is two reduces; keepdims reshapes back with a 1', () => {
+    const src = `function k(Out) {
+      const x = broadcastTo(cast(arange(4), 'f32'), [2, 4]);
+      store(Out, 0, sum(x));
+      const cols = max(x, 0, true);
+      const rows = sum(x, -1, true);
+      store(Out, reshape(arange(1), [1, 1]) + 1, sum(cols, 1, true) + sum(rows, 0, true) * 0.0);
+    }`;
+    const ir = compile(src, { Out: 'ptr' });
+    const reduces = all(ir.body).filter((i) => i.op === 'reduce');
+    expect(reduces.slice(0, 2).map((r) => (r.op === 'reduce' ? [r.axis, r.shape] : []))).toEqual([[1, [2]], [0, []]]);
+    const shapes = all(ir.body).filter((i) => i.op === 'reshape' && i.src.op === 'reduce').map((r) => r.shape);
+    expect(shapes).toEqual([[1, 4], [2, 1], [1, 1], [1, 1]]);
+    expect(Array.from(run(ir, [1], [new Float32Array(2)])[0]!)).toEqual([12, 6]);
+  });
+
+  test('helpers: run-time if and for inside, called for their stores, bare return', () => {
+    const accumulate = `function accumulate(x, n) {
+      let s = zeros([4]);
+      for (let i = 0; i < n; i++) { s = s + x; }
+      if (n > 2) { s = s * 2.0; }
+      return s;
+    }`;
+    const write = `function write(Out, v, SKIP) {
+      if (SKIP) { return; }
+      store(Out, arange(4), v);
+    }`;
+    const src = `function k(Out, n, SKIP) {
+      write(Out, accumulate(cast(arange(4), 'f32'), n), SKIP);
+    }`;
+    const sig = { Out: 'ptr', n: 'i32', SKIP: 'constexpr' } as const;
+    const ir = compile(src, sig, { constexprs: { SKIP: false }, helpers: { accumulate, write } });
+    expect(Array.from(run(ir, [1], [new Float32Array(4), 3])[0]!)).toEqual([0, 6, 12, 18]);
+    expect(Array.from(run(ir, [1], [new Float32Array(4), 2])[0]!)).toEqual([0, 2, 4, 6]);
+    const skipped = compile(src, sig, { constexprs: { SKIP: true }, helpers: { accumulate, write } });
+    expect(skipped.body.some((i) => i.op === 'store')).toBe(false);
+  });
+
+  test('a store in a run-time loop with a run-time if inside, i32 counters with ++', () => {
+    const src = `function k(Out, n) {
+      let count = 0;
+      for (let i = 0; i < n; i++) {
+        if (i % 2 == 0) { count++; store(Out, i, 1.0); } else { store(Out, i, -1.0); }
+      }
+      store(Out, n, cast(count, 'f32'));
+    }`;
+    const ir = compile(src, { Out: 'ptr', n: 'i32' });
+    expect(Array.from(run(ir, [1], [new Float32Array(6), 5])[0]!)).toEqual([1, -1, 1, -1, 1, 3]);
+  });
+
+  test('a const node is reused per (value, dtype) within a block', () => {
+    const src = `function k(Out, n) {
+      const a = n + 1;
+      const b = n * 1 + 1;
+      store(Out, a + b, 1.0);
+      store(Out, a - b, 1.0);
+    }`;
+    const ir = compile(src, { Out: 'ptr', n: 'i32' });
+    const consts = ir.body.filter((i) => i.op === 'const');
+    expect(consts.map((c) => (c.op === 'const' ? `${c.dtype}:${c.value}` : ''))).toEqual(['i32:1', 'f32:1']);
+  });
+
+  test('load with a scalar offset, a broadcast mask and a scalar `other`; i32 / constexpr is real division', () => {
+    const src = `function k(X, Out, n) {
+      const s = load(X, 1);
+      const row = load(X, expandDims(arange(4), 0) + expandDims(arange(2), 1) * 4, expandDims(arange(4), 0) < n, 9.0);
+      store(Out, expandDims(arange(4), 0) + expandDims(arange(2), 1) * 4, row + s + arange(4) / 2);
+    }`;
+    const ir = compile(src, { X: 'ptr', Out: 'ptr', n: 'i32' });
+    const x = Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7]);
+    const [, out] = run(ir, [1], [x, new Float32Array(8), 3]);
+    expect(Array.from(out!)).toEqual([0, 1, 2, 9, 4, 5, 6, 9].map((v, i) => v + 1 + (i % 4) / 2));
+  });
+});
