@@ -169,6 +169,63 @@ const CASES: Case[] = [
     src: 'function k(Out) {\n  store(Out, 0, f(1.0));\n}',
     opts: { helpers: { f: 'function f(x) { return g(x); }', g: 'function g(x) { return f(x); }' } }, message: /recursi/,
   },
+  {
+    name: 'if branches give different shapes', code: 'E_SHAPE', sig: PN, where: 'if',
+    src: 'function k(Out, n) {\n  let x = zeros([4]);\n  if (n > 0) { x = zeros([2, 4]); }\n}',
+  },
+  {
+    name: 'if branches give different dtypes', code: 'E_TYPE', sig: PN, where: 'if',
+    src: 'function k(Out, n) {\n  let x = n;\n  if (n > 0) { x = 1.5; }\n}', message: /i32.*1\.5/,
+  },
+  {
+    name: '++ on a tile', code: 'E_TYPE', sig: P, where: 'x++',
+    src: 'function k(Out) {\n  let x = zeros([4]);\n  x++;\n}', message: /i32 scalars/,
+  },
+  {
+    name: 'helper returns inside a run-time if', code: 'E_UNSUPPORTED', sig: PN, where: 'h(',
+    src: 'function k(Out, n) {\n  store(Out, 0, h(n));\n}',
+    opts: { helpers: { h: 'function h(n) {\n  if (n > 0) { return 1.0; }\n  return 2.0;\n}' } }, message: /where/,
+  },
+  {
+    name: 'load mask bigger than the offsets', code: 'E_SHAPE', sig: { Out: 'ptr', X: 'ptr' }, where: 'arange(8) < 4',
+    src: 'function k(Out, X) {\n  const v = load(X, arange(4), arange(8) < 4);\n}', message: /\[8\].*\[4\]/,
+  },
+  {
+    name: 'cdiv of a float', code: 'E_TYPE', sig: { Out: 'ptr', x: 'f32' }, where: 'cdiv',
+    src: 'function k(Out, x) {\n  const c = cdiv(x, 4);\n}',
+  },
+  {
+    name: 'switch', code: 'E_UNSUPPORTED', sig: PN, where: 'switch',
+    src: 'function k(Out, n) {\n  switch (n) { default: }\n}',
+  },
+  {
+    name: 'new', code: 'E_UNSUPPORTED', sig: P, where: 'new',
+    src: 'function k(Out) {\n  const a = new Float32Array(4);\n}',
+  },
+  {
+    name: 'template literal', code: 'E_UNSUPPORTED', sig: P, where: '`',
+    src: 'function k(Out) {\n  const a = `f32`;\n}',
+  },
+  {
+    name: 'computed member access', code: 'E_UNSUPPORTED', sig: P, where: 'Out[',
+    src: 'function k(Out) {\n  const a = Out[0];\n}',
+  },
+  {
+    name: 'regex', code: 'E_UNSUPPORTED', sig: P, where: '/a/',
+    src: 'function k(Out) {\n  const r = /a/;\n}',
+  },
+  {
+    name: 'eval cannot be reached', code: 'E_UNKNOWN_NAME', sig: P, where: 'eval',
+    src: "function k(Out) {\n  eval('1');\n}", message: /cannot reach JavaScript/,
+  },
+  {
+    name: 'array literal outside a shape argument', code: 'E_TYPE', sig: P, where: '[1, 2]',
+    src: 'function k(Out) {\n  store(Out, 0, [1, 2]);\n}', message: /shape/,
+  },
+  {
+    name: 'axis out of range', code: 'E_SHAPE', sig: P, where: '2)',
+    src: 'function k(Out) {\n  const s = sum(zeros([4, 4]), 2);\n}',
+  },
 ];
 
 describe('bad kernels', () => {
