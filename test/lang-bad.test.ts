@@ -226,6 +226,10 @@ const CASES: Case[] = [
     name: 'axis out of range', code: 'E_SHAPE', sig: P, where: '2)',
     src: 'function k(Out) {\n  const s = sum(zeros([4, 4]), 2);\n}',
   },
+  {
+    name: 'a builtin used as a value', code: 'E_TYPE', sig: P, where: 'exp;',
+    src: 'function k(Out) {\n  const f = exp;\n}', message: /call it/,
+  },
 ];
 
 describe('bad kernels', () => {

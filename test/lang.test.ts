@@ -395,6 +395,8 @@ describe('good kernels', () => {
       expect(i.loc.line).toBeLessThanOrEqual(lines);
       expect(i.loc.column).toBeGreaterThanOrEqual(1);
     }
+    // Scalar params point at their declaration: `a` and `n` in the first line.
+    expect(ir.body.filter((i) => i.op === 'arg').map((a) => a.loc)).toEqual([{ line: 1, column: 27 }, { line: 1, column: 30 }]);
     const store = ir.body.find((i) => i.op === 'store')!;
     expect(store.loc).toEqual({ line: 4, column: 3 });
     expect(new Set(all(ir.body).filter(isValue).map((v) => v.id)).size).toBe(all(ir.body).filter(isValue).length);

@@ -81,7 +81,11 @@ export class Specializer {
         const index = this.params.length;
         this.params.push({ kind: 'scalar', name: p.name, dtype: p.kind });
         const div = this.input.scalarDivisibility?.[p.name];
-        const v = this.b.emit(this.k.fn.body, { op: 'arg', index, dtype: p.kind, shape: [], ...(div ? { divisibility: div } : {}) });
+        const i = this.k.fn.params.indexOf(p.name);
+        const at = this.k.fn.paramLocs[i] ?? this.k.fn.loc;
+        // The parameter's own position, so errors and printed IR point at its declaration.
+        const where = { loc: { start: { line: at.line, column: at.column - 1 } } } as acorn.Node;
+        const v = this.b.emit(where, { op: 'arg', index, dtype: p.kind, shape: [], ...(div ? { divisibility: div } : {}) });
         root.vars.set(p.name, { val: { kind: 'ir', v }, isConst: true });
       }
     }
@@ -424,6 +428,9 @@ export class Specializer {
         if (bnd) return bnd.val;
         if (node.name === 'Infinity') return { kind: 'ce', v: Infinity, float: true };
         if (node.name === 'NaN') return { kind: 'ce', v: NaN, float: true };
+        if (this.k.helpers.has(node.name) || BUILTINS.has(node.name) || node.name === 'staticRange') {
+          return this.b.fail(node, 'E_TYPE', `'${node.name}' is a function: call it, e.g. ${node.name}(...)`);
+        }
         return this.b.fail(node, 'E_UNKNOWN_NAME', unknownMessage(node.name, scopeNames(scope)));
       }
       case 'ArrayExpression': {
