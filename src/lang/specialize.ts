@@ -6,10 +6,11 @@
 import type * as acorn from 'acorn';
 import { KernelCompileError } from '../errors.js';
 import type {
-  BinaryFn, CarriedV, DType, ForI, IfI, Instr, IvV, KernelIR, ParamIR, ResultV, Shape, StorageDType, Value,
+  CarriedV, DType, ForI, IfI, Instr, IvV, KernelIR, ParamIR, ResultV, Shape, StorageDType, Value,
 } from '../ir/ir.js';
 import { verify } from '../ir/verify.js';
 import { BUILTINS } from './builtins.js';
+import { binaryOp, unaryOp } from './operators.js';
 
 const STORAGE = new Set<string>(['f32', 'f16', 'bf16', 'i32']);
 import { sortDiags, unknownMessage, walk, type ConstexprValue, type ParsedFunction, type ParsedKernel } from './parse.js';
@@ -441,9 +442,9 @@ export class Specializer {
         return { kind: 'shape', v: dims };
       }
       case 'UnaryExpression':
-        return this.unaryExpr(node, this.expr(node.argument, scope));
+        return unaryOp(this, node, this.expr(node.argument, scope));
       case 'BinaryExpression':
-        return this.binaryExpr(node, node.operator, this.expr(node.left as acorn.Expression, scope), this.expr(node.right, scope));
+        return binaryOp(this, node, node.operator, this.expr(node.left as acorn.Expression, scope), this.expr(node.right, scope));
       case 'LogicalExpression': {
         const a = this.expr(node.left, scope);
         if (a.kind === 'ce' && typeof a.v === 'boolean') {
@@ -454,7 +455,7 @@ export class Specializer {
           return b;
         }
         if (node.operator === '??') this.b.fail(node, 'E_UNSUPPORTED', "'??' is not part of the kernel language");
-        return this.binaryExpr(node, node.operator, a, this.expr(node.right, scope));
+        return binaryOp(this, node, node.operator, a, this.expr(node.right, scope));
       }
       case 'ConditionalExpression': {
         const c = this.expr(node.test, scope);
@@ -475,7 +476,7 @@ export class Specializer {
         const okCe = old.kind === 'ce' && typeof old.v === 'number';
         const okIr = old.kind === 'ir' && old.v.dtype === 'i32' && old.v.shape.length === 0;
         if (!okCe && !okIr && old.kind !== 'poison') this.b.fail(node, 'E_TYPE', `'${node.operator}' applies to i32 scalars, '${name}' is ${describe(old)}`);
-        const nv = this.binaryExpr(node, node.operator === '++' ? '+' : '-', old, { kind: 'ce', v: 1 });
+        const nv = binaryOp(this, node, node.operator === '++' ? '+' : '-', old, { kind: 'ce', v: 1 });
         bnd.val = nv;
         return node.prefix ? nv : old;
       }
@@ -500,7 +501,7 @@ export class Specializer {
     if (node.operator !== '=') {
       const op = node.operator.slice(0, -1);
       if (op === '&&' || op === '||' || op === '??') this.b.fail(node, 'E_UNSUPPORTED', `'${node.operator}' is not supported`);
-      v = this.binaryExpr(node, op, bnd.val, rhs);
+      v = binaryOp(this, node, op, bnd.val, rhs);
     }
     bnd.val = v;
     return v;
@@ -623,114 +624,6 @@ export class Specializer {
     const [x, y] = this.operands(node, [a, b]);
     const [cc, xx, yy] = this.broadcastAll(node, [cond, x!, y!]);
     return { kind: 'ir', v: this.b.emit(node, { op: 'where', cond: cc!, a: xx!, b: yy!, dtype: xx!.dtype, shape: xx!.shape }) };
-  }
-
-  private unaryExpr(node: acorn.UnaryExpression, a: Val): Val {
-    if (a.kind === 'poison') return a;
-    const op = node.operator;
-    if (a.kind === 'ce') {
-      const v = a.v;
-      if (op === '-' && typeof v === 'number') return { kind: 'ce', v: -v, float: a.float };
-      if (op === '+' && typeof v === 'number') return a;
-      if (op === '!' && typeof v === 'boolean') return { kind: 'ce', v: !v };
-      if (op === '~' && typeof v === 'number' && Number.isInteger(v)) return { kind: 'ce', v: ~v };
-      this.b.fail(node, 'E_TYPE', `'${op}' does not apply to ${describe(a)}`);
-    }
-    const x = this.toIR(a, node);
-    if (op === '+') {
-      if (x.dtype === 'bool') this.b.fail(node, 'E_TYPE', "unary '+' does not apply to bool");
-      return a;
-    }
-    if (op === '-') {
-      if (x.dtype === 'bool') this.b.fail(node, 'E_TYPE', "unary '-' does not apply to bool (cast it first)");
-      return { kind: 'ir', v: this.b.unary(node, 'neg', x) };
-    }
-    if (op === '!') {
-      if (x.dtype !== 'bool') this.b.fail(node, 'E_TYPE', `'!' applies to bool values, got ${describe(a)}`);
-      return { kind: 'ir', v: this.b.unary(node, 'not', x) };
-    }
-    if (op === '~') {
-      if (x.dtype !== 'i32') this.b.fail(node, 'E_TYPE', `'~' applies to i32 values, got ${describe(a)}`);
-      return { kind: 'ir', v: this.b.unary(node, 'not', x) };
-    }
-    return this.b.fail(node, 'E_UNSUPPORTED', `'${op}' is not part of the kernel language`);
-  }
-
-  binaryExpr(node: acorn.Node, op: string, a: Val, b: Val): Val {
-    if (a.kind === 'poison' || b.kind === 'poison') return POISON;
-    if (a.kind === 'ce' && b.kind === 'ce') return foldBinary(this, node, op, a, b);
-    const fn = BINOPS[op];
-    if (!fn) return this.b.fail(node, 'E_UNSUPPORTED', `operator '${op}' is not part of the kernel language`);
-    const irA = a.kind === 'ir' ? a.v : undefined;
-    const irB = b.kind === 'ir' ? b.v : undefined;
-    const dts = [irA?.dtype, irB?.dtype].filter((d): d is DType => d !== undefined);
-    for (const v of [a, b]) if (v.kind !== 'ir' && v.kind !== 'ce') this.toIR(v, node);
-    if (op === '&&' || op === '||') {
-      const [x, y] = this.broadcastAll(node, [this.toIR(a, node, 'bool'), this.toIR(b, node, 'bool')]);
-      if (x!.dtype !== 'bool' || y!.dtype !== 'bool') this.b.fail(node, 'E_TYPE', `'${op}' applies to bool values, got ${describe(a)} and ${describe(b)}`);
-      return { kind: 'ir', v: this.b.binary(node, fn, x!, y!, 'bool') };
-    }
-    if (op === '&' || op === '|' || op === '^') {
-      if (dts.every((d) => d === 'bool') && [a, b].every((v) => v.kind === 'ir' || (v.kind === 'ce' && typeof v.v === 'boolean'))) {
-        const [x, y] = this.broadcastAll(node, [this.toIR(a, node, 'bool'), this.toIR(b, node, 'bool')]);
-        return { kind: 'ir', v: this.b.binary(node, fn, x!, y!, 'bool') };
-      }
-    }
-    if (['&', '|', '^', '<<', '>>', '>>>'].includes(op)) {
-      const [x, y] = this.operands(node, [a, b]);
-      if (x!.dtype !== 'i32') this.b.fail(node, 'E_TYPE', `'${op}' applies to i32 values, got ${describe(a)} and ${describe(b)}`);
-      return { kind: 'ir', v: this.b.binary(node, fn, x!, y!, 'i32') };
-    }
-    const [x, y] = this.operands(node, [a, b]);
-    if (op === '/' && x!.dtype === 'i32') {
-      if (a.kind === 'ir' && b.kind === 'ir') {
-        this.b.fail(node, 'E_TYPE', "'/' of two integers: JavaScript '/' is real division; use idiv(a, b) for integer division, or cast(a, 'f32') for real division");
-      }
-      // An integer and a constexpr: real division, as in JavaScript.
-      return { kind: 'ir', v: this.b.binary(node, 'div', this.b.cast(node, x!, 'f32'), this.b.cast(node, y!, 'f32'), 'f32') };
-    }
-    const cmp = ['<', '<=', '>', '>=', '==', '===', '!=', '!=='].includes(op);
-    if (!cmp && x!.dtype === 'bool') this.b.fail(node, 'E_TYPE', `'${op}' does not apply to bool values`);
-    return { kind: 'ir', v: this.b.binary(node, fn, x!, y!, cmp ? 'bool' : x!.dtype) };
-  }
-}
-
-const BINOPS: Record<string, BinaryFn> = {
-  '+': 'add', '-': 'sub', '*': 'mul', '/': 'div', '%': 'rem',
-  '<': 'lt', '<=': 'le', '>': 'gt', '>=': 'ge', '==': 'eq', '===': 'eq', '!=': 'ne', '!==': 'ne',
-  '&&': 'and', '||': 'or', '&': 'and', '|': 'or', '^': 'xor', '<<': 'shl', '>>': 'shr', '>>>': 'shru',
-};
-
-function foldBinary(sp: Specializer, node: acorn.Node, op: string, a: Val & { kind: 'ce' }, b: Val & { kind: 'ce' }): Val {
-  const x = a.v;
-  const y = b.v;
-  const float = a.float || b.float;
-  if (op === '==' || op === '===') return { kind: 'ce', v: x === y };
-  if (op === '!=' || op === '!==') return { kind: 'ce', v: x !== y };
-  if (typeof x === 'boolean' && typeof y === 'boolean') {
-    if (op === '&&' || op === '&') return { kind: 'ce', v: x && y };
-    if (op === '||' || op === '|') return { kind: 'ce', v: x || y };
-    if (op === '^') return { kind: 'ce', v: x !== y };
-  }
-  if (typeof x !== 'number' || typeof y !== 'number') return sp.b.fail(node, 'E_TYPE', `'${op}' does not apply to ${describe(a)} and ${describe(b)}`);
-  const num = (v: number): Val => ({ kind: 'ce', v, float });
-  switch (op) {
-    case '+': return num(x + y);
-    case '-': return num(x - y);
-    case '*': return num(x * y);
-    case '/': return { kind: 'ce', v: x / y, float: float || !Number.isInteger(x / y) };
-    case '%': return num(x % y);
-    case '<': return { kind: 'ce', v: x < y };
-    case '<=': return { kind: 'ce', v: x <= y };
-    case '>': return { kind: 'ce', v: x > y };
-    case '>=': return { kind: 'ce', v: x >= y };
-    case '&': return num(x & y);
-    case '|': return num(x | y);
-    case '^': return num(x ^ y);
-    case '<<': return num(x << y);
-    case '>>': return num(x >> y);
-    case '>>>': return num(x >>> y);
-    default: return sp.b.fail(node, 'E_TYPE', `'${op}' does not apply to constexpr numbers`);
   }
 }
 
