@@ -155,8 +155,8 @@ def('load', 2, 4, 'load(ptr, offsets, mask?, other?)', (sp, node, args) => {
   const offs = offsetsArg(sp, argNode(node, 1), args[1]!);
   const mask = args[2] ? toShape(sp, argNode(node, 2), maskArg(sp, argNode(node, 2), args[2]), offs.shape, 'the mask') : undefined;
   let other: Value | undefined;
-  if (args[3]) {
-    if (!mask) sp.b.fail(argNode(node, 3), 'E_ARITY', "load's `other` only matters with a mask");
+  // With no mask (or a constant true one) every lane is read, so `other` is never used.
+  if (args[3] && mask) {
     other = sp.b.cast(node, sp.toIR(args[3], argNode(node, 3), t.dtype), t.dtype);
     other = toShape(sp, argNode(node, 3), other, offs.shape, '`other`');
   }
