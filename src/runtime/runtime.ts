@@ -8,6 +8,7 @@ import type { StorageDType } from '../ir/ir.js';
 import type { CompiledKernel } from './compiled.js';
 import { enableWasmFlags } from './features.js';
 import { Heap } from './memory.js';
+import { WorkerPool } from './pool.js';
 import { checkDtype, checkShape, DTYPE_BYTES, Tensor, writeElements, type TensorOwner } from './tensor.js';
 
 /** Options of `Runtime.create`. */
@@ -36,6 +37,9 @@ type RunFn = (...args: number[]) => void;
 
 let defaultRuntime: Runtime | undefined;
 
+/** Launches with fewer programs than this run on the calling thread. */
+const INLINE_BELOW = 2;
+
 export class Runtime implements TensorOwner {
   readonly threads: number;
   private readonly heap: Heap;
@@ -45,6 +49,7 @@ export class Runtime implements TensorOwner {
   private disposed = false;
   private readonly counters: RuntimeStats;
   private readonly scopes: Set<Tensor>[] = [];
+  private readonly pool: WorkerPool | undefined;
 
   private constructor(opts: RuntimeOptions) {
     const threads = opts.threads ?? availableParallelism();
@@ -54,6 +59,7 @@ export class Runtime implements TensorOwner {
     this.threads = threads;
     this.heap = new Heap(opts.initialMemoryBytes ?? 16 << 20, opts.maxMemoryBytes ?? 2 ** 31);
     this.counters = { launches: 0, inline: 0, pooled: 0, programs: 0, busyMs: 0, memoryBytes: 0, inUseBytes: 0, threads };
+    this.pool = threads > 0 ? new WorkerPool(threads, this.heap.memory, this.heap) : undefined;
   }
 
   /** A runtime with its own shared memory. */
@@ -153,8 +159,15 @@ export class Runtime implements TensorOwner {
     this.live('launch');
     const total = grid[0] * grid[1] * grid[2];
     this.counters.launches++;
-    this.counters.inline++;
     if (total === 0) return;
+    // One program cannot be split: waking a worker would only add a round trip.
+    if (this.pool && total >= INLINE_BELOW) {
+      this.counters.pooled++;
+      this.counters.programs += total;
+      await this.pool.run(ck, grid, params);
+      return;
+    }
+    this.counters.inline++;
     const run = this.instance(ck);
     if (ck.scratchBytes > this.scratchSize) {
       if (this.scratch) this.heap.release(this.scratch);
@@ -188,14 +201,26 @@ export class Runtime implements TensorOwner {
     return run;
   }
 
-  /** Launch counters and memory use. */
-  stats(): RuntimeStats {
-    return { ...this.counters, memoryBytes: this.heap.byteLength, inUseBytes: this.heap.inUse };
+  /** Launch counters, memory use and per-worker busy time (ms). */
+  stats(): RuntimeStats & { workerBusyMs: number[] } {
+    return {
+      ...this.counters,
+      memoryBytes: this.heap.byteLength,
+      inUseBytes: this.heap.inUse,
+      workerBusyMs: this.pool ? Array.from(this.pool.busy) : [],
+    };
   }
 
-  /** Release everything. Idempotent; the runtime cannot be used afterwards. */
+  /** @internal Test hook: the pool's worker threads. */
+  get workers(): readonly import('node:worker_threads').Worker[] {
+    return this.pool?.threads ?? [];
+  }
+
+  /** Release everything (stops the workers). Idempotent; the runtime cannot be used afterwards. */
   dispose(): void {
+    if (this.disposed) return;
     this.disposed = true;
+    this.pool?.dispose();
   }
 
   get isDisposed(): boolean {

@@ -1,0 +1,241 @@
+/**
+ * @fileoverview The worker pool: workers share the runtime's memory; each compiled module is
+ * posted once per worker and instantiated there. A launch is published through a shared
+ * control block (no postMessage on the hot path): workers take chunks of the grid with
+ * Atomics.add, the last one to finish notifies, and the caller awaits with Atomics.waitAsync.
+ * A trap rejects its launch only; a dead worker is replaced and its launch rejected.
+ */
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { KernelRuntimeError } from '../errors.js';
+import type { CompiledKernel } from './compiled.js';
+import { WORKER_SOURCE } from './worker-source.js';
+
+/** Control block layout (Int32 slots). */
+export const CTL = {
+  GEN: 0, CMD: 1, NEXT: 2, TOTAL: 3, CHUNK: 4, FINISHED: 5, EXPECTED: 6, DONE: 7, ERR: 8, ERR_PID: 9,
+  MODULE: 10, G0: 11, G1: 12, G2: 13, PARAMS: 16,
+} as const;
+const MAX_PARAMS = 112;
+const CMD_RUN = 1;
+const CMD_EXIT = 2;
+
+/** Scratch allocation callbacks (the runtime's heap). */
+export interface ScratchHeap {
+  alloc(bytes: number): number;
+  release(ptr: number): void;
+}
+
+interface Slot {
+  worker: Worker;
+  port: MessagePort;
+  modules: Set<number>;
+  scratch: number;
+  scratchSize: number;
+  acks: Map<number, { resolve: (err?: string) => void }[]>;
+  trap?: (message: string) => void;
+  alive: boolean;
+}
+
+interface Running {
+  fail?: Error;
+  expected: number;
+}
+
+export class WorkerPool {
+  private readonly ctl: Int32Array;
+  private readonly ctlF: Float32Array;
+  readonly busy: Float64Array;
+  private readonly slots: Slot[] = [];
+  private readonly moduleIds = new WeakMap<WebAssembly.Module, number>();
+  private readonly modules = new Map<number, CompiledKernel>();
+  private nextModule = 1;
+  private queue: Promise<unknown> = Promise.resolve();
+  private running: Running | undefined;
+  private disposed = false;
+  private readonly keepAlive = setInterval(() => undefined, 1 << 30).unref();
+  private pending = 0;
+
+  constructor(readonly size: number, private readonly memory: WebAssembly.Memory, private readonly heap: ScratchHeap) {
+    this.ctl = new Int32Array(new SharedArrayBuffer(4 * (CTL.PARAMS + MAX_PARAMS)));
+    this.ctlF = new Float32Array(this.ctl.buffer);
+    this.busy = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, size)));
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn(i));
+  }
+
+  private spawn(index: number): Slot {
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      // The worker is plain JS: it needs none of the parent's loaders or flags (test runners
+      // and TypeScript loaders put theirs there).
+      execArgv: [],
+      workerData: { ctl: this.ctl.buffer, busy: this.busy.buffer, memory: this.memory, port: port2, index, C: CTL, gen0: Atomics.load(this.ctl, CTL.GEN) },
+      transferList: [port2],
+    });
+    const slot: Slot = { worker, port: port1, modules: new Set(), scratch: 0, scratchSize: 0, acks: new Map(), alive: true };
+    port1.on('message', (msg: { type: string; id?: number; error?: string; message?: string }) => {
+      if (msg.type === 'ack') {
+        const waiting = slot.acks.get(msg.id!);
+        slot.acks.delete(msg.id!);
+        waiting?.forEach((w) => w.resolve(msg.error));
+      } else if (msg.type === 'trap') {
+        slot.trap?.(msg.message ?? 'trap');
+      }
+    });
+    worker.on('error', () => this.lost(slot, index));
+    worker.on('exit', () => this.lost(slot, index));
+    // A script that never disposes the runtime must still exit (unref after the listeners:
+    // adding a 'message' listener starts, and refs, the port).
+    worker.unref();
+    port1.unref();
+    return slot;
+  }
+
+  /** A worker died: fail the launch it was part of, count it as finished, replace it. */
+  private lost(slot: Slot, index: number): void {
+    if (!slot.alive) return;
+    slot.alive = false;
+    for (const list of slot.acks.values()) list.forEach((w) => w.resolve('worker exited'));
+    slot.acks.clear();
+    if (slot.scratch) this.heap.release(slot.scratch);
+    if (this.running) {
+      this.running.fail ??= new Error(`worker ${index} exited during the launch`);
+      if (Atomics.add(this.ctl, CTL.FINISHED, 1) + 1 === this.running.expected) {
+        Atomics.add(this.ctl, CTL.DONE, 1);
+        Atomics.notify(this.ctl, CTL.DONE);
+      }
+    }
+    if (!this.disposed) this.slots[index] = this.spawn(index);
+  }
+
+  /** Deliver a message and wait for the worker's ack. */
+  private send(slot: Slot, id: number, msg: unknown, transfer?: never[]): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      const list = slot.acks.get(id) ?? [];
+      list.push({ resolve });
+      slot.acks.set(id, list);
+      slot.port.postMessage(msg, transfer);
+      // Wake the worker (command 0 = just read your messages).
+      Atomics.store(this.ctl, CTL.CMD, 0);
+      Atomics.add(this.ctl, CTL.GEN, 1);
+      Atomics.notify(this.ctl, CTL.GEN);
+    });
+  }
+
+  /** The module id if every worker already has this module and enough scratch (no await needed). */
+  private ready(ck: CompiledKernel): number | undefined {
+    const id = this.moduleIds.get(ck.module);
+    if (id === undefined) return undefined;
+    for (const s of this.slots) if (!s.modules.has(id) || s.scratchSize < ck.scratchBytes) return undefined;
+    return id;
+  }
+
+  private async prepare(ck: CompiledKernel): Promise<number> {
+    let id = this.moduleIds.get(ck.module);
+    if (id === undefined) {
+      id = this.nextModule++;
+      this.moduleIds.set(ck.module, id);
+      this.modules.set(id, ck);
+    }
+    for (const slot of this.slots) {
+      if (slot.scratchSize < ck.scratchBytes) {
+        const old = slot.scratch;
+        const ptr = this.heap.alloc(ck.scratchBytes);
+        const err = await this.send(slot, -1, { type: 'scratch', ptr });
+        if (err) throw new KernelRuntimeError(`${ck.name}: a worker could not take its scratch: ${err}`, ck.name);
+        slot.scratch = ptr;
+        slot.scratchSize = ck.scratchBytes;
+        if (old) this.heap.release(old);
+      }
+      if (!slot.modules.has(id)) {
+        const err = await this.send(slot, id, { type: 'module', id, module: ck.module, paramTypes: ck.paramTypes });
+        if (err) throw new KernelRuntimeError(`${ck.name}: a worker could not instantiate the kernel: ${err}`, ck.name);
+        slot.modules.add(id);
+      }
+    }
+    return id;
+  }
+
+  /** Run a launch on the workers. Launches from concurrent callers are serialised. */
+  run(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): Promise<void> {
+    // Keep the process alive while launches are pending: workers and ports are unref'd, and
+    // neither set-up acks nor a pending Atomics.waitAsync hold the event loop.
+    this.pending++;
+    this.keepAlive.ref();
+    const next = this.queue.then(() => this.runNow(ck, grid, params)).finally(() => {
+      if (--this.pending === 0) this.keepAlive.unref();
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runNow(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): Promise<void> {
+    if (this.disposed) throw new Error('launch: this runtime was disposed');
+    if (params.length > MAX_PARAMS) throw new RangeError(`${ck.name}: more than ${MAX_PARAMS} kernel parameters`);
+    const id = this.ready(ck) ?? (await this.prepare(ck));
+    const total = grid[0] * grid[1] * grid[2];
+    const workers = this.slots.filter((s) => s.alive).length;
+    const c = this.ctl;
+    // Dynamic chunks: about 4 per worker, so a slow or preempted worker does not hold the rest.
+    const chunk = Math.max(1, Math.floor(total / (workers * 4)));
+    c[CTL.MODULE] = id;
+    c[CTL.TOTAL] = total;
+    c[CTL.CHUNK] = chunk;
+    c[CTL.G0] = grid[0];
+    c[CTL.G1] = grid[1];
+    c[CTL.G2] = grid[2];
+    ck.paramTypes.forEach((t, i) => {
+      if (t === 'f32') this.ctlF[CTL.PARAMS + i] = params[i]!;
+      else c[CTL.PARAMS + i] = params[i]!;
+    });
+    Atomics.store(c, CTL.NEXT, 0);
+    Atomics.store(c, CTL.FINISHED, 0);
+    Atomics.store(c, CTL.ERR, 0);
+    Atomics.store(c, CTL.EXPECTED, workers);
+    let trapMessage: Promise<string> | undefined;
+    let onTrap: (m: string) => void = () => undefined;
+    trapMessage = new Promise<string>((resolve) => (onTrap = resolve));
+    for (const s of this.slots) s.trap = onTrap;
+    const running: Running = { expected: workers };
+    this.running = running;
+    const doneBefore = Atomics.load(c, CTL.DONE);
+    const waiter = Atomics.waitAsync(c, CTL.DONE, doneBefore);
+    Atomics.store(c, CTL.CMD, CMD_RUN);
+    Atomics.add(c, CTL.GEN, 1);
+    Atomics.notify(c, CTL.GEN);
+    try {
+      // A short launch ends within a fraction of a millisecond: sleep on the futex for up to
+      // 0.1 ms first (a direct wake-up, measured ~5 us), then hand the wait to the event loop.
+      if (waiter.async && Atomics.wait(c, CTL.DONE, doneBefore, 0.1) === 'timed-out') await waiter.value;
+    } finally {
+      this.running = undefined;
+    }
+    if (running.fail) throw new KernelRuntimeError(`kernel '${ck.name}': ${running.fail.message}; the launch was abandoned`, ck.name, undefined, { cause: running.fail });
+    if (Atomics.load(c, CTL.ERR)) {
+      const lin = c[CTL.ERR_PID]!;
+      const pid = [lin % grid[0], Math.floor(lin / grid[0]) % grid[1], Math.floor(lin / (grid[0] * grid[1]))];
+      const message = await Promise.race([trapMessage, new Promise<string>((r) => setTimeout(() => r('trap'), 1000))]);
+      trapMessage = undefined;
+      throw new KernelRuntimeError(`kernel '${ck.name}' trapped in program (${pid.join(', ')}): ${message}`, ck.name, pid);
+    }
+  }
+
+  /** Test hook: the worker threads. */
+  get threads(): readonly Worker[] {
+    return this.slots.map((s) => s.worker);
+  }
+
+  /** Stop every worker. Idempotent. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    clearInterval(this.keepAlive);
+    Atomics.store(this.ctl, CTL.CMD, CMD_EXIT);
+    Atomics.add(this.ctl, CTL.GEN, 1);
+    Atomics.notify(this.ctl, CTL.GEN);
+    for (const s of this.slots) {
+      s.alive = false;
+      void s.worker.terminate();
+    }
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * @fileoverview The worker pool: the same answers with 0-3 threads, many interleaved launches,
+ * traps and dead workers that reject only their launch, and a process that never disposes.
+ */
+import { execFileSync } from 'node:child_process';
+import { describe, expect, test } from 'vitest';
+import { jit, KernelRuntimeError } from '../src/index.js';
+import { Runtime } from '../src/runtime/runtime.js';
+import { CTL } from '../src/runtime/pool.js';
+import { WORKER_SOURCE } from '../src/runtime/worker-source.js';
+
+const scale = jit(`function scale(X, Out, s, n, B) {
+  const i = programId(0) * B + arange(B);
+  const m = i < n;
+  store(Out, i, load(X, i, m) * s + cast(programId(0), 'f32'), m);
+}`, { signature: { X: 'ptr', Out: 'ptr', s: 'f32', n: 'i32', B: 'constexpr' } });
+
+const matmul = jit(`function mm(A, B, C, M, N, K, BM, BN, BK) {
+  const rm = programId(0) * BM + arange(BM);
+  const rn = programId(1) * BN + arange(BN);
+  let acc = zeros([BM, BN]);
+  for (let k = 0; k < K; k += BK) {
+    const rk = k + arange(BK);
+    acc = dot(load(A, expandDims(rm, 1) * K + expandDims(rk, 0), expandDims(rm < M, 1) && expandDims(rk < K, 0)),
+              load(B, expandDims(rk, 1) * N + expandDims(rn, 0), expandDims(rk < K, 1) && expandDims(rn < N, 0)), acc);
+  }
+  store(C, expandDims(rm, 1) * N + expandDims(rn, 0), acc, expandDims(rm < M, 1) && expandDims(rn < N, 0));
+}`, { signature: { A: 'ptr', B: 'ptr', C: 'ptr', M: 'i32', N: 'i32', K: 'i32', BM: 'constexpr', BN: 'constexpr', BK: 'constexpr' } });
+
+const spin = jit(`function spin(Out, iters, bad) {
+  const p = programId(0);
+  let acc = 0.0;
+  for (let i = 0; i < iters; i++) { acc = acc + 1.0; }
+  store(Out, p, acc + cast(idiv(1, p - bad), 'f32'));
+}`, { signature: { Out: 'ptr', iters: 'i32', bad: 'i32' } });
+
+const rand = (n: number, seed: number): Float32Array => {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5);
+};
+
+describe('pool', () => {
+  test('the worker loop and the pool agree on the control block layout', () => {
+    for (const key of Object.keys(CTL)) expect(WORKER_SOURCE).toContain(`C.${key}`);
+  });
+
+  test('threads 0, 1, 2 and 3 give identical results', async () => {
+    const results: Float32Array[] = [];
+    for (const threads of [0, 1, 2, 3]) {
+      const rt = await Runtime.create({ threads });
+      const x = rt.tensor(rand(5000, 1), [5000]);
+      const y = rt.empty([5000]);
+      await scale.launch({ grid: [40], B: 128 }, x, y, 1.5, 5000);
+      const a = rt.tensor(rand(70 * 45, 2), [70, 45]);
+      const b = rt.tensor(rand(45 * 33, 3), [45, 33]);
+      const c = rt.empty([70, 33]);
+      await matmul.launch({ grid: [5, 3], BM: 16, BN: 16, BK: 16 }, a, b, c, 70, 33, 45);
+      results.push(Float32Array.from([...y.toArray(), ...c.toArray()]));
+      if (threads > 0) expect(rt.stats().pooled).toBeGreaterThan(0);
+      rt.dispose();
+    }
+    for (const r of results.slice(1)) expect(r).toEqual(results[0]);
+  });
+
+  test('100 interleaved launches of different kernels from concurrent callers are all right', async () => {
+    const rt = await Runtime.create({ threads: 2 });
+    const jobs: Promise<() => void>[] = [];
+    for (let j = 0; j < 100; j++) {
+      if (j % 2 === 0) {
+        const x = rt.tensor(rand(300, j), [300]);
+        const y = rt.empty([300]);
+        jobs.push(scale.launch({ grid: [5], B: 64 }, x, y, j, 300).then(() => () => {
+          const xs = x.toArray(), ys = y.toArray();
+          for (let i = 0; i < 300; i++) expect(ys[i]).toBe(Math.fround(Math.fround(xs[i]! * j) + Math.floor(i / 64)));
+        }));
+      } else {
+        const a = rt.tensor(rand(16 * 8, j), [16, 8]);
+        const b = rt.tensor(rand(8 * 16, j + 1), [8, 16]);
+        const c = rt.empty([16, 16]);
+        jobs.push(matmul.launch({ grid: [2, 2], BM: 8, BN: 8, BK: 8 }, a, b, c, 16, 16, 8).then(() => () => {
+          const av = a.toArray(), bv = b.toArray(), cv = c.toArray();
+          for (let i = 0; i < 16; i++) for (let q = 0; q < 16; q++) {
+            let s = 0;
+            for (let k = 0; k < 8; k++) s += av[i * 8 + k]! * bv[k * 16 + q]!;
+            expect(Math.abs(cv[i * 16 + q]! - s)).toBeLessThan(1e-5);
+          }
+        }));
+      }
+    }
+    for (const check of await Promise.all(jobs)) check();
+    rt.dispose();
+  });
+
+  test('a trap in a worker rejects its launch with the program id; the pool keeps serving', async () => {
+    const rt = await Runtime.create({ threads: 2 });
+    const out = rt.zeros([64]);
+    const err = await spin.launch({ grid: [64] }, out, 10, 37).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KernelRuntimeError);
+    expect((err as KernelRuntimeError).programId).toEqual([37, 0, 0]);
+    expect((err as Error).message).toMatch(/kernel 'spin' trapped in program \(37, 0, 0\)/);
+    await spin.launch({ grid: [64] }, out, 10, 1000);
+    expect(out.toArray()[5]).toBe(10);
+    rt.dispose();
+  });
+
+  test('a worker terminated mid-launch rejects that launch, is replaced, and the next launch is right', async () => {
+    const rt = await Runtime.create({ threads: 2 });
+    const out = rt.zeros([8]);
+    await spin.launch({ grid: [8] }, out, 1, 1000); // compile and install first
+    const victim = rt.workers[0]!;
+    const pending = spin.launch({ grid: [8] }, out, 20_000_000, 1000);
+    setTimeout(() => void victim.terminate(), 20);
+    await expect(pending).rejects.toThrow(/worker 0 exited during the launch/);
+    expect(rt.workers[0]).not.toBe(victim);
+    await spin.launch({ grid: [8] }, out, 3, 1000);
+    expect(Array.from(out.toArray())).toEqual([3, 3, 3, 3, 3, 3, 3, 3].map((v, p) => v + (p - 1000 === 0 ? 0 : Math.trunc(1 / (p - 1000)))));
+    rt.dispose();
+    expect(() => rt.empty([1])).toThrow(/disposed/);
+  });
+
+  test('a process that never disposes its runtime exits by itself', () => {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', new URL('./fixtures/no-dispose.ts', import.meta.url).pathname], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(out.trim().split('\n').pop()).toBe('ok 999');
+  });
+});
