@@ -4,12 +4,13 @@
  * progress goes to stderr.
  */
 import { type BenchContext, type BenchLine } from './harness.js';
-import { activationsSuite, compileSuite, dotSuite } from './suites/core.js';
+import { activationsSuite, compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
 
 const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   compile: compileSuite,
   dot: dotSuite,
   activations: activationsSuite,
+  dispatch: dispatchSuite,
 };
 
 function usage(msg: string): never {

@@ -31,7 +31,12 @@ export async function compileSuite(ctx: BenchContext): Promise<void> {
 }
 
 export async function dotSuite(ctx: BenchContext): Promise<void> {
-  const rt = await Runtime.create({ threads: 0 });
+  for (const threads of [1, 2]) await dotRun(ctx, threads);
+}
+
+async function dotRun(ctx: BenchContext, threads: number): Promise<void> {
+  // threads: 1 runs on the calling thread (no pool); 2 uses two workers.
+  const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
   const sizes = ctx.quick ? [256] : [256, 1024];
   for (const n of sizes) {
     const name = `sgemm ${n}x${n}x${n} f32`;
@@ -40,37 +45,54 @@ export async function dotSuite(ctx: BenchContext): Promise<void> {
     const A = rt.tensor(a, [n, n]), B = rt.tensor(b, [n, n]), C = rt.empty([n, n]);
     const ref = new Float32Array(n * n);
     const jsMs = await medianMs(() => naiveSgemm(a, b, ref, n, n, n), { quick: ctx.quick, slow: n >= 512 });
-    for (const cfg of [{ BM: 64, BN: 64, BK: 32 }, { BM: 32, BN: 64, BK: 64 }, { BM: 64, BN: 32, BK: 64 }]) {
+    for (const cfg of threads === 1 ? [{ BM: 64, BN: 64, BK: 32 }, { BM: 32, BN: 64, BK: 64 }, { BM: 64, BN: 32, BK: 64 }] : [{ BM: 64, BN: 32, BK: 64 }]) {
       try {
-        const opts = { grid: [n / cfg.BM, n / cfg.BN], ...cfg };
+        const opts = { grid: [n / cfg.BM, n / cfg.BN], ...cfg, runtime: rt };
         await sgemm.launch(opts, A, B, C, n, n, n);
         const err = maxAbsErr(C.toArray(), ref);
         const ms = await medianMs(() => sgemm.launch(opts, A, B, C, n, n, n), { quick: ctx.quick });
-        ctx.emit(line('dot', name, 'tilejit', 1, ms, { flops: 2 * n ** 3 }, err, { ...params, ...cfg }));
+        ctx.emit(line('dot', name, 'tilejit', threads, ms, { flops: 2 * n ** 3 }, err, { ...params, ...cfg }));
       } catch (err) {
-        ctx.emit(missing('dot', name, 'tilejit', 1, err, { ...params, ...cfg }));
+        ctx.emit(missing('dot', name, 'tilejit', threads, err, { ...params, ...cfg }));
       }
     }
-    ctx.emit(line('dot', name, 'naive-js', 1, jsMs, { flops: 2 * n ** 3 }, 0, params));
+    if (threads === 1) ctx.emit(line('dot', name, 'naive-js', 1, jsMs, { flops: 2 * n ** 3 }, 0, params));
     A.free(); B.free(); C.free();
   }
   rt.dispose();
 }
 
 export async function activationsSuite(ctx: BenchContext): Promise<void> {
-  const rt = await Runtime.create({ threads: 0 });
   const n = ctx.quick ? 1 << 20 : 1 << 22;
   const name = `gelu tanh ${n} f32`;
   const params = { n, dtype: 'f32', approximate: 'tanh' };
   const x = randArray(n, 3, 4);
-  const X = rt.tensor(x, [n]), Y = rt.empty([n]);
   const ref = new Float32Array(n);
   const jsMs = await medianMs(() => naiveGelu(x, ref), { quick: ctx.quick });
-  const opts = { grid: [Math.ceil(n / 1024)], BLOCK: 1024, EVEN: n % 1024 === 0 };
-  await geluTanh.launch(opts, X, Y, n);
-  const err = maxAbsErr(Y.toArray(), ref);
-  const ms = await medianMs(() => geluTanh.launch(opts, X, Y, n), { quick: ctx.quick });
-  ctx.emit(line('activations', name, 'tilejit', 1, ms, { bytes: 8 * n }, err, params));
+  for (const threads of [1, 2]) {
+    const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
+    const X = rt.tensor(x, [n]), Y = rt.empty([n]);
+    const opts = { grid: [Math.ceil(n / 1024)], BLOCK: 1024, EVEN: n % 1024 === 0, runtime: rt };
+    await geluTanh.launch(opts, X, Y, n);
+    const err = maxAbsErr(Y.toArray(), ref);
+    const ms = await medianMs(() => geluTanh.launch(opts, X, Y, n), { quick: ctx.quick });
+    ctx.emit(line('activations', name, 'tilejit', threads, ms, { bytes: 8 * n }, err, params));
+    rt.dispose();
+  }
   ctx.emit(line('activations', name, 'naive-js', 1, jsMs, { bytes: 8 * n }, 0, params));
-  rt.dispose();
+}
+
+/** Empty-launch round trip: the fixed cost of a launch on the calling thread and on 2 workers. */
+export async function dispatchSuite(ctx: BenchContext): Promise<void> {
+  const { jit } = await import('../../src/index.js');
+  const empty = jit('function empty(X) {}', { signature: { X: 'ptr' } });
+  for (const threads of [0, 2]) {
+    const rt = await Runtime.create({ threads });
+    const x = rt.empty([1]);
+    const opts = { grid: [2], runtime: rt };
+    await empty.launch(opts, x);
+    const ms = await medianMs(() => empty.launch(opts, x), { quick: ctx.quick });
+    ctx.emit(line('dispatch', 'empty launch, 2 programs', 'tilejit', threads === 0 ? 1 : threads, ms, {}, null, { programs: 2, pooled: threads > 0 }));
+    rt.dispose();
+  }
 }
