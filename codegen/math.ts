@@ -4,6 +4,7 @@
  * per-lane code. NaN in gives NaN out; infinities and -0 behave like `Math.*`.
  */
 import binaryen from 'binaryen';
+import { erfc64 } from '../src/util/erf.js';
 import type { Emit, Ref } from './emit.js';
 
 /**
@@ -202,8 +203,8 @@ const ERF_SMALL = Array.from({ length: 12 }, (_, n) => {
   return ((n % 2 ? -1 : 1) * 2) / Math.sqrt(Math.PI) / (fact * (2 * n + 1));
 });
 
-/** Chebyshev coefficients of erfc(x)·e^{x²} on [1, 4] (computed once, in f64, from `erfcRef`). */
-const ERFC_CHEB = chebyshev((x) => erfcRef(x) * Math.exp(x * x), 1, 4, 16);
+/** Chebyshev coefficients of erfc(x)·e^{x²} on [1, 4] (computed once, in f64). */
+const ERFC_CHEB = chebyshev((x) => erfc64(x) * Math.exp(x * x), 1, 4, 16);
 
 /** erf x, ≤ 4 ulp; ±1 beyond |x| = 4; erf(-0) = -0. */
 export function vErf(e: Emit, x: Ref): Ref {
@@ -252,21 +253,4 @@ function chebyshev(fn: (x: number) => number, a: number, b: number, n: number): 
     for (let k = 0; k < N; k++) s += vals[k]! * Math.cos((j * Math.PI * (k + 0.5)) / N);
     return (2 * s) / N;
   });
-}
-
-/** erfc in f64 for x >= 1: continued fraction (Lentz), converged to ~1e-15 relative. */
-export function erfcRef(x: number): number {
-  let fv = x;
-  let C = x;
-  let D = 0;
-  for (let n = 1; n < 5000; n++) {
-    const an = n / 2;
-    D = x + an * D;
-    D = 1 / D;
-    C = x + an / C;
-    const d = C * D;
-    fv *= d;
-    if (Math.abs(d - 1) < 1e-16) break;
-  }
-  return Math.exp(-x * x) / (fv * Math.sqrt(Math.PI));
 }

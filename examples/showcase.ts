@@ -3,6 +3,7 @@
  * language, checks each against a plain-JS reference, and prints its speed next to plain JS.
  */
 import { jit, Runtime, detectFeatures, type Kernel, type KernelArg } from '../src/index.js';
+import { sgemm } from '../bench/kernels.js';
 
 const GELU = jit(`function gelu(X, Out, n, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
@@ -19,19 +20,6 @@ const SOFTMAX = jit(`function softmax(X, Out, cols, BC) {
   const e = exp(x - max(x));
   store(Out, row * cols + c, e / sum(e), m);
 }`, { signature: { X: 'ptr', Out: 'ptr', cols: 'i32', BC: 'constexpr' } });
-
-const MATMUL = jit(`function matmul(A, B, C, M, N, K, BM, BN, BK) {
-  const rm = programId(0) * BM + arange(BM);
-  const rn = programId(1) * BN + arange(BN);
-  let acc = zeros([BM, BN]);
-  for (let k = 0; k < K; k += BK) {
-    const rk = k + arange(BK);
-    const a = load(A, expandDims(rm, 1) * K + expandDims(rk, 0));
-    const b = load(B, expandDims(rk, 1) * N + expandDims(rn, 0));
-    acc = dot(a, b, acc);
-  }
-  store(C, expandDims(rm, 1) * N + expandDims(rn, 0), acc);
-}`, { signature: { A: 'ptr', B: 'ptr', C: 'ptr', M: 'i32', N: 'i32', K: 'i32', BM: 'constexpr', BN: 'constexpr', BK: 'constexpr' } });
 
 function randn(n: number, seed: number): Float32Array {
   let s = seed;
@@ -109,7 +97,7 @@ async function main(): Promise<void> {
   const as = randn(N * N, 3), bs = randn(N * N, 4);
   const A = rt.tensor(as, [N, N]), B = rt.tensor(bs, [N, N]), C = rt.empty([N, N]);
   const cref = new Float32Array(N * N);
-  ok = (await show(`sgemm ${N}x${N}x${N}`, MATMUL, { grid: [N / 64, N / 64], BM: 64, BN: 64, BK: 32 }, [A, B, C, N, N, N], C, () => {
+  ok = (await show(`sgemm ${N}x${N}x${N}`, sgemm, { grid: [N / 64, N / 64], BM: 64, BN: 64, BK: 32 }, [A, B, C, N, N, N], C, () => {
     cref.fill(0);
     for (let i = 0; i < N; i++) for (let k = 0; k < N; k++) {
       const a = as[i * N + k]!;

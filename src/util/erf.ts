@@ -18,19 +18,26 @@ export function erf64(x: number): number {
     }
     return (2 / Math.sqrt(Math.PI)) * sum;
   }
-  // erfc via a continued fraction (Lentz), accurate for |x| >= 2.5.
-  let f = ax;
-  let C = ax;
+  const erfc = erfc64(ax);
+  return Math.sign(x) * (1 - erfc);
+}
+
+/**
+ * erfc for x >= 1 by its continued fraction (modified Lentz), to ~1e-15 relative: converges in
+ * a few hundred steps at 2.5 and a few thousand at 1.
+ */
+export function erfc64(x: number): number {
+  let f = x;
+  let C = x;
   let D = 0;
-  for (let n = 1; n < 200; n++) {
+  for (let n = 1; n < 5000; n++) {
     const an = n / 2;
-    D = ax + an * D;
+    D = x + an * D;
     D = D === 0 ? 1e-300 : 1 / D;
-    C = ax + an / C;
+    C = x + an / C;
     const delta = C * D;
     f *= delta;
     if (Math.abs(delta - 1) < 1e-16) break;
   }
-  const erfc = Math.exp(-ax * ax) / (f * Math.sqrt(Math.PI));
-  return Math.sign(x) * (1 - erfc);
+  return Math.exp(-x * x) / (f * Math.sqrt(Math.PI));
 }
