@@ -8,5 +8,7 @@ export type { Diagnostic } from './errors.js';
 export { Runtime } from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export { detectFeatures } from './runtime/features.js';
+export { ops } from './ops/index.js';
+export type { MatmulOptions } from './ops/index.js';
 export type { Signature, ParamKind, ConstexprValue } from './lang/index.js';
 export type { StorageDType as DType } from './ir/ir.js';

@@ -1,0 +1,83 @@
+/**
+ * @fileoverview ops.matmul against an f64-accumulating reference: awkward shapes, transposes,
+ * alpha/beta, epilogues, storage dtypes, batches, and the same answers on 0 and 2 threads.
+ */
+import { afterAll, describe, expect, test } from 'vitest';
+import { ops } from '../src/index.js';
+import { Runtime } from '../src/runtime/runtime.js';
+import { gemmReference, type GemmActivation } from '../templates/gemm.js';
+
+const rts = { 0: Runtime.create({ threads: 0 }), 2: Runtime.create({ threads: 2 }) };
+afterAll(async () => {
+  (await rts[0]).dispose();
+  (await rts[2]).dispose();
+});
+
+function rand(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1);
+}
+
+function check(got: Float32Array | Int32Array, want: Float32Array, K: number, dt: string): void {
+  const tol = dt === 'f32' ? 2e-6 * Math.sqrt(K + 1) * 4 : 1e-2;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i]! - want[i]!);
+    if (!(err <= tol * (1 + Math.abs(want[i]!)))) expect.fail(`[${i}]: got ${got[i]}, want ${want[i]} (tol ${tol})`);
+  }
+}
+
+const DIMS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 255];
+const sample: [number, number, number][] = [];
+for (let i = 0; i < 40; i++) sample.push([DIMS[(i * 7) % DIMS.length]!, DIMS[(i * 11 + 3) % DIMS.length]!, DIMS[(i * 5 + 1) % DIMS.length]!]);
+sample.push([256, 256, 256], [300, 200, 130]);
+
+describe.each([0, 2] as const)('ops.matmul (threads %i)', (threads) => {
+  test.each(sample)('M=%i N=%i K=%i', async (M, N, K) => {
+    const rt = await rts[threads];
+    const a = rand(M * K, M + 13 * K), b = rand(K * N, N + 7 * K);
+    const out = await ops.matmul(rt.tensor(a, [M, K]), rt.tensor(b, [K, N]));
+    expect(out.shape).toEqual([M, N]);
+    check(out.toArray(), gemmReference(a, b, M, N, K), K, 'f32');
+  });
+
+  test.each([
+    [false, true, 'relu'], [true, false, 'gelu'], [true, true, 'silu'], [false, false, 'gelu_tanh'],
+  ] as [boolean, boolean, GemmActivation][])('transA=%s transB=%s, alpha/beta/c/bias, %s epilogue', async (transA, transB, activation) => {
+    const rt = await rts[threads];
+    const M = 37, N = 29, K = 41;
+    const a = rand(M * K, 1), b = rand(K * N, 2), c = rand(M * N, 3), bias = rand(N, 4);
+    const out = await ops.matmul(
+      rt.tensor(a, transA ? [K, M] : [M, K]), rt.tensor(b, transB ? [N, K] : [K, N]),
+      { transA, transB, alpha: 0.75, beta: -0.5, c: rt.tensor(c, [M, N]), bias: rt.tensor(bias, [N]), activation },
+    );
+    check(out.toArray(), gemmReference(a, b, M, N, K, { transA, transB, alpha: 0.75, beta: -0.5, c, bias, activation }), K, 'f32');
+  });
+
+  test.each(['f16', 'bf16'] as const)('%s storage (f32 compute), batched', async (dt) => {
+    const rt = await rts[threads];
+    const B = 3, M = 20, N = 24, K = 18;
+    const A = rt.tensor(rand(B * M * K, 5), [B, M, K], dt);
+    const W = rt.tensor(rand(K * N, 6), [K, N], dt); // shared across the batch
+    const out = await ops.matmul(A, W);
+    expect(out.shape).toEqual([B, M, N]);
+    expect(out.dtype).toBe(dt);
+    const a = A.toArray() as Float32Array, w = W.toArray() as Float32Array, got = out.toArray();
+    for (let bi = 0; bi < B; bi++) {
+      const want = gemmReference(a.subarray(bi * M * K, (bi + 1) * M * K), w, M, N, K);
+      check(got.subarray(bi * M * N, (bi + 1) * M * N), want, K, dt);
+    }
+  });
+});
+
+describe('ops.matmul validation', () => {
+  test('bad shapes and options are clear errors; nothing is written', async () => {
+    const rt = await rts[0];
+    const a = rt.tensor(rand(6, 1), [2, 3]), b = rt.tensor(rand(8, 2), [4, 2]);
+    await expect(ops.matmul(a, b)).rejects.toThrow(/inner dimensions differ: op\(a\) is \[2, 3\] and op\(b\) is \[4, 2\]/);
+    await expect(ops.matmul(a, rt.tensor([1, 2, 3], [3]))).rejects.toThrow(/at least 2 dims/);
+    const out = rt.tensor([7, 7, 7, 7], [2, 2]);
+    await expect(ops.matmul(a, rt.tensor(rand(6, 3), [3, 2]), { out: rt.empty([3, 2]) })).rejects.toThrow(/out must be \[2,2\]/);
+    await expect(ops.matmul(a, rt.tensor(rand(6, 3), [3, 2]), { activation: 'tanh' as never, out })).rejects.toThrow(/activation must be one of/);
+    expect(Array.from(out.toArray())).toEqual([7, 7, 7, 7]);
+  });
+});
