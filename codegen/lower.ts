@@ -60,9 +60,16 @@ export class KernelLowering implements TileEnv {
     return this.e.m.block(null, body);
   }
 
-  private alloc(v: Value): Buffer {
+  /** A fresh scratch buffer for a tile of `v`'s shape (not bound to any value). */
+  private reserve(v: Value): Buffer {
     const buf: Buffer = { offset: this.top, shape: v.shape, pitch: v.shape[v.shape.length - 1]!, dtype: v.dtype };
     this.top += Math.ceil((numel(v.shape) * 4) / 16) * 16;
+    return buf;
+  }
+
+  /** A fresh buffer that holds `v`. */
+  private alloc(v: Value): Buffer {
+    const buf = this.reserve(v);
     this.buffers.set(v.id, buf);
     return buf;
   }
@@ -165,7 +172,7 @@ export class KernelLowering implements TileEnv {
     return this.alloc(v);
   }
 
-  /** A fused loop writing lazy value `v` into `buf`. */
+  /** A fused loop writing `v` (lazy, or read from its own buffer) into `buf`. */
   private write(v: Value, buf: Buffer): Ref {
     const tl = new TileLoop(this, v.shape);
     return tl.build(() => [tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
@@ -285,11 +292,11 @@ export class KernelLowering implements TileEnv {
     }
     const temps = new Map<number, Buffer>();
     for (const i of staged) {
-      const t = this.allocTemp(values[i]!);
+      const t = this.reserve(values[i]!);
       temps.set(i, t);
-      out.push(this.writeTo(values[i]!, t));
+      out.push(this.write(values[i]!, t));
     }
-    for (const i of direct) out.push(this.writeTo(values[i]!, this.buffers.get(slots[i]!.id)!));
+    for (const i of direct) out.push(this.write(values[i]!, this.buffers.get(slots[i]!.id)!));
     for (const i of staged) out.push(this.copy(temps.get(i)!, this.buffers.get(slots[i]!.id)!));
     // Scalars last (tile yields may read scalar slots).
     const scalarIdx = values.map((_, i) => i).filter((i) => values[i]!.shape.length === 0 && values[i] !== slots[i]);
@@ -314,17 +321,6 @@ export class KernelLowering implements TileEnv {
     };
     visit(v);
     return found;
-  }
-
-  private allocTemp(v: Value): Buffer {
-    const buf: Buffer = { offset: this.top, shape: v.shape, pitch: v.shape[v.shape.length - 1]!, dtype: v.dtype };
-    this.top += Math.ceil((numel(v.shape) * 4) / 16) * 16;
-    return buf;
-  }
-
-  private writeTo(v: Value, buf: Buffer): Ref {
-    const tl = new TileLoop(this, v.shape);
-    return tl.build(() => [tl.writeBuffer(buf, tl.pos, tl.eval(v, tl.pos))]);
   }
 
   private copy(from: Buffer, to: Buffer): Ref {
