@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KernelCompileError, KernelRuntimeError } from './errors.js';
+import { KernelRuntimeError } from './errors.js';
 import type { KernelIR, StorageDType } from './ir/ir.js';
 import { printIR } from './ir/print.js';
 import { interpret, type InterpArg } from './interp/index.js';
@@ -340,4 +340,3 @@ export function jit(fnOrSource: string | ((...args: never[]) => unknown), opts: 
   return new Kernel(fnOrSource, opts);
 }
 
-export { KernelCompileError };
