@@ -53,6 +53,28 @@ describe.each([0, 2] as const)('ops.matmul (threads %i)', (threads) => {
     check(out.toArray(), gemmReference(a, b, M, N, K, { transA, transB, alpha: 0.75, beta: -0.5, c, bias, activation }), K, 'f32');
   });
 
+  test.each([[false, 'none'], [true, 'relu'], [false, 'silu'], [true, 'gelu']] as [boolean, GemmActivation][])(
+    'GEMV (M = 1) transB=%s with alpha/beta/c/bias and %s', async (transB, activation) => {
+      const rt = await rts[threads];
+      for (const [N, K] of [[1, 1], [7, 300], [300, 7], [513, 129]] as const) {
+        const a = rand(K, N), b = rand(K * N, K), c = rand(N, 9), bias = rand(N, 10);
+        const out = await ops.matmul(rt.tensor(a, [1, K]), rt.tensor(b, transB ? [N, K] : [K, N]),
+          { transB, alpha: 1.25, beta: 0.5, c: rt.tensor(c, [1, N]), bias: rt.tensor(bias, [N]), activation });
+        check(out.toArray(), gemmReference(a, b, 1, N, K, { transB, alpha: 1.25, beta: 0.5, c, bias, activation }), K, 'f32');
+      }
+    });
+
+  test('batched GEMV with bf16 weights shared across the batch', async () => {
+    const rt = await rts[threads];
+    const B = 4, N = 96, K = 80;
+    const x = rt.tensor(rand(B * K, 11), [B, 1, K]);
+    const w = rt.tensor(rand(K * N, 12), [K, N], 'bf16');
+    const out = await ops.matmul(x, w);
+    expect(out.shape).toEqual([B, 1, N]);
+    const xv = x.toArray() as Float32Array, wv = w.toArray() as Float32Array, got = out.toArray();
+    for (let bi = 0; bi < B; bi++) check(got.subarray(bi * N, (bi + 1) * N), gemmReference(xv.subarray(bi * K, (bi + 1) * K), wv, 1, N, K), K, 'f32');
+  });
+
   test.each(['f16', 'bf16'] as const)('%s storage (f32 compute), batched', async (dt) => {
     const rt = await rts[threads];
     const B = 3, M = 20, N = 24, K = 18;

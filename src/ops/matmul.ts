@@ -2,6 +2,7 @@
  * @fileoverview `ops.matmul`: validate -> choose a config -> launch the GEMM template.
  */
 import { gemmKernel, type GemmActivation, type GemmConfig } from '../../templates/gemm.js';
+import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
 import type { Tensor } from '../runtime/tensor.js';
 
 /** Options of `ops.matmul`. */
@@ -88,6 +89,16 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
   }
   const out = opts.out ?? rt.empty(outShape, a.dtype === b.dtype ? a.dtype : 'f32');
   if (M === 0 || N === 0 || count === 0) return out;
+  if (M === 1 && !opts.config) {
+    // GEMV: a is a K-vector whatever transA says; stream B through a fused multiply-reduce.
+    const g = chooseGemvConfig(N, transB);
+    await gemvKernel.launch(
+      { grid: [Math.ceil(N / g.BN), 1, count], BN: g.BN, BK: g.BK, TRANS_B: transB, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation },
+      a, b, opts.c ?? out, opts.bias ?? out, out,
+      N, K, batchA.length ? K : 0, batchB.length ? K * N : 0, N, N, alpha, beta,
+    );
+    return out;
+  }
   const cfg = opts.config ?? chooseGemmConfig(M, N, K);
   const even = M % cfg.BM === 0 && N % cfg.BN === 0 && K % cfg.BK === 0;
   const dummy = out; // unused pointer params still need a tensor of this runtime
