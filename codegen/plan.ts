@@ -65,6 +65,9 @@ export function planKernel(ir: KernelIR): Plan {
         if (ins.shape.length > 0) {
           defSite.set(ins.id, { block, index });
           if (INHERENT.has(ins.op)) materialised.add(ins.id);
+          // A transpose of a tile whose dims are multiples of 4 moves 4x4 blocks with shuffles,
+          // which needs its source in a buffer.
+          if (ins.op === 'trans' && ins.shape.every((d) => d >= 4) && ins.src.shape.length > 0) materialised.add(ins.src.id);
           if (ins.op === 'reshape' && !isUnitReshape(ins.src.shape, ins.shape)) {
             // A general reshape copies element by element from a buffer.
             materialised.add(ins.id);
