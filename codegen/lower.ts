@@ -27,6 +27,8 @@ export class KernelLowering implements TileEnv {
   private readonly locals = new Map<number, number>();
   private readonly buffers = new Map<number, Buffer>();
   private top = 0;
+  /** Most scratch in use at any point (buffers of finished loop bodies and branches are reused). */
+  private peak = 0;
 
   constructor(readonly e: Emit, readonly ir: KernelIR) {
     this.plan = planKernel(ir);
@@ -34,7 +36,13 @@ export class KernelLowering implements TileEnv {
 
   /** Scratch bytes one program needs (tile buffers), 64-byte aligned. */
   get scratchBytes(): number {
-    return Math.ceil(this.top / 64) * 64;
+    return Math.ceil(Math.max(this.peak, this.top) / 64) * 64;
+  }
+
+  /** Give back every buffer reserved since `mark` (the values they held are out of scope). */
+  private release(mark: number): void {
+    this.peak = Math.max(this.peak, this.top);
+    this.top = mark;
   }
 
   scalarLocal(v: Value): number {
@@ -56,8 +64,8 @@ export class KernelLowering implements TileEnv {
   /** The program body. */
   lower(): Ref {
     const body = this.block(this.ir.body);
-    if (this.top > MAX_SCRATCH_BYTES) {
-      throw new RangeError(`kernel '${this.ir.name}' needs ${this.top} bytes of tile scratch per program (limit ${MAX_SCRATCH_BYTES}); use smaller tiles`);
+    if (this.scratchBytes > MAX_SCRATCH_BYTES) {
+      throw new RangeError(`kernel '${this.ir.name}' needs ${this.scratchBytes} bytes of tile scratch per program (limit ${MAX_SCRATCH_BYTES}); use smaller tiles`);
     }
     return this.e.m.block(null, body);
   }
@@ -388,9 +396,13 @@ export class KernelLowering implements TileEnv {
     const iv = this.e.local(i32);
     this.locals.set(f.iv.id, iv);
     const cond = (): Ref => (f.descending ? m.i32.gt_s : m.i32.lt_s)(m.local.get(iv, i32), m.local.get(this.scalarLocal(f.end), i32));
+    // Buffers of values defined in the body die with each iteration: the body's region is
+    // reused by whatever comes after the loop.
+    const mark = this.top;
     const body = this.block(f.body);
     const inPlace = (i: number): boolean => this.plan.dotInPlace.get(f.yields[i]!.id) === f.carried[i]!.id;
     body.push(...this.assign(f.yields, f.carried, inPlace));
+    this.release(mark);
     body.push(m.local.set(iv, m.i32.add(m.local.get(iv, i32), m.local.get(this.scalarLocal(f.step), i32))));
     const label = `for${f.iv.id}`;
     out.push(m.local.set(iv, m.local.get(this.scalarLocal(f.start), i32)));
@@ -406,8 +418,12 @@ export class KernelLowering implements TileEnv {
   private ifElse(s: IfI): Ref[] {
     const m = this.e.m;
     s.results.forEach((r) => this.bindSlot(r));
+    // The two branches never run together: they share one region of scratch.
+    const mark = this.top;
     const thenB = [...this.block(s.then), ...this.assign(s.thenYields, s.results)];
+    this.release(mark);
     const elseB = [...this.block(s.else), ...this.assign(s.elseYields, s.results)];
+    this.release(mark);
     return [m.if(m.local.get(this.scalarLocal(s.cond), binaryen.i32), m.block(null, thenB), m.block(null, elseB))];
   }
 }

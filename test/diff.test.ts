@@ -349,6 +349,27 @@ add({
   tol: 1e-5,
 });
 
+add({
+  name: 'scratch regions: buffers of a loop body are reused after it, earlier ones stay live',
+  kernel: jit(`function regions(X, Out, n, B) {
+    const offs = expandDims(arange(B), 1) * B + expandDims(arange(B), 0);
+    const xt = trans(load(X, offs));
+    let acc = zeros([B, B]);
+    for (let k = 0; k < n; k++) {
+      const y = trans(xt) * cast(k + 1, 'f32');
+      acc = dot(y, xt, acc);
+    }
+    let w = acc;
+    if (n > 2) { w = trans(acc) + 1.0; } else { w = trans(xt) * 2.0; }
+    store(Out, offs, trans(w) + xt);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', B: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, 64, dt, r), zeros(rt, 64, 'f32'), n],
+  launch: () => ({ grid: [1], B: 8 }),
+  outs: [1],
+  sizes: [1, 3],
+  tol: 1e-5,
+});
+
 const rt0Promise = Runtime.create({ threads: 0 });
 let rt0: Runtime;
 beforeAll(async () => {
