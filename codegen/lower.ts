@@ -221,13 +221,21 @@ export class KernelLowering implements TileEnv {
     const tl = new TileLoop(this, src.shape, order);
     const pos = tl.pos;
     const mode = tl.modeAt(pos);
-    const acc = e.local(wasmType(dt, mode));
-    const get = (): Ref => m.local.get(acc, wasmType(dt, mode));
+    const ty = wasmType(dt, mode);
+    // Two accumulators when the unrolled loop gives two copies per iteration: a reduction is a
+    // dependency chain, and two independent chains run about twice as fast.
+    const accs = [e.local(ty), e.local(ty)];
+    const get = (k = 0): Ref => m.local.get(accs[k]!, ty);
     const initS = v.fn === 'sum' ? 0 : v.fn === 'max' ? (dt === 'f32' ? -Infinity : -2147483648) : dt === 'f32' ? Infinity : 2147483647;
-    const initScalar = dt === 'f32' ? m.f32.const(initS) : m.i32.const(initS);
-    const init = m.local.set(acc, mode === 'v' ? (dt === 'f32' ? m.f32x4.splat(initScalar) : m.i32x4.splat(initScalar)) : initScalar);
+    const initScalar = (): Ref => (dt === 'f32' ? m.f32.const(initS) : m.i32.const(initS));
+    const init = accs.map((a) => m.local.set(a, mode === 'v' ? (dt === 'f32' ? m.f32x4.splat(initScalar()) : m.i32x4.splat(initScalar())) : initScalar()));
     const fn = v.fn === 'sum' ? 'add' : v.fn;
-    const body = m.local.set(acc, emitBinary(e, fn, dt, mode, get(), tl.eval(src, pos)));
+    let copy = 0;
+    const body = (): Ref[] => {
+      const k = copy++ % 2;
+      return [m.local.set(accs[k]!, emitBinary(e, fn, dt, mode, get(k), tl.eval(src, pos)))];
+    };
+    const merge = m.local.set(accs[0]!, emitBinary(e, fn, dt, mode, get(0), get(1)));
     // Lanes fold pairwise: ((l0 op l1) op (l2 op l3)).
     const horizontal = (): Ref => {
       if (mode === 's') return get();
@@ -235,16 +243,17 @@ export class KernelLowering implements TileEnv {
       return emitBinary(e, fn, dt, 's', emitBinary(e, fn, dt, 's', lane(0), lane(1)), emitBinary(e, fn, dt, 's', lane(2), lane(3)));
     };
     if (src.shape.length === 1) {
-      tl.pre.push(init);
-      const loop = tl.build([body]);
+      tl.pre.push(...init);
+      const loop = tl.build(body);
       if (out.kind !== 'local') throw new Error('codegen: 1-D reduce yields a scalar');
-      return m.block(null, [loop, m.local.set(out.local, horizontal())]);
+      return m.block(null, [loop, merge, m.local.set(out.local, horizontal())]);
     }
     if (out.kind !== 'buf') throw new Error('codegen: 2-D reduce yields a tile');
-    tl.outerPre.push(init);
+    tl.outerPre.push(...init);
+    tl.outerPost.push(merge);
     if (v.axis === 1) tl.outerPost.push(tl.writeBuffer(out.buf, ['r'], horizontal()));
     else tl.outerPost.push(tl.writeBuffer(out.buf, ['c'], get()));
-    return tl.build([body]);
+    return tl.build(body);
   }
 
   /**
