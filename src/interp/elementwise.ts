@@ -21,7 +21,8 @@ const F32_UNARY: Record<Exclude<UnaryFn, 'not'>, (x: number) => number> = {
   log2: Math.log2,
   tanh: Math.tanh,
   sigmoid: (x) => 1 / (1 + Math.exp(-x)),
-  erf: erf64,
+  // erf64's continued fraction gives NaN at ±Infinity (Infinity * 0); the limits are ±1.
+  erf: (x) => (x === Infinity ? 1 : x === -Infinity ? -1 : erf64(x)),
 };
 
 /** out[i] = fn(x[i]) for a value of `dtype` (the operand's and the result's). */
