@@ -412,14 +412,21 @@ export class KernelLowering implements TileEnv {
     const inPlace = (i: number): boolean => this.plan.dotInPlace.get(f.yields[i]!.id) === f.carried[i]!.id;
     body.push(...this.assign(f.yields, f.carried, inPlace));
     this.release(mark);
-    body.push(m.local.set(iv, m.i32.add(m.local.get(iv, i32), m.local.get(this.scalarLocal(f.step), i32))));
+    const step = (): Ref => m.local.get(this.scalarLocal(f.step), i32);
+    // Stop instead of wrapping when the next value would leave the i32 range (the interpreter's
+    // rule): iv + step overflows exactly when iv > INT_MAX - step (or < INT_MIN - step going down).
+    const room = f.descending
+      ? m.i32.ge_s(m.local.get(iv, i32), m.i32.sub(m.i32.const(-2147483648), step()))
+      : m.i32.le_s(m.local.get(iv, i32), m.i32.sub(m.i32.const(2147483647), step()));
     const label = `for${f.iv.id}`;
+    body.push(m.br(`${label}_end`, m.i32.eqz(room)));
+    body.push(m.local.set(iv, m.i32.add(m.local.get(iv, i32), step())));
     out.push(m.local.set(iv, m.local.get(this.scalarLocal(f.start), i32)));
     // A zero or wrongly signed step must not spin forever: it runs no iteration.
     const stepOk = f.descending
       ? m.i32.lt_s(m.local.get(this.scalarLocal(f.step), i32), m.i32.const(0))
       : m.i32.gt_s(m.local.get(this.scalarLocal(f.step), i32), m.i32.const(0));
-    out.push(m.if(m.i32.and(stepOk, cond()), m.loop(label, m.block(null, [...body, m.br(label, cond())]))));
+    out.push(m.if(m.i32.and(stepOk, cond()), m.block(`${label}_end`, [m.loop(label, m.block(null, [...body, m.br(label, cond())]))])));
     f.results.forEach((r, i) => this.bindSlot(r, f.carried[i]!));
     return out;
   }

@@ -126,7 +126,7 @@ const F32V: Partial<Record<BinaryFn, Bin>> = {
 };
 const I32S: Partial<Record<BinaryFn, Bin>> = {
   add: (e, a, b) => e.m.i32.add(a, b), sub: (e, a, b) => e.m.i32.sub(a, b), mul: (e, a, b) => e.m.i32.mul(a, b),
-  div: (e, a, b) => e.m.i32.div_s(a, b), rem: (e, a, b) => e.m.i32.rem_s(a, b),
+  div: divI32, rem: (e, a, b) => e.m.i32.rem_s(a, b),
   min: (e, a, b) => minMaxI32(e, a, b, 'min'), max: (e, a, b) => minMaxI32(e, a, b, 'max'),
   and: (e, a, b) => e.m.i32.and(a, b), or: (e, a, b) => e.m.i32.or(a, b), xor: (e, a, b) => e.m.i32.xor(a, b),
   shl: (e, a, b) => e.m.i32.shl(a, b), shr: (e, a, b) => e.m.i32.shr_s(a, b), shru: (e, a, b) => e.m.i32.shr_u(a, b),
@@ -135,7 +135,7 @@ const I32S: Partial<Record<BinaryFn, Bin>> = {
 };
 const I32V: Partial<Record<BinaryFn, Bin>> = {
   add: (e, a, b) => e.m.i32x4.add(a, b), sub: (e, a, b) => e.m.i32x4.sub(a, b), mul: (e, a, b) => e.m.i32x4.mul(a, b),
-  div: (e, a, b) => perLaneI32(e, a, b, (x, y) => e.m.i32.div_s(x, y)),
+  div: (e, a, b) => perLaneI32(e, a, b, (x, y) => divI32(e, x, y)),
   rem: (e, a, b) => perLaneI32(e, a, b, (x, y) => e.m.i32.rem_s(x, y)),
   min: (e, a, b) => e.m.i32x4.min_s(a, b), max: (e, a, b) => e.m.i32x4.max_s(a, b),
   and: (e, a, b) => e.m.v128.and(a, b), or: (e, a, b) => e.m.v128.or(a, b), xor: (e, a, b) => e.m.v128.xor(a, b),
@@ -153,6 +153,19 @@ const BOOLV: Partial<Record<BinaryFn, Bin>> = {
   and: (e, a, b) => e.m.v128.and(a, b), or: (e, a, b) => e.m.v128.or(a, b), xor: (e, a, b) => e.m.v128.xor(a, b),
   eq: (e, a, b) => e.m.i32x4.eq(a, b), ne: (e, a, b) => e.m.i32x4.ne(a, b),
 };
+
+/**
+ * i32 division truncating toward zero; x / 0 traps (like the interpreter's error), and
+ * -2^31 / -1 wraps to -2^31 as in the interpreter instead of trapping as i32.div_s would.
+ */
+function divI32(e: Emit, a: Ref, b: Ref): Ref {
+  const m = e.m;
+  const A = once(e, binaryen.i32, a);
+  const B = once(e, binaryen.i32, b);
+  const minusOne = (): Ref => m.i32.eq(B.get(), m.i32.const(-1));
+  const q = m.i32.div_s(A.get(), m.select(minusOne(), m.i32.const(1), B.get()));
+  return m.block(null, [A.pre, B.pre, m.select(minusOne(), m.i32.sub(m.i32.const(0), A.get()), q)], binaryen.i32);
+}
 
 function minMaxI32(e: Emit, a: Ref, b: Ref, which: 'min' | 'max'): Ref {
   const m = e.m;

@@ -112,6 +112,42 @@ describe('faults', () => {
   });
 });
 
+describe('integer edge cases agree with the interpreter', () => {
+  test('-2^31 / -1 wraps (no trap), and so do the vector lanes', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    const k = jit(`function q(X, D, Out, n) {
+      const i = arange(4);
+      store(Out, i, idiv(load(X, i), load(D, i)));
+      store(Out, 4, idiv(load(X, 0), load(D, 0)));
+    }`, { signature: { X: 'ptr', D: 'ptr', Out: 'ptr', n: 'i32' } });
+    const x = rt.tensor([-2147483648, 7, -7, 2147483647], [4], 'i32');
+    const d = rt.tensor([-1, -1, 2, -1], [4], 'i32');
+    const a = rt.zeros([5], 'i32');
+    const b = rt.zeros([5], 'i32');
+    await k.launch({ grid: [1] }, x, d, a, 4);
+    await k.interpret({ grid: [1] }, x, d, b, 4);
+    expect(Array.from(a.toArray())).toEqual([-2147483648, -7, -3, -2147483647, -2147483648]);
+    expect(Array.from(b.toArray())).toEqual(Array.from(a.toArray()));
+    rt.dispose();
+  });
+});
+
+test('a loop whose next step would pass 2^31 stops instead of wrapping', async () => {
+  const rt = await Runtime.create({ threads: 0 });
+  const k = jit(`function count(Out, start, step) {
+    let n = 0;
+    for (let i = start; i < 2147483647; i += step) { n += 1; }
+    store(Out, 0, n);
+  }`, { signature: { Out: 'ptr', start: 'i32', step: 'i32' } });
+  const a = rt.zeros([1], 'i32');
+  const b = rt.zeros([1], 'i32');
+  await k.launch({ grid: [1] }, a, 2147483600, 7);
+  await k.interpret({ grid: [1] }, b, 2147483600, 7);
+  expect(a.toArray()[0]).toBe(7);
+  expect(b.toArray()[0]).toBe(7);
+  rt.dispose();
+});
+
 describe('module cache', () => {
   test('a corrupt entry is discarded and rebuilt; an unwritable directory falls back to memory', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tilejit-cache-'));

@@ -6,6 +6,7 @@
 /** erf in f64, absolute error below 1e-12 (series below 2.5, continued fraction above). */
 export function erf64(x: number): number {
   const ax = Math.abs(x);
+  if (ax === Infinity) return Math.sign(x);
   if (ax < 2.5) {
     let term = x;
     let sum = x;
