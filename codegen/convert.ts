@@ -68,8 +68,10 @@ export function loadHalf4(e: Emit, addr: Ref, kind: 'f16' | 'bf16', offset = 0):
 
 /** Store f32x4 `x` as four halves at byte address `addr` (+offset). */
 export function storeHalf4(e: Emit, addr: Ref, x: Ref, kind: 'f16' | 'bf16', offset = 0): Ref {
+  // The address is evaluated before the value, as the operands are written.
+  const a = e.bind(binaryen.i32, addr);
   const bits = e.bind(binaryen.v128, kind === 'f16' ? vF32ToF16(e, x) : vF32ToBf16(e, x));
   // Lanes hold 0..65535, so the saturating narrow is exact; the low 8 bytes are the 4 halves.
   const packed = e.m.i16x8.narrow_i32x4_u(bits.get(), bits.get());
-  return e.m.block(null, [bits.set, e.m.v128.store64_lane(offset, 2, 0, addr, packed)]);
+  return e.m.block(null, [a.set, bits.set, e.m.v128.store64_lane(offset, 2, 0, a.get(), packed)]);
 }
