@@ -1,0 +1,54 @@
+/**
+ * @fileoverview Argument checks shared by the ops: every message names the op, the argument,
+ * what it got and what was expected.
+ */
+import type { StorageDType } from '../ir/ir.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { Tensor } from '../runtime/tensor.js';
+
+/** Throw a TypeError prefixed with the op's name. */
+export function fail(op: string, msg: string): never {
+  throw new TypeError(`${op}: ${msg}`);
+}
+
+/** A live, contiguous float tensor (f32, f16 or bf16). */
+export function floatTensor(op: string, name: string, t: unknown, rt?: Runtime): Tensor {
+  if (!(t instanceof Tensor)) fail(op, `${name} must be a Tensor, got ${t === null ? 'null' : typeof t}`);
+  if (t.isFreed) fail(op, `${name} has been freed`);
+  if (t.dtype === 'i32') fail(op, `${name} must be f32, f16 or bf16, got i32`);
+  if (!t.isContiguous()) fail(op, `${name} must be contiguous (row-major); copy it first`);
+  if (rt && t.runtime !== rt) fail(op, `${name} belongs to a different runtime than the first tensor`);
+  return t;
+}
+
+/** Shapes equal, or a message naming both. */
+export function sameShape(op: string, what: string, a: readonly number[], b: readonly number[]): void {
+  if (a.length !== b.length || a.some((d, i) => d !== b[i])) fail(op, `${what}: expected shape [${b.join(', ')}], got [${a.join(', ')}]`);
+}
+
+/** The `out` argument if given (checked against shape), else a fresh tensor. */
+export function output(op: string, rt: Runtime, shape: readonly number[], dtype: StorageDType, out: Tensor | undefined): Tensor {
+  if (out === undefined) return rt.empty(shape, dtype);
+  floatTensor(op, 'out', out, rt);
+  sameShape(op, 'out', out.shape, shape);
+  return out;
+}
+
+/** A finite number option. */
+export function finite(op: string, name: string, v: unknown, check?: (x: number) => boolean, expect = 'a finite number'): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || (check && !check(v))) fail(op, `${name} must be ${expect}, got ${String(v)}`);
+  return v;
+}
+
+/** One of the listed strings. */
+export function oneOf<T extends string>(op: string, name: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) fail(op, `${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
+/** Smallest power of two >= x (and >= min). */
+export function pow2AtLeast(x: number, min = 1): number {
+  let p = min;
+  while (p < x) p *= 2;
+  return p;
+}

@@ -1,0 +1,59 @@
+/**
+ * @fileoverview Elementwise activations, forward and backward, over flat tensors. One program
+ * handles BLOCK elements; EVEN (n a multiple of BLOCK) drops the masks. The backward takes the
+ * forward's input x and returns dx = dy · f'(x). `identity` forward is a dtype cast.
+ */
+import { jit } from '../src/kernel.js';
+
+/** The activations `ops.activation` knows. */
+export const ACTIVATIONS = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'sigmoid', 'silu', 'identity'] as const;
+export type Activation = (typeof ACTIVATIONS)[number];
+
+/** f(x): gelu_tanh as x / (1 + e^(-2u)), the same function as 0.5·x·(1 + tanh u) with one exp. */
+const FORWARD = `function fwd(x, ACT) {
+  if (ACT == 'relu') { return maximum(x, 0.0); }
+  if (ACT == 'gelu') { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
+  if (ACT == 'gelu_tanh') { return x / (1.0 + exp(-1.5957691216057308 * (x + 0.044715 * x * x * x))); }
+  if (ACT == 'tanh') { return tanh(x); }
+  if (ACT == 'sigmoid') { return sigmoid(x); }
+  if (ACT == 'silu') { return x * sigmoid(x); }
+  return x;
+}`;
+
+/** dy · f'(x). */
+const BACKWARD = `function bwd(x, dy, ACT) {
+  if (ACT == 'relu') { return where(x > 0.0, dy, 0.0); }
+  if (ACT == 'gelu') {
+    return dy * (0.5 * (1.0 + erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x));
+  }
+  if (ACT == 'gelu_tanh') {
+    const t = tanh(0.7978845608028654 * (x + 0.044715 * x * x * x));
+    const du = 0.7978845608028654 * (1.0 + 0.134145 * x * x);
+    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+  }
+  if (ACT == 'tanh') { const t = tanh(x); return dy * (1.0 - t * t); }
+  if (ACT == 'sigmoid') { const s = sigmoid(x); return dy * s * (1.0 - s); }
+  if (ACT == 'silu') { const s = sigmoid(x); return dy * s * (1.0 + x * (1.0 - s)); }
+  return dy;
+}`;
+
+export const ACTIVATION_SOURCE = `function activation(X, Dy, Out, n, BLOCK, ACT, BWD, EVEN) {
+  const i = programId(0) * BLOCK + arange(BLOCK);
+  if (EVEN) {
+    const x = load(X, i);
+    if (BWD) { store(Out, i, bwd(x, load(Dy, i), ACT)); } else { store(Out, i, fwd(x, ACT)); }
+  } else {
+    const m = i < n;
+    const x = load(X, i, m);
+    if (BWD) { store(Out, i, bwd(x, load(Dy, i, m), ACT), m); } else { store(Out, i, fwd(x, ACT), m); }
+  }
+}`;
+
+/** The activation kernel (forward, backward, cast). */
+export const activationKernel = jit(ACTIVATION_SOURCE, {
+  signature: { X: 'ptr', Dy: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr', ACT: 'constexpr', BWD: 'constexpr', EVEN: 'constexpr' },
+  helpers: { fwd: FORWARD, bwd: BACKWARD },
+});
+
+/** Elements per program: large enough to amortise the per-program cost, small enough to spread. */
+export const ELEMENTWISE_BLOCK = 2048;
