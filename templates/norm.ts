@@ -1,0 +1,190 @@
+/**
+ * @fileoverview Layer norm and RMS norm over the last axis (M rows of N), forward and backward.
+ * Statistics are f32 whatever the storage dtype; the variance is the mean of squared deviations
+ * from the mean (two passes over the row, never E[x²] - E[x]²). The forward saves mean and
+ * 1/std per row for the backward. SINGLE: R whole rows per program in one tile; otherwise one row
+ * per program in BN-wide chunks. Weight and bias gradients are column sums: per-program partial
+ * sums over a slab of rows, then `colsum`.
+ */
+import { jit } from '../src/kernel.js';
+
+export const NORM_FWD_SOURCE = `function normFwd(X, W, B, Y, Mean, Rstd, M, N, eps, R, BN, RMS, HAS_W, HAS_B, SINGLE) {
+  const nf = cast(N, 'f32');
+  if (SINGLE) {
+    const rows = programId(0) * R + arange(R);
+    const cols = arange(BN);
+    const mr = rows < M;
+    const mc = cols < N;
+    const offs = expandDims(rows, 1) * N + expandDims(cols, 0);
+    const m = expandDims(mr, 1) && expandDims(mc, 0);
+    const x = load(X, offs, m, 0.0);
+    let xhat = x;
+    if (RMS) {
+      const rstd = rsqrt(sum(x * x, 1) / nf + eps);
+      store(Rstd, rows, rstd, mr);
+      xhat = x * expandDims(rstd, 1);
+    } else {
+      // Shifted by the row's first element: x - k is exact for data clustered far from 0, so the
+      // mean's correction d and the deviations (x - k) - d keep their precision.
+      const k = load(X, rows * N, mr, 0.0);
+      const xk = where(m, x - expandDims(k, 1), 0.0);
+      const d = sum(xk, 1) / nf;
+      const xc = where(m, xk - expandDims(d, 1), 0.0);
+      const rstd = rsqrt(sum(xc * xc, 1) / nf + eps);
+      store(Mean, rows, k + d, mr);
+      store(Rstd, rows, rstd, mr);
+      xhat = xc * expandDims(rstd, 1);
+    }
+    let y = xhat;
+    if (HAS_W) { y = y * expandDims(load(W, cols, mc, 0.0), 0); }
+    if (HAS_B) { y = y + expandDims(load(B, cols, mc, 0.0), 0); }
+    store(Y, offs, y, m);
+  } else {
+    const row = programId(0);
+    const base = row * N;
+    // Shifted by the row's first element (see above); k = 0 for RMS norm.
+    let k = 0.0;
+    if (!RMS) { k = load(X, base); }
+    let s = 0.0;
+    for (let c = 0; c < N; c += BN) {
+      const cols = c + arange(BN);
+      const m = cols < N;
+      const x = load(X, base + cols, m, 0.0);
+      if (RMS) { s = s + sum(x * x, 0); } else { s = s + sum(where(m, x - k, 0.0), 0); }
+    }
+    let d = 0.0;
+    let rstd = 0.0;
+    if (RMS) {
+      rstd = rsqrt(s / nf + eps);
+    } else {
+      d = s / nf;
+      let v = 0.0;
+      for (let c = 0; c < N; c += BN) {
+        const cols = c + arange(BN);
+        const m = cols < N;
+        const xc = where(m, (load(X, base + cols, m, 0.0) - k) - d, 0.0);
+        v = v + sum(xc * xc, 0);
+      }
+      rstd = rsqrt(v / nf + eps);
+      store(Mean, row, k + d);
+    }
+    store(Rstd, row, rstd);
+    for (let c = 0; c < N; c += BN) {
+      const cols = c + arange(BN);
+      const m = cols < N;
+      let y = ((load(X, base + cols, m, 0.0) - k) - d) * rstd;
+      if (HAS_W) { y = y * load(W, cols, m, 0.0); }
+      if (HAS_B) { y = y + load(B, cols, m, 0.0); }
+      store(Y, base + cols, y, m);
+    }
+  }
+}`;
+
+export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N, R, BN, RMS, HAS_W, SINGLE) {
+  const nf = cast(N, 'f32');
+  if (SINGLE) {
+    const rows = programId(0) * R + arange(R);
+    const cols = arange(BN);
+    const mr = rows < M;
+    const mc = cols < N;
+    const offs = expandDims(rows, 1) * N + expandDims(cols, 0);
+    const m = expandDims(mr, 1) && expandDims(mc, 0);
+    const x = load(X, offs, m, 0.0);
+    const rstd = expandDims(load(Rstd, rows, mr, 0.0), 1);
+    let xhat = x * rstd;
+    if (!RMS) { xhat = where(m, (x - expandDims(load(Mean, rows, mr, 0.0), 1)) * rstd, 0.0); }
+    let g = load(Dy, offs, m, 0.0);
+    if (HAS_W) { g = g * expandDims(load(W, cols, mc, 0.0), 0); }
+    const c2 = expandDims(sum(g * xhat, 1) / nf, 1);
+    if (RMS) {
+      store(Dx, offs, rstd * (g - xhat * c2), m);
+    } else {
+      const c1 = expandDims(sum(g, 1) / nf, 1);
+      store(Dx, offs, rstd * (g - c1 - xhat * c2), m);
+    }
+  } else {
+    const row = programId(0);
+    const base = row * N;
+    const rstd = load(Rstd, row);
+    let mean = 0.0;
+    if (!RMS) { mean = load(Mean, row); }
+    let s1 = 0.0;
+    let s2 = 0.0;
+    for (let c = 0; c < N; c += BN) {
+      const cols = c + arange(BN);
+      const m = cols < N;
+      const xhat = where(m, (load(X, base + cols, m, 0.0) - mean) * rstd, 0.0);
+      let g = load(Dy, base + cols, m, 0.0);
+      if (HAS_W) { g = g * load(W, cols, m, 0.0); }
+      s1 = s1 + sum(g, 0);
+      s2 = s2 + sum(g * xhat, 0);
+    }
+    const c1 = s1 / nf;
+    const c2 = s2 / nf;
+    for (let c = 0; c < N; c += BN) {
+      const cols = c + arange(BN);
+      const m = cols < N;
+      const xhat = (load(X, base + cols, m, 0.0) - mean) * rstd;
+      let g = load(Dy, base + cols, m, 0.0);
+      if (HAS_W) { g = g * load(W, cols, m, 0.0); }
+      if (RMS) { store(Dx, base + cols, rstd * (g - xhat * c2), m); } else { store(Dx, base + cols, rstd * (g - c1 - xhat * c2), m); }
+    }
+  }
+}`;
+
+/** Partial column sums of dy·x̂ (and dy) over slab programId(1) of `rowsPer` rows. */
+export const NORM_GRAD_SOURCE = `function normGrad(X, Dy, Mean, Rstd, Pw, Pb, M, N, rowsPer, BR, BN, RMS, HAS_B) {
+  const cols = programId(0) * BN + arange(BN);
+  const mc = cols < N;
+  const r0 = programId(1) * rowsPer;
+  const r1 = minimum(M, r0 + rowsPer);
+  let aw = zeros([BN]);
+  let ab = zeros([BN]);
+  for (let r = r0; r < r1; r += BR) {
+    const rows = r + arange(BR);
+    const mr = rows < r1;
+    const m = expandDims(mr, 1) && expandDims(mc, 0);
+    const offs = expandDims(rows, 1) * N + expandDims(cols, 0);
+    const dy = load(Dy, offs, m, 0.0);
+    let xc = load(X, offs, m, 0.0);
+    if (!RMS) { xc = xc - expandDims(load(Mean, rows, mr, 0.0), 1); }
+    aw = aw + sum(dy * xc * expandDims(load(Rstd, rows, mr, 0.0), 1), 0);
+    if (HAS_B) { ab = ab + sum(dy, 0); }
+  }
+  store(Pw, programId(1) * N + cols, aw, mc);
+  if (HAS_B) { store(Pb, programId(1) * N + cols, ab, mc); }
+}`;
+
+/** Out[n] = sum over r of P[r, n] (P is [rows, N]). */
+export const COLSUM_SOURCE = `function colsum(P, Out, rows, N, BN) {
+  const cols = programId(0) * BN + arange(BN);
+  const mc = cols < N;
+  let acc = zeros([BN]);
+  for (let r = 0; r < rows; r += 1) {
+    acc = acc + load(P, r * N + cols, mc, 0.0);
+  }
+  store(Out, cols, acc, mc);
+}`;
+
+export const normFwdKernel = jit(NORM_FWD_SOURCE, {
+  signature: {
+    X: 'ptr', W: 'ptr', B: 'ptr', Y: 'ptr', Mean: 'ptr', Rstd: 'ptr', M: 'i32', N: 'i32', eps: 'f32',
+    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', HAS_B: 'constexpr', SINGLE: 'constexpr',
+  },
+});
+
+export const normBwdKernel = jit(NORM_BWD_SOURCE, {
+  signature: {
+    X: 'ptr', W: 'ptr', Dy: 'ptr', Mean: 'ptr', Rstd: 'ptr', Dx: 'ptr', M: 'i32', N: 'i32',
+    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', SINGLE: 'constexpr',
+  },
+});
+
+export const normGradKernel = jit(NORM_GRAD_SOURCE, {
+  signature: {
+    X: 'ptr', Dy: 'ptr', Mean: 'ptr', Rstd: 'ptr', Pw: 'ptr', Pb: 'ptr', M: 'i32', N: 'i32', rowsPer: 'i32',
+    BR: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_B: 'constexpr',
+  },
+});
+
+export const colsumKernel = jit(COLSUM_SOURCE, { signature: { P: 'ptr', Out: 'ptr', rows: 'i32', N: 'i32', BN: 'constexpr' } });

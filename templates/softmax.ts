@@ -1,0 +1,96 @@
+/**
+ * @fileoverview Softmax and log-softmax along the last axis, forward and backward, viewing the
+ * tensor as M rows of N. SINGLE: a program holds R whole rows in one [R, BN] tile (BN >= N),
+ * reads x once and subtracts the row max. Otherwise one row per program in BN-wide chunks: an
+ * online pass keeps the running max and a sum rescaled whenever the max grows, then a second
+ * pass writes.
+ */
+import { jit } from '../src/kernel.js';
+
+export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BWD, SINGLE) {
+  if (SINGLE) {
+    const rows = programId(0) * R + arange(R);
+    const cols = arange(BN);
+    const offs = expandDims(rows, 1) * N + expandDims(cols, 0);
+    const m = expandDims(rows < M, 1) && expandDims(cols < N, 0);
+    if (BWD) {
+      // X holds the forward's output y.
+      const y = load(X, offs, m, 0.0);
+      const dy = load(Dy, offs, m, 0.0);
+      if (LOG) {
+        store(Out, offs, dy - exp(y) * expandDims(sum(dy, 1), 1), m);
+      } else {
+        store(Out, offs, y * (dy - expandDims(sum(dy * y, 1), 1)), m);
+      }
+    } else {
+      const x = load(X, offs, m, -Infinity);
+      const z = x - expandDims(max(x, 1), 1);
+      const e = exp(z);
+      if (LOG) {
+        store(Out, offs, z - expandDims(log(sum(e, 1)), 1), m);
+      } else {
+        store(Out, offs, e * expandDims(1.0 / sum(e, 1), 1), m);
+      }
+    }
+  } else {
+    const base = programId(0) * N;
+    if (BWD) {
+      let acc = 0.0;
+      for (let c = 0; c < N; c += BN) {
+        const cols = c + arange(BN);
+        const m = cols < N;
+        const dy = load(Dy, base + cols, m, 0.0);
+        if (LOG) { acc = acc + sum(dy, 0); } else { acc = acc + sum(dy * load(X, base + cols, m, 0.0), 0); }
+      }
+      for (let c = 0; c < N; c += BN) {
+        const cols = c + arange(BN);
+        const m = cols < N;
+        const y = load(X, base + cols, m, 0.0);
+        const dy = load(Dy, base + cols, m, 0.0);
+        if (LOG) { store(Out, base + cols, dy - exp(y) * acc, m); } else { store(Out, base + cols, y * (dy - acc), m); }
+      }
+    } else {
+      let mx = -Infinity;
+      let s = 0.0;
+      for (let c = 0; c < N; c += BN) {
+        const cols = c + arange(BN);
+        const x = load(X, base + cols, cols < N, -Infinity);
+        const mnew = maximum(mx, max(x, 0));
+        // Rescale the sum to the new max; equal maxima (both -Infinity too) keep it as it is.
+        // A chunk of only -Infinity (mnew still -Infinity) adds exp(-Infinity - 0) = 0.
+        s = s * where(mnew == mx, 1.0, exp(mx - mnew)) + sum(exp(x - where(mnew == -Infinity, 0.0, mnew)), 0);
+        mx = mnew;
+      }
+      const ls = log(s);
+      const inv = 1.0 / s;
+      for (let c = 0; c < N; c += BN) {
+        const cols = c + arange(BN);
+        const m = cols < N;
+        const x = load(X, base + cols, m, 0.0);
+        if (LOG) { store(Out, base + cols, x - mx - ls, m); } else { store(Out, base + cols, exp(x - mx) * inv, m); }
+      }
+    }
+  }
+}`;
+
+/** The softmax kernel. */
+export const softmaxKernel = jit(SOFTMAX_SOURCE, {
+  signature: {
+    X: 'ptr', Dy: 'ptr', Out: 'ptr', M: 'i32', N: 'i32',
+    R: 'constexpr', BN: 'constexpr', LOG: 'constexpr', BWD: 'constexpr', SINGLE: 'constexpr',
+  },
+});
+
+/** Widest row held in one tile; longer rows stream in chunks. */
+export const ROW_TILE_MAX = 8192;
+
+/** Row-kernel tiling: rows per program and the tile width for rows of N. */
+export function chooseRowConfig(M: number, N: number): { R: number; BN: number; SINGLE: boolean } {
+  let BN = 1;
+  while (BN < N) BN *= 2;
+  if (BN > ROW_TILE_MAX) return { R: 1, BN: 2048, SINGLE: false };
+  // About 4K elements per program, but keep at least ~16 programs to spread over threads.
+  let R = Math.max(1, Math.min(256, Math.floor(4096 / BN)));
+  while (R > 1 && Math.ceil(M / R) < 16) R /= 2;
+  return { R, BN, SINGLE: true };
+}

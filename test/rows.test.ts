@@ -1,0 +1,248 @@
+/**
+ * @fileoverview Row kernels and activations against the f64 references in templates/reference.ts:
+ * awkward sizes, storage dtypes, both the one-tile and the chunked row paths, and every backward
+ * checked against central finite differences of the reference forward.
+ */
+import { afterAll, describe, expect, test } from 'vitest';
+import { ops, Runtime, type Activation } from '../src/index.js';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../src/util/half.js';
+import { activationGradRef, activationRef, normRef, softmaxBackwardRef, softmaxRef } from '../templates/reference.js';
+
+const rtP = Runtime.create({ threads: 2 });
+afterAll(async () => (await rtP).dispose());
+
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => (((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
+}
+
+/** The value a storage dtype keeps of x. */
+function stored(x: number, dtype: string): number {
+  if (dtype === 'f16') return f16BitsToF32(f32ToF16Bits(x));
+  if (dtype === 'bf16') return bf16BitsToF32(f32ToBf16Bits(x));
+  return Math.fround(x);
+}
+
+/** Relative tolerance of one storage rounding. */
+const ULP: Record<string, number> = { f32: 2 ** -23, f16: 2 ** -10, bf16: 2 ** -7 };
+
+function close(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, abs: number, what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i]! - want[i]!);
+    if (!(err <= abs + rel * Math.abs(want[i]!))) expect.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]} (err ${err.toExponential(2)})`);
+  }
+}
+
+/** Central difference of a scalar function of x, per element. */
+function numericGrad(x: Float64Array, f: (x: Float64Array) => number, h = 1e-6): Float64Array {
+  const g = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const keep = x[i]!;
+    x[i] = keep + h;
+    const up = f(x);
+    x[i] = keep - h;
+    const down = f(x);
+    x[i] = keep;
+    g[i] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+};
+
+const ACTS: Activation[] = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'sigmoid', 'silu'];
+
+describe('activations', () => {
+  test.each(ACTS.flatMap((a) => [1, 3, 1000, 2048, 4097].flatMap((n) => (['f32', 'f16', 'bf16'] as const).map((d) => [a, n, d] as const))))(
+    '%s forward and backward, n=%i %s', async (name, n, dtype) => {
+      const rt = await rtP;
+      const x = rand(n, n * 31 + name.length, 6);
+      const dy = rand(n, n + 7, 2);
+      const X = rt.tensor(x, [n], dtype), DY = rt.tensor(dy, [n], dtype);
+      const xs = x.map((v) => stored(v, dtype)), dys = dy.map((v) => stored(v, dtype));
+      const y = await ops.activation(name, X);
+      const dx = await ops.activationBackward(name, DY, X);
+      expect(y.dtype).toBe(dtype);
+      // f32: the math library's few ulp; halves: one rounding of the result on top.
+      const rel = dtype === 'f32' ? 2e-6 : 2 * ULP[dtype]!;
+      close(y.toArray(), Array.from(xs, (v) => stored(activationRef(name, v), dtype)), rel, 1e-6, 'y');
+      close(dx.toArray(), Array.from(xs, (v, i) => stored(dys[i]! * activationGradRef(name, v), dtype)), rel * 4, 4e-6, 'dx');
+      for (const t of [X, DY, y, dx]) t.free();
+    });
+
+  test.each(ACTS)('%s backward matches finite differences of the forward', async (name) => {
+    const rt = await rtP;
+    // Keep away from relu's kink at 0.
+    const x = rand(64, 99, 4).map((v) => (Math.abs(v) < 1e-3 ? 0.5 : v));
+    const w = rand(64, 5);
+    const dx = (await ops.activationBackward(name, rt.tensor(w, [64]), rt.tensor(x, [64]))).toArray();
+    const num = numericGrad(Float64Array.from(x), (xx) => dot(w, xx.map((v) => activationRef(name, v))));
+    close(dx, num, 1e-4, 1e-5, 'dx');
+  });
+
+  test('special values: relu(-0) = 0, sigmoid(±Infinity), tanh(NaN) is NaN, gelu(-Infinity) = 0', async () => {
+    const rt = await rtP;
+    const X = rt.tensor([-0, Infinity, -Infinity, NaN, 0], [5]);
+    expect(Array.from((await ops.activation('sigmoid', X)).toArray()).slice(0, 3)).toEqual([0.5, 1, 0]);
+    expect(Number.isNaN((await ops.activation('tanh', X)).toArray()[3])).toBe(true);
+    expect((await ops.activation('gelu', X)).toArray()[1]).toBe(Infinity);
+    expect((await ops.activation('silu', X)).toArray()[1]).toBe(Infinity);
+    expect((await ops.activation('relu', X)).toArray()[0]).toBe(0);
+  });
+
+  test('cast f32 -> f16 / bf16 -> f32 rounds to nearest even, and out= is used', async () => {
+    const rt = await rtP;
+    const x = rand(3001, 3, 1000);
+    const X = rt.tensor(x, [3001]);
+    for (const d of ['f16', 'bf16'] as const) {
+      const h = await ops.cast(X, d);
+      expect(h.dtype).toBe(d);
+      const back = await ops.cast(h, 'f32');
+      expect(Array.from(back.toArray())).toEqual(Array.from(x, (v) => stored(v, d)));
+    }
+    const out = rt.empty([3001], 'bf16');
+    expect(await ops.cast(X, 'bf16', { out })).toBe(out);
+  });
+
+  test('bad input: unknown activation, i32 tensor, shape mismatch', async () => {
+    const rt = await rtP;
+    const X = rt.tensor([1, 2, 3], [3]);
+    await expect(ops.activation('swish' as Activation, X)).rejects.toThrow(/activation: name must be one of 'relu'.*got "swish"/);
+    await expect(ops.activation('relu', rt.tensor([1], [1], 'i32'))).rejects.toThrow(/x must be f32, f16 or bf16, got i32/);
+    await expect(ops.activationBackward('relu', rt.tensor([1, 2], [2]), X)).rejects.toThrow(/dy: expected shape \[3\], got \[2\]/);
+    await expect(ops.cast(X, 'i32' as 'f32')).rejects.toThrow(/cast: dtype must be one of/);
+  });
+});
+
+const ROW_SHAPES: [number, number][] = [[1, 1], [3, 5], [4, 1000], [7, 1024], [33, 17], [2, 8192], [3, 8193], [2, 20000]];
+
+describe('softmax and log-softmax', () => {
+  test.each(ROW_SHAPES.flatMap(([M, N]) => [false, true].map((log) => [M, N, log] as const)))('[%i, %i] log=%s forward and backward', async (M, N, log) => {
+    const rt = await rtP;
+    const x = rand(M * N, M * 131 + N, 8);
+    const dy = rand(M * N, N + 1);
+    const X = rt.tensor(x, [M, N]);
+    const y = await (log ? ops.logSoftmax(X) : ops.softmax(X));
+    const want = softmaxRef(x, M, N, log);
+    close(y.toArray(), want, 2e-5, log ? 2e-5 : 1e-7, 'y');
+    const yv = y.toArray();
+    const dx = await (log ? ops.logSoftmaxBackward(rt.tensor(dy, [M, N]), y) : ops.softmaxBackward(rt.tensor(dy, [M, N]), y));
+    close(dx.toArray(), softmaxBackwardRef(yv, dy, M, N, log), 1e-4, 1e-6 * Math.sqrt(N), 'dx');
+  });
+
+  test('backward matches finite differences of the forward', async () => {
+    const rt = await rtP;
+    for (const log of [false, true]) {
+      const [M, N] = [3, 7];
+      const x = rand(M * N, 17, 3), w = rand(M * N, 4);
+      const X = rt.tensor(x, [M, N]);
+      const y = await (log ? ops.logSoftmax(X) : ops.softmax(X));
+      const dx = await (log ? ops.logSoftmaxBackward(rt.tensor(w, [M, N]), y) : ops.softmaxBackward(rt.tensor(w, [M, N]), y));
+      const num = numericGrad(Float64Array.from(x), (xx) => dot(w, softmaxRef(xx, M, N, log)));
+      close(dx.toArray(), num, 1e-4, 1e-5, `dx log=${log}`);
+    }
+  });
+
+  test('stable for large inputs; -Infinity entries get probability 0; batch dims; f16 storage', async () => {
+    const rt = await rtP;
+    const y = (await ops.softmax(rt.tensor([1000, 1001, -Infinity, 999], [1, 4]))).toArray();
+    close(y, softmaxRef([1000, 1001, -Infinity, 999], 1, 4), 1e-6, 1e-7, 'y');
+    expect(y[2]).toBe(0);
+    const x = rand(2 * 3 * 50, 8, 4);
+    const h = await ops.softmax(rt.tensor(x, [2, 3, 50], 'f16'));
+    expect(h.shape).toEqual([2, 3, 50]);
+    expect(h.dtype).toBe('f16');
+    close(h.toArray(), softmaxRef(x.map((v) => stored(v, 'f16')), 6, 50), 2 * ULP.f16!, 1e-6, 'f16');
+  });
+
+  test('long rows with -Infinity in the first chunk stream correctly', async () => {
+    const rt = await rtP;
+    const N = 9000;
+    const x = rand(N, 2, 3);
+    for (let i = 0; i < 2048; i++) x[i] = -Infinity;
+    close((await ops.softmax(rt.tensor(x, [1, N]))).toArray(), softmaxRef(x, 1, N), 2e-5, 1e-8, 'y');
+  });
+
+  test('bad input: a 0-d tensor, dy of another shape', async () => {
+    const rt = await rtP;
+    await expect(ops.softmax(rt.tensor([1], []))).rejects.toThrow(/softmax: x must have at least one dim/);
+    await expect(ops.softmaxBackward(rt.tensor([1, 2], [2]), rt.tensor([1, 2, 3], [3]))).rejects.toThrow(/dy: expected shape \[3\]/);
+  });
+});
+
+describe('layer norm and RMS norm', () => {
+  const cases = ROW_SHAPES.flatMap(([M, N]) => [false, true].map((rms) => [M, N, rms] as const));
+  test.each(cases)('[%i, %i] rms=%s forward, backward, weight and bias gradients', async (M, N, rms) => {
+    const rt = await rtP;
+    const x = rand(M * N, M * 7 + N, 3).map((v, i) => v + (i % 5)); // a non-zero mean
+    const w = rand(N, 11), b = rand(N, 12), dy = rand(M * N, 13);
+    const X = rt.tensor(x, [M, N]), W = rt.tensor(w, [N]), B = rt.tensor(b, [N]);
+    const opts = rms ? { weight: W } : { weight: W, bias: B };
+    const f = await (rms ? ops.rmsNorm(X, opts) : ops.layerNorm(X, opts));
+    const ref = normRef(x, M, N, { rms, weight: w, bias: rms ? undefined : b });
+    close(f.y.toArray(), ref.y, 1e-5, 1e-5, 'y');
+    close(f.rstd.toArray(), ref.rstd, 1e-5, 0, 'rstd');
+    if (!rms) close(f.mean!.toArray(), ref.mean, 1e-6, 1e-6, 'mean');
+    const DY = rt.tensor(dy, [M, N]);
+    const g = await (rms ? ops.rmsNormBackward(DY, X, { weight: W, rstd: f.rstd }) : ops.layerNormBackward(DY, X, { weight: W, bias: true, mean: f.mean, rstd: f.rstd }));
+    // Analytic reference gradients.
+    const dx = new Float64Array(M * N), dw = new Float64Array(N), db = new Float64Array(N);
+    for (let r = 0; r < M; r++) {
+      let c1 = 0, c2 = 0;
+      const xh = (c: number): number => (x[r * N + c]! - ref.mean[r]!) * ref.rstd[r]!;
+      for (let c = 0; c < N; c++) {
+        const gg = dy[r * N + c]! * w[c]!;
+        c1 += gg;
+        c2 += gg * xh(c);
+        dw[c]! += dy[r * N + c]! * xh(c);
+        db[c]! += dy[r * N + c]!;
+      }
+      for (let c = 0; c < N; c++) dx[r * N + c] = ref.rstd[r]! * (dy[r * N + c]! * w[c]! - (rms ? 0 : c1 / N) - xh(c) * (c2 / N));
+    }
+    close(g.dx.toArray(), dx, 1e-4, 1e-5, 'dx');
+    close(g.dweight!.toArray(), dw, 1e-4, 1e-5 * Math.sqrt(M), 'dweight');
+    if (!rms) close(g.dbias!.toArray(), db, 1e-5, 1e-5 * Math.sqrt(M), 'dbias');
+    else expect(g.dbias).toBeUndefined();
+  });
+
+  test('backward matches finite differences of the forward (x, weight, bias)', async () => {
+    const rt = await rtP;
+    const [M, N] = [3, 6];
+    for (const rms of [false, true]) {
+      const x = rand(M * N, 21, 2), w = rand(N, 22), b = rand(N, 23), up = rand(M * N, 24);
+      const X = rt.tensor(x, [M, N]), W = rt.tensor(w, [N]);
+      // Statistics recomputed by the backward (none passed).
+      const g = await (rms ? ops.rmsNormBackward(rt.tensor(up, [M, N]), X, { weight: W }) : ops.layerNormBackward(rt.tensor(up, [M, N]), X, { weight: W, bias: true }));
+      const L = (xx: ArrayLike<number>, ww: ArrayLike<number>, bb: ArrayLike<number>): number => dot(up, normRef(xx, M, N, { rms, weight: ww, bias: rms ? undefined : bb }).y);
+      close(g.dx.toArray(), numericGrad(Float64Array.from(x), (xx) => L(xx, w, b)), 2e-4, 2e-5, 'dx');
+      close(g.dweight!.toArray(), numericGrad(Float64Array.from(w), (ww) => L(x, ww, b)), 2e-4, 2e-5, 'dweight');
+      if (!rms) close(g.dbias!.toArray(), numericGrad(Float64Array.from(b), (bb) => L(x, w, bb)), 2e-4, 2e-5, 'dbias');
+    }
+  });
+
+  test('stable variance: a large offset with a small spread; bf16 storage; no weight', async () => {
+    const rt = await rtP;
+    const [M, N] = [4, 300];
+    const x = rand(M * N, 5, 0.01).map((v) => 1e4 + v);
+    const f = await ops.layerNorm(rt.tensor(x, [M, N]));
+    close(f.y.toArray(), normRef(Float32Array.from(x), M, N).y, 0, 2e-3, 'y');
+    const xb = rand(M * N, 6, 2);
+    const fb = await ops.rmsNorm(rt.tensor(xb, [M, N], 'bf16'), { eps: 1e-6 });
+    expect(fb.y.dtype).toBe('bf16');
+    close(fb.y.toArray(), normRef(xb.map((v) => stored(v, 'bf16')), M, N, { rms: true, eps: 1e-6 }).y, 2 * ULP.bf16!, 1e-6, 'bf16');
+  });
+
+  test('bad input: weight of the wrong length, bias for RMS norm, negative eps, wrong statistics', async () => {
+    const rt = await rtP;
+    const X = rt.tensor(rand(12, 1), [3, 4]);
+    await expect(ops.layerNorm(X, { weight: rt.tensor([1, 2, 3], [3]) })).rejects.toThrow(/layerNorm: weight: expected shape \[4\], got \[3\]/);
+    await expect(ops.rmsNorm(X, { bias: rt.tensor([1, 2, 3, 4], [4]) })).rejects.toThrow(/RMS norm has no bias/);
+    await expect(ops.layerNorm(X, { eps: -1 })).rejects.toThrow(/eps must be a finite number >= 0, got -1/);
+    await expect(ops.layerNormBackward(X, X, { rstd: rt.tensor([1, 2], [2]), mean: rt.tensor([1, 2, 3], [3]) })).rejects.toThrow(/rstd must be the forward's f32 statistics with 3 elements/);
+  });
+});
