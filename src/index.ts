@@ -1,7 +1,16 @@
 /**
  * @fileoverview The public API of tilejit, and nothing else.
  */
-export { jit, Kernel, TILEJIT_VERSION } from './kernel.js';
+import { jit as baseJit } from './kernel.js';
+import { map } from './map.js';
+
+/**
+ * Make a kernel from a `function` (or its source text); `jit.map(fn)` turns a scalar function
+ * into an elementwise kernel over tensors.
+ */
+export const jit: typeof baseJit & { readonly map: typeof map } = Object.assign(baseJit, { map });
+export { Kernel, TILEJIT_VERSION } from './kernel.js';
+export type { MapFunction, MapOptions, MapCallOptions } from './map.js';
 export type { JitOptions, LaunchOptions, KernelArg, CompileRecord } from './kernel.js';
 export { KernelCompileError, KernelRuntimeError, codeFrame } from './errors.js';
 export type { Diagnostic } from './errors.js';
@@ -9,6 +18,11 @@ export { Runtime } from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export { detectFeatures } from './runtime/features.js';
 export { ops } from './ops/index.js';
-export type { MatmulOptions } from './ops/index.js';
+export type {
+  MatmulOptions, Activation, ElementwiseOptions, LossOptions, LossResult, Reduction,
+  NormOptions, NormResult, NormBackwardOptions, NormGrads, AdamStepOptions, SgdStepOptions,
+} from './ops/index.js';
+export { Adam, AdamW, SGD, LossScaler } from './optim.js';
+export type { AdamOptions, SgdOptions, StepOptions, LossScalerOptions } from './optim.js';
 export type { Signature, ParamKind, ConstexprValue } from './lang/index.js';
 export type { StorageDType as DType } from './ir/ir.js';

@@ -1,10 +1,26 @@
 /**
  * @fileoverview `ops`: the built-in kernels as functions on tensors (shape checks, config
- * choice, launch). One file per op.
+ * choice, launch). One file per op family.
  */
+import { activation, activationBackward, cast } from './activation.js';
+import { huberLoss, l1Loss, mseLoss } from './loss.js';
 import { matmul } from './matmul.js';
+import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.js';
+import { adamStep, sgdStep, unscaleGrads } from './optim.js';
+import { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from './softmax.js';
 
 export type { MatmulOptions } from './matmul.js';
+export type { Activation, ElementwiseOptions } from './activation.js';
+export type { LossOptions, LossResult, Reduction } from './loss.js';
+export type { NormOptions, NormResult, NormBackwardOptions, NormGrads } from './norm.js';
+export type { AdamStepOptions, SgdStepOptions } from './optim.js';
 
 /** The built-in ops. */
-export const ops = { matmul } as const;
+export const ops = {
+  matmul,
+  activation, activationBackward, cast,
+  softmax, logSoftmax, softmaxBackward, logSoftmaxBackward,
+  layerNorm, rmsNorm, layerNormBackward, rmsNormBackward,
+  mseLoss, l1Loss, huberLoss,
+  adamStep, sgdStep, unscaleGrads,
+} as const;

@@ -1,0 +1,221 @@
+/**
+ * @fileoverview Losses, optimisers, the loss scaler and mixed precision against plain-JS
+ * references, and `jit.map`.
+ */
+import { afterAll, describe, expect, test } from 'vitest';
+import { Adam, AdamW, jit, KernelCompileError, LossScaler, ops, Runtime, SGD, type Reduction } from '../src/index.js';
+import { bf16BitsToF32, f32ToBf16Bits, f16BitsToF32, f32ToF16Bits } from '../src/util/half.js';
+import { adamRef, lossRef, sgdRef } from '../templates/reference.js';
+
+const rtP = Runtime.create({ threads: 2 });
+afterAll(async () => (await rtP).dispose());
+
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => (((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
+}
+
+function close(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, abs: number, what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i]! - want[i]!);
+    if (!(err <= abs + rel * Math.abs(want[i]!))) expect.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]} (err ${err.toExponential(2)})`);
+  }
+}
+
+const KINDS = [['mse', ops.mseLoss], ['mae', ops.l1Loss], ['huber', ops.huberLoss]] as const;
+
+describe('losses', () => {
+  test.each(KINDS.flatMap(([k]) => [1, 3, 1000, 5000].flatMap((n) => (['mean', 'sum', 'none'] as const).map((r) => [k, n, r] as const))))(
+    '%s n=%i reduction=%s: value and gradient', async (kind, n, reduction) => {
+      const rt = await rtP;
+      const fn = KINDS.find(([k]) => k === kind)![1];
+      const p = rand(n, n + 1, 3), t = rand(n, n + 2, 3);
+      if (n > 3) { p[1] = t[1]!; p[2] = t[2]! + 0.5; } // d = 0 (MAE's gradient 0) and |d| = 0.5 (< Huber delta)
+      const delta = 0.75;
+      const r = await fn(rt.tensor(p, [n]), rt.tensor(t, [n]), { reduction: reduction as Reduction, grad: true, delta, gradScale: 3 });
+      const pw = Array.from(p, (v, i) => lossRef(kind, v - t[i]!, delta));
+      const scale = reduction === 'mean' ? 3 / n : 3;
+      close(r.grad!.toArray(), pw.map((x) => x.g * scale), 1e-6, 1e-7, 'grad');
+      if (reduction === 'none') {
+        expect(r.loss.shape).toEqual([n]);
+        expect(r.value).toBeUndefined();
+        close(r.loss.toArray(), pw.map((x) => x.l), 1e-6, 1e-7, 'loss');
+      } else {
+        const s = pw.reduce((a, x) => a + x.l, 0);
+        const want = reduction === 'mean' ? s / n : s;
+        expect(r.loss.shape).toEqual([]);
+        expect(Math.abs(r.value! - want)).toBeLessThanOrEqual(1e-6 * Math.abs(want) + 1e-7);
+        expect(r.loss.toArray()[0]).toBe(Math.fround(r.value!));
+      }
+    });
+
+  test('the gradient matches finite differences of the reference loss', async () => {
+    const rt = await rtP;
+    const n = 40;
+    const p = rand(n, 8, 2), t = rand(n, 9, 2);
+    for (const [kind, fn] of KINDS) {
+      const g = (await fn(rt.tensor(p, [n]), rt.tensor(t, [n]), { grad: true })).grad!.toArray();
+      const L = (pp: Float64Array): number => pp.reduce((a, v, i) => a + lossRef(kind, v - t[i]!).l, 0) / n;
+      const x = Float64Array.from(p);
+      for (let i = 0; i < n; i++) {
+        const h = 1e-6, keep = x[i]!;
+        x[i] = keep + h; const up = L(x);
+        x[i] = keep - h; const down = L(x);
+        x[i] = keep;
+        expect(Math.abs(g[i]! - (up - down) / (2 * h))).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  test('empty input: mean is NaN, sum is 0; bad reduction and delta are rejected', async () => {
+    const rt = await rtP;
+    const e = rt.empty([0]);
+    expect(Number.isNaN((await ops.mseLoss(e, e)).value)).toBe(true);
+    expect((await ops.mseLoss(e, e, { reduction: 'sum' })).value).toBe(0);
+    const x = rt.tensor([1, 2], [2]);
+    await expect(ops.mseLoss(x, x, { reduction: 'avg' as Reduction })).rejects.toThrow(/mseLoss: reduction must be one of 'mean', 'sum', 'none', got "avg"/);
+    await expect(ops.huberLoss(x, x, { delta: 0 })).rejects.toThrow(/delta must be a finite number > 0/);
+    await expect(ops.l1Loss(x, rt.tensor([1, 2, 3], [3]))).rejects.toThrow(/target: expected shape \[2\], got \[3\]/);
+  });
+});
+
+describe('optimisers', () => {
+  test.each([[false, 0], [false, 0.1], [true, 0.05]] as const)('Adam (decoupled=%s, weight decay %f) over 5 steps vs the reference', async (decoupled, wd) => {
+    const rt = await rtP;
+    const n = 4097;
+    const p0 = rand(n, 1), P = rt.tensor(p0, [n]);
+    const opt = decoupled ? new AdamW([P], { lr: 0.01, weightDecay: wd }) : new Adam([P], { lr: 0.01, weightDecay: wd });
+    const p = Float64Array.from(p0), m = new Float64Array(n), v = new Float64Array(n);
+    for (let step = 1; step <= 5; step++) {
+      const g = rand(n, 100 + step, 0.5);
+      await opt.step([rt.tensor(g, [n])]);
+      adamRef(p, g, m, v, { lr: 0.01, step, weightDecay: wd, decoupled });
+    }
+    expect(opt.stepCount).toBe(5);
+    close(P.toArray(), p, 1e-5, 2e-6, 'param');
+    close(opt.m[0]!.toArray(), m, 1e-5, 1e-7, 'm');
+    close(opt.v[0]!.toArray(), v, 1e-5, 1e-9, 'v');
+    opt.dispose();
+  });
+
+  test.each([[0, 0, false, 0], [0.9, 0, false, 0], [0.9, 0.1, false, 0.01], [0.9, 0, true, 0]] as const)(
+    'SGD momentum %f dampening %f nesterov %s wd %f over 4 steps', async (momentum, dampening, nesterov, weightDecay) => {
+      const rt = await rtP;
+      const n = 1001;
+      const p0 = rand(n, 2), P = rt.tensor(p0, [n]);
+      const opt = new SGD([P], { lr: 0.1, momentum, dampening, nesterov, weightDecay });
+      const p = Float64Array.from(p0), buf = momentum ? new Float64Array(n) : undefined;
+      for (let s = 0; s < 4; s++) {
+        const g = rand(n, 50 + s);
+        await opt.step([rt.tensor(g, [n])]);
+        sgdRef(p, g, buf, { lr: 0.1, momentum, dampening, nesterov, weightDecay, first: s === 0 });
+      }
+      close(P.toArray(), p, 1e-5, 1e-6, 'param');
+      opt.dispose();
+    });
+
+  test('f32 master weights refresh bf16 / f16 copies; bf16 gradients; gradScale unscales', async () => {
+    const rt = await rtP;
+    const n = 300;
+    const P = rt.tensor(rand(n, 3), [n]);
+    const copyB = rt.empty([n], 'bf16'), copyH = rt.empty([n], 'f16');
+    const Q = rt.tensor(P.toArray(), [n]);
+    const opt = new AdamW([P, Q], { lr: 1e-2, copies: [copyB, copyH] });
+    const g = rand(n, 4);
+    await opt.step([rt.tensor(g.map((x) => x * 1024), [n], 'bf16'), rt.tensor(g, [n])], { gradScale: 1 / 1024 });
+    const p = P.toArray(), q = Q.toArray();
+    expect(Array.from(copyB.toArray())).toEqual(Array.from(p, (x) => bf16BitsToF32(f32ToBf16Bits(x))));
+    expect(Array.from(copyH.toArray())).toEqual(Array.from(q, (x) => f16BitsToF32(f32ToF16Bits(x))));
+    // The bf16 gradient was rounded, so the two parameters agree to bf16 precision of g only.
+    close(p, q, 0, 2e-4, 'p vs q');
+  });
+
+  test('bad input: gradient count, shapes, hyper-parameters', async () => {
+    const rt = await rtP;
+    const P = rt.tensor([1, 2, 3], [3]);
+    const opt = new Adam([P]);
+    await expect(opt.step([])).rejects.toThrow(/Adam.step: 1 parameters but 0 gradients/);
+    await expect(opt.step([rt.tensor([1], [1])])).rejects.toThrow(/adamStep: grad: expected shape \[3\], got \[1\]/);
+    await expect(ops.adamStep(P, P, P, P, { lr: 0.1, step: 0 })).rejects.toThrow(/step must be an integer >= 1, got 0/);
+    await expect(ops.adamStep(P, P, P, P, { lr: 0.1, step: 1, beta1: 1 })).rejects.toThrow(/beta1 must be in \[0, 1\), got 1/);
+    await expect(ops.sgdStep(P, P, undefined, { lr: 0.1, momentum: 0.9 })).rejects.toThrow(/momentum needs a buffer/);
+    expect(() => new SGD([P], {} as never)).toThrow(/SGD: lr is required/);
+  });
+});
+
+describe('loss scaler', () => {
+  test('overflow skips the step and backs off; N clean steps grow the scale', async () => {
+    const rt = await rtP;
+    const s = new LossScaler({ initScale: 1024, growthInterval: 3 });
+    const G = rt.empty([5000]);
+    let applied = 0;
+    const apply = (): void => void applied++;
+    // Clean: unscaled in place by 1/1024.
+    G.write(Array.from({ length: 5000 }, (_, i) => (i % 7) * 1024));
+    expect(await s.step([G], apply)).toBe(true);
+    expect(G.toArray()[3]).toBe(3);
+    expect([s.scale, s.growthTracker, applied]).toEqual([1024, 1, 1]);
+    // Inf in the last element of the last block; NaN in another tensor.
+    for (const bad of [Infinity, -Infinity, NaN]) {
+      const data = new Float32Array(5000).fill(1);
+      data[4999] = bad;
+      G.write(data);
+      expect(await s.step([rt.tensor([1, 2], [2]), G], apply)).toBe(false);
+    }
+    expect([s.scale, s.growthTracker, s.skipped, applied]).toEqual([128, 0, 3, 1]);
+    // A finite value that overflows only after... stays finite when unscaled: clean.
+    for (let i = 0; i < 3; i++) {
+      G.write(new Float32Array(5000).fill(3e38));
+      expect(await s.step([G], apply)).toBe(true);
+    }
+    expect([s.scale, s.growthTracker, applied]).toEqual([256, 0, 4]);
+    expect(s.scaleLoss(0.5)).toBe(128);
+  });
+
+  test('bad settings are rejected', () => {
+    expect(() => new LossScaler({ backoffFactor: 1 })).toThrow(/backoffFactor must be in \(0, 1\)/);
+    expect(() => new LossScaler({ growthInterval: 0 })).toThrow(/growthInterval must be an integer >= 1/);
+  });
+});
+
+describe('jit.map', () => {
+  test('arrow and function forms, tensors and numbers, awkward sizes, dtypes', async () => {
+    const rt = await rtP;
+    const swiglu = jit.map((a: number, b: number) => a * sigmoid(a) * b);
+    expect(swiglu.helperSource).toMatch(/^function f\(a, b\) \{ return a \* sigmoid\(a\) \* b; \}$/);
+    const a = rand(100, 5, 3), b = rand(100, 6);
+    close((await swiglu(rt.tensor(a, [100]), rt.tensor(b, [100]))).toArray(), Array.from(a, (v, i) => (v / (1 + Math.exp(-v))) * b[i]!), 1e-5, 1e-7, 'swiglu');
+    const fma = jit.map('(x, y, s) => x * s + y');
+    for (const n of [1, 3, 1000, 2048, 5001]) {
+      const x = rand(n, n), y = rand(n, n + 1);
+      const out = await fma(rt.tensor(x, [n]), rt.tensor(y, [n]), 0.5);
+      close(out.toArray(), Array.from(x, (v, i) => Math.fround(Math.fround(v * 0.5) + y[i]!)), 1e-7, 0, `n=${n}`);
+    }
+    const silu = jit.map(function silu(x: number) { return x * sigmoid(x); });
+    const x = rand(777, 1, 4);
+    const h = await silu(rt.tensor(x, [7, 111], 'bf16'));
+    expect(h.shape).toEqual([7, 111]);
+    expect(h.dtype).toBe('bf16');
+    const xs = x.map((v) => bf16BitsToF32(f32ToBf16Bits(v)));
+    close(h.toArray(), Array.from(xs, (v) => bf16BitsToF32(f32ToBf16Bits(v / (1 + Math.exp(-v))))), 2 ** -7, 1e-6, 'silu');
+    const f32out = await silu(rt.tensor(x, [777], 'bf16'), { dtype: 'f32' });
+    expect(f32out.dtype).toBe('f32');
+    const block = jit.map('(x) => { const y = x * x; return where(x > 0.0, y, -y); }');
+    close((await block(rt.tensor([-2, 3], [2]))).toArray(), [-4, 9], 0, 0, 'block');
+  });
+
+  test('errors: wrong arity, shape mismatch, no tensor, unsupported body', async () => {
+    const rt = await rtP;
+    const add = jit.map('(a, b) => a + b');
+    const x = rt.tensor([1, 2, 3], [3]);
+    await expect(add(x)).rejects.toThrow(/takes 2 inputs, got 1/);
+    await expect(add(x, rt.tensor([1, 2], [2]))).rejects.toThrow(/input 1 has shape \[2\], expected \[3\]/);
+    await expect(add(1, 2)).rejects.toThrow(/needs at least one tensor input/);
+    const bad = jit.map((a: number) => Math.exp(a));
+    await expect(bad(x)).rejects.toThrow(KernelCompileError);
+    expect(() => jit.map('not a function')).toThrow(/expected a function or an arrow function/);
+  });
+});
+
+declare function sigmoid(x: number): number;
