@@ -46,11 +46,3 @@ export function naiveSgemm(a: Float32Array, b: Float32Array, c: Float32Array, M:
     }
   }
 }
-
-/** Plain-JS GELU (tanh form). */
-export function naiveGelu(x: Float32Array, out: Float32Array): void {
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    out[i] = 0.5 * v * (1 + Math.tanh(0.7978845608 * (v + 0.044715 * v * v * v)));
-  }
-}

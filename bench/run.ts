@@ -4,12 +4,18 @@
  * progress goes to stderr.
  */
 import { type BenchContext, type BenchLine } from './harness.js';
-import { activationsSuite, compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
+import { compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
+import { activationsSuite, ampSuite, layernormSuite, lossesSuite, optimSuite, softmaxSuite } from './suites/train.js';
 
 const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   compile: compileSuite,
   dot: dotSuite,
   activations: activationsSuite,
+  softmax: softmaxSuite,
+  layernorm: layernormSuite,
+  losses: lossesSuite,
+  optim: optimSuite,
+  amp: ampSuite,
   dispatch: dispatchSuite,
 };
 

@@ -1,10 +1,10 @@
 /**
  * @fileoverview The compiler core's suites: `compile` (one specialisation, a cache hit),
- * `dot` (SGEMM written in the kernel language, one thread) and `activations` (GELU).
+ * `dot` (SGEMM written in the kernel language) and `dispatch` (an empty launch's round trip).
  */
 import { Runtime } from '../../src/index.js';
 import { line, maxAbsErr, medianMs, missing, randArray, type BenchContext } from '../harness.js';
-import { geluTanh, naiveGelu, naiveSgemm, sgemm } from '../kernels.js';
+import { naiveSgemm, sgemm } from '../kernels.js';
 
 export async function compileSuite(ctx: BenchContext): Promise<void> {
   const rt = await Runtime.create({ threads: 0 });
@@ -60,26 +60,6 @@ async function dotRun(ctx: BenchContext, threads: number): Promise<void> {
     A.free(); B.free(); C.free();
   }
   rt.dispose();
-}
-
-export async function activationsSuite(ctx: BenchContext): Promise<void> {
-  const n = ctx.quick ? 1 << 20 : 1 << 22;
-  const name = `gelu tanh ${n} f32`;
-  const params = { n, dtype: 'f32', approximate: 'tanh' };
-  const x = randArray(n, 3, 4);
-  const ref = new Float32Array(n);
-  const jsMs = await medianMs(() => naiveGelu(x, ref), { quick: ctx.quick });
-  for (const threads of [1, 2]) {
-    const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
-    const X = rt.tensor(x, [n]), Y = rt.empty([n]);
-    const opts = { grid: [Math.ceil(n / 1024)], BLOCK: 1024, EVEN: n % 1024 === 0, runtime: rt };
-    await geluTanh.launch(opts, X, Y, n);
-    const err = maxAbsErr(Y.toArray(), ref);
-    const ms = await medianMs(() => geluTanh.launch(opts, X, Y, n), { quick: ctx.quick });
-    ctx.emit(line('activations', name, 'tilejit', threads, ms, { bytes: 8 * n }, err, params));
-    rt.dispose();
-  }
-  ctx.emit(line('activations', name, 'naive-js', 1, jsMs, { bytes: 8 * n }, 0, params));
 }
 
 /** Empty-launch round trip: the fixed cost of a launch on the calling thread and on 2 workers. */
