@@ -4,6 +4,7 @@
  * progress goes to stderr.
  */
 import { type BenchContext, type BenchLine } from './harness.js';
+import { attentionBwdSuite, attentionSuite } from './suites/attention.js';
 import { compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
 import { activationsSuite, ampSuite, layernormSuite, lossesSuite, optimSuite, softmaxSuite } from './suites/train.js';
 
@@ -16,6 +17,8 @@ const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   losses: lossesSuite,
   optim: optimSuite,
   amp: ampSuite,
+  attention: attentionSuite,
+  'attention-bwd': attentionBwdSuite,
   dispatch: dispatchSuite,
 };
 

@@ -126,3 +126,82 @@ export function sgdRef(p: Float64Array, g: Arr, buf: Float64Array | undefined, o
     p[i]! -= o.lr * gi;
   }
 }
+
+/** Attention shapes and options of the naive reference. */
+export interface AttentionRefOptions {
+  B: number; H: number; Hkv: number; N: number; D: number;
+  scale?: number; causal?: boolean; window?: number; kvLens?: readonly number[];
+  /** keep(b·H + h, i, j): the dropout mask (scaled by 1 / (1 - p) where kept). */
+  dropout?: { p: number; keep: (bh: number, i: number, j: number) => boolean };
+}
+
+/** Whether query i may attend key j. */
+function allowed(o: AttentionRefOptions, b: number, i: number, j: number): boolean {
+  if (j >= (o.kvLens?.[b] ?? o.N)) return false;
+  if (o.causal && j > i) return false;
+  if (o.window && (j <= i - o.window || (!o.causal && j >= i + o.window))) return false;
+  return true;
+}
+
+/**
+ * Naive attention in f64 with the N x N probabilities materialised; returns out, lse and, given
+ * dout, the gradients.
+ */
+export function attentionRef(q: Arr, k: Arr, v: Arr, o: AttentionRefOptions, dout?: Arr): { out: Float64Array; lse: Float64Array; dq?: Float64Array; dk?: Float64Array; dv?: Float64Array } {
+  const { B, H, Hkv, N, D } = o;
+  const scale = o.scale ?? 1 / Math.sqrt(D);
+  const out = new Float64Array(B * H * N * D), lse = new Float64Array(B * H * N);
+  const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
+  const P = new Float64Array(N * N), S = new Float64Array(N * N);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const bh = b * H + h, qb = bh * N * D, kb = (b * Hkv + Math.floor(h / (H / Hkv))) * N * D;
+      const keepScale = (i: number, j: number): number => (o.dropout ? (o.dropout.keep(bh, i, j) ? 1 / (1 - o.dropout.p) : 0) : 1);
+      for (let i = 0; i < N; i++) {
+        let mx = -Infinity;
+        for (let j = 0; j < N; j++) {
+          let s = -Infinity;
+          if (allowed(o, b, i, j)) {
+            s = 0;
+            for (let d = 0; d < D; d++) s += q[qb + i * D + d]! * k[kb + j * D + d]!;
+            s *= scale;
+          }
+          S[i * N + j] = s;
+          mx = Math.max(mx, s);
+        }
+        let l = 0;
+        for (let j = 0; j < N; j++) l += P[i * N + j] = mx === -Infinity ? 0 : Math.exp(S[i * N + j]! - mx);
+        for (let j = 0; j < N; j++) P[i * N + j] = l > 0 ? P[i * N + j]! / l : 0;
+        lse[bh * N + i] = l > 0 ? mx + Math.log(l) : -Infinity;
+        for (let d = 0; d < D; d++) {
+          let acc = 0;
+          for (let j = 0; j < N; j++) acc += P[i * N + j]! * keepScale(i, j) * v[kb + j * D + d]!;
+          out[qb + i * D + d] = acc;
+        }
+      }
+      if (!dout) continue;
+      for (let i = 0; i < N; i++) {
+        // dP = dO·Vᵀ (through the dropout mask), dS = P ∘ (dP - rowsum(dP ∘ P)).
+        const dp = new Float64Array(N);
+        let rs = 0;
+        for (let j = 0; j < N; j++) {
+          let s = 0;
+          for (let d = 0; d < D; d++) s += dout[qb + i * D + d]! * v[kb + j * D + d]!;
+          dp[j] = s * keepScale(i, j);
+          rs += dp[j]! * P[i * N + j]!;
+        }
+        for (let j = 0; j < N; j++) {
+          const pij = P[i * N + j]!;
+          const ds = pij * (dp[j]! - rs) * scale;
+          const pk = pij * keepScale(i, j);
+          for (let d = 0; d < D; d++) {
+            dq[qb + i * D + d]! += ds * k[kb + j * D + d]!;
+            dk[kb + j * D + d]! += ds * q[qb + i * D + d]!;
+            dv[kb + j * D + d]! += pk * dout[qb + i * D + d]!;
+          }
+        }
+      }
+    }
+  }
+  return dout ? { out, lse, dq, dk, dv } : { out, lse };
+}

@@ -3,6 +3,7 @@
  * choice, launch). One file per op family.
  */
 import { activation, activationBackward, cast } from './activation.js';
+import { attention, attentionBackward } from './attention.js';
 import { huberLoss, l1Loss, mseLoss } from './loss.js';
 import { matmul } from './matmul.js';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.js';
@@ -10,6 +11,7 @@ import { adamStep, sgdStep, unscaleGrads } from './optim.js';
 import { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from './softmax.js';
 
 export type { MatmulOptions } from './matmul.js';
+export type { AttentionOptions, AttentionResult, AttentionGrads } from './attention.js';
 export type { Activation, ElementwiseOptions } from './activation.js';
 export type { LossOptions, LossResult, Reduction } from './loss.js';
 export type { NormOptions, NormResult, NormBackwardOptions, NormGrads } from './norm.js';
@@ -18,6 +20,7 @@ export type { AdamStepOptions, SgdStepOptions } from './optim.js';
 /** The built-in ops. */
 export const ops = {
   matmul,
+  attention, attentionBackward,
   activation, activationBackward, cast,
   softmax, logSoftmax, softmaxBackward, logSoftmaxBackward,
   layerNorm, rmsNorm, layerNormBackward, rmsNormBackward,

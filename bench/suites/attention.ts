@@ -1,0 +1,87 @@
+/**
+ * @fileoverview `attention` and `attention-bwd`: flash attention, batch 1, 8 heads, D = 64, on
+ * 1 and 2 threads. Effective GFLOP/s counts 4·N²·D per head (2 for causal: half the pairs); the
+ * backward counts 2.5x the forward's flops, FlashAttention-2's convention. `peak_bytes` is the
+ * memory a call adds to the heap beyond its inputs and outputs (per-worker scratch and the
+ * O(N) row statistics); the N x N score matrix it never builds is in `params.scores_bytes`.
+ */
+import { ops, Runtime } from '../../src/index.js';
+import { attnFwdKernel, chooseAttentionConfig } from '../../templates/attention.js';
+import { attentionRef } from '../../templates/reference.js';
+import { line, medianMs, randArray, type BenchContext, type BenchLine } from '../harness.js';
+
+const H = 8, D = 64;
+
+function cases(quick: boolean): { N: number; causal: boolean }[] {
+  const c = [{ N: 2048, causal: false }, { N: 2048, causal: true }, { N: 4096, causal: true }];
+  if (!quick) c.push({ N: 4096, causal: false }, { N: 16384, causal: true });
+  return c;
+}
+
+const flops = (N: number, causal: boolean): number => (4 * N * N * D * H) / (causal ? 2 : 1);
+
+async function scratchBytes(rt: Runtime, N: number, causal: boolean): Promise<number> {
+  const { BM, BN } = chooseAttentionConfig(N, D);
+  const t = rt.empty([1]);
+  const ck = await attnFwdKernel.prepare({ grid: [1, 1], BM, BN, D, CAUSAL: causal, WINDOW: 0, HAS_LENS: false, DROPOUT: false, runtime: rt }, t, t, t, t, t, t, N, H, 1, 0.125, 0, 0);
+  t.free();
+  return ck.scratchBytes;
+}
+
+export async function attentionSuite(ctx: BenchContext): Promise<void> {
+  for (const { N, causal } of cases(ctx.quick)) {
+    for (const threads of [1, 2]) {
+      if (N >= 16384 && threads === 1) continue;
+      const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
+      const shape = [1, H, N, D];
+      const q = rt.tensor(randArray(H * N * D, 1), shape), k = rt.tensor(randArray(H * N * D, 2), shape), v = rt.tensor(randArray(H * N * D, 3), shape);
+      const before = rt.stats().inUseBytes;
+      let r = await ops.attention(q, k, v, { causal });
+      const ioBytes = r.out.byteLength;
+      const extra = rt.stats().inUseBytes - before - ioBytes;
+      const slow = N >= 4096;
+      const ms = await medianMs(async () => {
+        r.out.free();
+        r.lse.free();
+        r = await ops.attention(q, k, v, { causal });
+      }, { quick: ctx.quick, slow });
+      const params = {
+        B: 1, H, N, D, causal, dtype: 'f32', scratch_per_worker_bytes: await scratchBytes(rt, N, causal),
+        scores_bytes: 4 * N * N * H,
+      };
+      const l: BenchLine = line('attention', `attention N=${N} H=${H} D=${D}${causal ? ' causal' : ''}`, 'tilejit', threads, ms, { flops: flops(N, causal) }, null, params);
+      l.peak_bytes = extra;
+      ctx.emit(l);
+      rt.dispose();
+    }
+  }
+  // Plain JS on one head (all eight would take ~10 s a sample): the naive reference, f64.
+  const N = ctx.quick ? 512 : 1024;
+  const q = randArray(N * D, 1), k = randArray(N * D, 2), v = randArray(N * D, 3);
+  const ms = await medianMs(() => attentionRef(q, k, v, { B: 1, H: 1, Hkv: 1, N, D }), { quick: ctx.quick, slow: true });
+  ctx.emit(line('attention', `attention N=${N} H=1 D=${D}`, 'naive-js', 1, ms, { flops: 4 * N * N * D }, 0, { B: 1, H: 1, N, D, causal: false }));
+}
+
+export async function attentionBwdSuite(ctx: BenchContext): Promise<void> {
+  const N = 2048;
+  for (const causal of [false, true]) {
+    const rt = await Runtime.create({ threads: 2 });
+    const shape = [1, H, N, D];
+    const q = rt.tensor(randArray(H * N * D, 1), shape), k = rt.tensor(randArray(H * N * D, 2), shape), v = rt.tensor(randArray(H * N * D, 3), shape);
+    const dout = rt.tensor(randArray(H * N * D, 4), shape);
+    const fwd = await ops.attention(q, k, v, { causal });
+    const fwdMs = await medianMs(async () => {
+      const r = await ops.attention(q, k, v, { causal });
+      r.out.free();
+      r.lse.free();
+    }, { quick: ctx.quick, slow: true });
+    let g = await ops.attentionBackward(dout, q, k, v, fwd, { causal });
+    const ms = await medianMs(async () => {
+      for (const t of [g.dq, g.dk, g.dv]) t.free();
+      g = await ops.attentionBackward(dout, q, k, v, fwd, { causal });
+    }, { quick: ctx.quick, slow: true });
+    const params = { B: 1, H, N, D, causal, dtype: 'f32', forward_ms: Math.round(fwdMs * 1000) / 1000, ratio_to_forward: Math.round((ms / fwdMs) * 100) / 100 };
+    ctx.emit(line('attention-bwd', `attention backward N=${N} H=${H} D=${D}${causal ? ' causal' : ''}`, 'tilejit', 2, ms, { flops: 2.5 * flops(N, causal) }, null, params));
+    rt.dispose();
+  }
+}

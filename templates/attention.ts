@@ -1,0 +1,238 @@
+/**
+ * @fileoverview Flash attention (FlashAttention-2's schedule) in the kernel language. q is
+ * [B, H, N, D], k and v are [B, Hkv, N, D] with H a multiple of Hkv (grouped-query: query head h
+ * reads kv head h / (H / Hkv)). A forward program owns BM query rows of one head and streams BN-key
+ * blocks through an online softmax in base 2 (scale·log2 e folded into q), so no N x N buffer
+ * exists; it writes out and the natural-log sum-exp per row. Causal attention stops at the
+ * diagonal block, a sliding window starts at its band, and only blocks crossing a boundary (the
+ * diagonal, the band's edge, a key length) are masked.
+ *
+ * The backward recomputes P block by block from lse: `attnBwdKV` owns a key block (summing over
+ * the query heads of its group) for dK and dV, `attnBwdQ` owns a query block for dQ, after
+ * `attnDelta` computes delta = rowsum(dO · O).
+ *
+ * Dropout keeps a probability with chance 1 - pdrop and scales it by 1 / (1 - pdrop); the keep
+ * mask is rand(seed + 7919·(b·H + h), row·N + key), which the backward replays.
+ */
+import { jit } from '../src/kernel.js';
+
+/** Shared prologue: ids, the key range of this query block, and whether a block needs masks. */
+const RANGE = `function keyRange(mb, kvLen, BM, BN, CAUSAL, WINDOW) {
+  let hi = kvLen;
+  if (CAUSAL) { hi = minimum(hi, (mb + 1) * BM); }
+  if (WINDOW > 0) {
+    if (!CAUSAL) { hi = minimum(hi, (mb + 1) * BM + WINDOW - 1); }
+  }
+  return hi;
+}`;
+
+const LOW = `function keyLow(mb, BM, BN, WINDOW) {
+  let lo = 0;
+  if (WINDOW > 0) { lo = idiv(maximum(0, mb * BM - WINDOW + 1), BN) * BN; }
+  return lo;
+}`;
+
+/** The mask of valid (query rm, key rn) pairs for one block. */
+const VALID = `function valid(rm, rn, kvLen, CAUSAL, WINDOW) {
+  let ok = expandDims(rn < kvLen, 0) && expandDims(rm >= 0, 1);
+  if (CAUSAL) { ok = ok && (expandDims(rn, 0) <= expandDims(rm, 1)); }
+  if (WINDOW > 0) {
+    ok = ok && (expandDims(rn, 0) > expandDims(rm, 1) - WINDOW);
+    if (!CAUSAL) { ok = ok && (expandDims(rn, 0) < expandDims(rm, 1) + WINDOW); }
+  }
+  return ok;
+}`;
+
+/** Whether the block of keys [n0, n0 + BN) needs a mask for query block mb. */
+const NEEDS_MASK = `function needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW) {
+  let need = n0 + BN > kvLen;
+  if (CAUSAL) { need = need || n0 + BN - 1 > mb * BM; }
+  if (WINDOW > 0) {
+    need = need || n0 <= mb * BM + BM - 1 - WINDOW;
+    if (!CAUSAL) { need = need || n0 + BN - 1 >= mb * BM + WINDOW; }
+  }
+  return need;
+}`;
+
+const HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK };
+
+export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, group, scale, seed, pdrop,
+    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
+  const mb = programId(0);
+  const bh = programId(1);
+  const b = idiv(bh, H);
+  const bhk = b * idiv(H, group) + idiv(bh - b * H, group);
+  let kvLen = N;
+  if (HAS_LENS) { kvLen = minimum(load(Lens, b), N); }
+  const rm = mb * BM + arange(BM);
+  const rd = arange(D);
+  const mq = expandDims(rm < N, 1);
+  const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
+  const q = load(Q, qoffs, mq, 0.0) * (scale * 1.4426950408889634);
+  const kbase = bhk * N * D;
+  const lo = keyLow(mb, BM, BN, WINDOW);
+  const hi = keyRange(mb, kvLen, BM, BN, CAUSAL, WINDOW);
+  let mi = full([BM], -Infinity);
+  let li = zeros([BM]);
+  let acc = zeros([BM, D]);
+  for (let n0 = lo; n0 < hi; n0 += BN) {
+    const rn = n0 + arange(BN);
+    const kvoffs = kbase + expandDims(rn, 1) * D + expandDims(rd, 0);
+    const mk = expandDims(rn < N, 1);
+    const k = load(K, kvoffs, mk, 0.0);
+    let s = dot(q, trans(k));
+    if (needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW)) {
+      s = where(valid(rm, rn, kvLen, CAUSAL, WINDOW), s, -Infinity);
+    }
+    const mnew = maximum(mi, max(s, 1));
+    // Rows with nothing valid yet keep max -Infinity; subtract 0 instead so exp2 gives 0, not NaN.
+    const msafe = where(mnew == -Infinity, 0.0, mnew);
+    const alpha = exp2(mi - msafe);
+    let p = exp2(s - expandDims(msafe, 1));
+    li = li * alpha + sum(p, 1);
+    if (DROPOUT) {
+      const keep = rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
+      p = where(keep, p * (1.0 / (1.0 - pdrop)), 0.0);
+    }
+    const v = load(V, kvoffs, mk, 0.0);
+    acc = dot(p, v, acc * expandDims(alpha, 1));
+    mi = mnew;
+  }
+  // A row with no valid key (a key length of 0) gets zeros and lse -Infinity.
+  const inv = where(li > 0.0, 1.0 / li, 0.0);
+  store(O, qoffs, acc * expandDims(inv, 1), mq);
+  store(Lse, bh * N + rm, (mi + log2(li)) * 0.6931471805599453, rm < N);
+}`;
+
+export const ATTN_DELTA_SOURCE = `function attnDelta(O, Do, Delta, rows, BM, D) {
+  const rm = programId(0) * BM + arange(BM);
+  const m = expandDims(rm < rows, 1);
+  const offs = expandDims(rm, 1) * D + expandDims(arange(D), 0);
+  store(Delta, rm, sum(load(O, offs, m, 0.0) * load(Do, offs, m, 0.0), 1), rm < rows);
+}`;
+
+/** P (dropout applied or not) and dS for one (query block, key block) pair. */
+export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, Dk, Dv, Lens, N, H, group, scale, seed, pdrop,
+    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
+  const nb = programId(0);
+  const bhk = programId(1);
+  const Hkv = idiv(H, group);
+  const b = idiv(bhk, Hkv);
+  let kvLen = N;
+  if (HAS_LENS) { kvLen = minimum(load(Lens, b), N); }
+  const rn = nb * BN + arange(BN);
+  const rd = arange(D);
+  const mk = expandDims(rn < N, 1);
+  const kvoffs = bhk * N * D + expandDims(rn, 1) * D + expandDims(rd, 0);
+  const c = scale * 1.4426950408889634;
+  const k = load(K, kvoffs, mk, 0.0);
+  const v = load(V, kvoffs, mk, 0.0);
+  let dk = zeros([BN, D]);
+  let dv = zeros([BN, D]);
+  // Query blocks that see this key block.
+  let mlo = 0;
+  if (CAUSAL) { mlo = idiv(nb * BN, BM); }
+  let mhi = cdiv(N, BM);
+  if (WINDOW > 0) { mhi = minimum(mhi, cdiv(nb * BN + BN + WINDOW - 1, BM)); if (!CAUSAL) { mlo = idiv(maximum(0, nb * BN - WINDOW + 1), BM); } }
+  if (nb * BN >= kvLen) { mhi = mlo; }
+  for (let g = 0; g < group; g += 1) {
+    const bh = b * H + (bhk - b * Hkv) * group + g;
+    for (let mb = mlo; mb < mhi; mb += 1) {
+      const rm = mb * BM + arange(BM);
+      const mq = expandDims(rm < N, 1);
+      const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
+      const q = load(Q, qoffs, mq, 0.0);
+      const lse = load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634;
+      let p = exp2(dot(q, trans(k)) * c - expandDims(lse, 1));
+      if (needsMask(mb, nb * BN, kvLen, BM, BN, CAUSAL, WINDOW)) {
+        p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
+      }
+      const d0 = load(Do, qoffs, mq, 0.0);
+      let dp = dot(d0, trans(v));
+      let pd = p;
+      if (DROPOUT) {
+        const keep = rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
+        const r = 1.0 / (1.0 - pdrop);
+        pd = where(keep, p * r, 0.0);
+        dp = where(keep, dp * r, 0.0);
+      }
+      dv = dot(trans(pd), d0, dv);
+      const ds = p * (dp - expandDims(load(Delta, bh * N + rm, rm < N, 0.0), 1));
+      dk = dot(trans(ds), q, dk);
+    }
+  }
+  store(Dk, kvoffs, dk * scale, mk);
+  store(Dv, kvoffs, dv, mk);
+}`;
+
+export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq, Lens, N, H, group, scale, seed, pdrop,
+    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
+  const mb = programId(0);
+  const bh = programId(1);
+  const b = idiv(bh, H);
+  const bhk = b * idiv(H, group) + idiv(bh - b * H, group);
+  let kvLen = N;
+  if (HAS_LENS) { kvLen = minimum(load(Lens, b), N); }
+  const rm = mb * BM + arange(BM);
+  const rd = arange(D);
+  const mq = expandDims(rm < N, 1);
+  const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
+  const q = load(Q, qoffs, mq, 0.0) * (scale * 1.4426950408889634);
+  const d0 = load(Do, qoffs, mq, 0.0);
+  const lse = expandDims(load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634, 1);
+  const delta = expandDims(load(Delta, bh * N + rm, rm < N, 0.0), 1);
+  const kbase = bhk * N * D;
+  const lo = keyLow(mb, BM, BN, WINDOW);
+  const hi = keyRange(mb, kvLen, BM, BN, CAUSAL, WINDOW);
+  let dq = zeros([BM, D]);
+  for (let n0 = lo; n0 < hi; n0 += BN) {
+    const rn = n0 + arange(BN);
+    const kvoffs = kbase + expandDims(rn, 1) * D + expandDims(rd, 0);
+    const mk = expandDims(rn < N, 1);
+    const k = load(K, kvoffs, mk, 0.0);
+    let p = exp2(dot(q, trans(k)) - lse);
+    if (needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW)) {
+      p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
+    }
+    let dp = dot(d0, trans(load(V, kvoffs, mk, 0.0)));
+    if (DROPOUT) {
+      const keep = rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
+      dp = where(keep, dp * (1.0 / (1.0 - pdrop)), 0.0);
+    }
+    dq = dot(p * (dp - delta), k, dq);
+  }
+  store(Dq, qoffs, dq * scale, mq);
+}`;
+
+const FWD_SIG = {
+  Q: 'ptr', K: 'ptr', V: 'ptr', O: 'ptr', Lse: 'ptr', Lens: 'ptr', N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
+  BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
+} as const;
+
+export const attnFwdKernel = jit(ATTN_FWD_SOURCE, { signature: FWD_SIG, helpers: HELPERS });
+
+export const attnDeltaKernel = jit(ATTN_DELTA_SOURCE, { signature: { O: 'ptr', Do: 'ptr', Delta: 'ptr', rows: 'i32', BM: 'constexpr', D: 'constexpr' } });
+
+export const attnBwdKVKernel = jit(ATTN_BWD_KV_SOURCE, {
+  signature: {
+    Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dk: 'ptr', Dv: 'ptr', Lens: 'ptr',
+    N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
+    BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
+  },
+  helpers: HELPERS,
+});
+
+export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
+  signature: {
+    Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dq: 'ptr', Lens: 'ptr',
+    N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
+    BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
+  },
+  helpers: HELPERS,
+});
+
+/** Tile sizes: BM query rows and BN keys per block (the scratch stays ~100 KB at D = 128). */
+export function chooseAttentionConfig(N: number, D: number): { BM: number; BN: number } {
+  if (N <= 16) return { BM: 16, BN: 16 };
+  return D >= 128 ? { BM: 32, BN: 32 } : { BM: 64, BN: 32 };
+}

@@ -1,0 +1,152 @@
+/**
+ * @fileoverview Flash attention against the naive f64 reference: sizes with tails, head dims,
+ * causal, sliding windows, grouped-query heads, per-batch key lengths, storage dtypes, dropout
+ * replay, and the backward (reference gradients and finite differences).
+ */
+import { afterAll, describe, expect, test } from 'vitest';
+import { ops, Runtime } from '../src/index.js';
+import { randUniform } from '../src/util/rand.js';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../src/util/half.js';
+import { attentionRef, type AttentionRefOptions } from '../templates/reference.js';
+
+const rtP = Runtime.create({ threads: 2 });
+afterAll(async () => (await rtP).dispose());
+
+function rand(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => (((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
+}
+
+function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let e = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = Math.abs(got[i]! - want[i]!);
+    if (!(d <= e)) e = Number.isNaN(d) ? Infinity : Math.max(e, d);
+  }
+  return e;
+}
+
+interface Case { B: number; H: number; Hkv: number; N: number; D: number; causal?: boolean; window?: number; kvLens?: number[]; dtype?: 'f32' | 'f16' | 'bf16' }
+
+const stored = (x: number, d: string): number => (d === 'f16' ? f16BitsToF32(f32ToF16Bits(x)) : d === 'bf16' ? bf16BitsToF32(f32ToBf16Bits(x)) : x);
+
+async function run(c: Case, grads: boolean): Promise<void> {
+  const rt = await rtP;
+  const { B, H, Hkv, N, D } = c;
+  const dtype = c.dtype ?? 'f32';
+  const q = rand(B * H * N * D, N + D, 1.5).map((x) => stored(x, dtype));
+  const k = rand(B * Hkv * N * D, N + 2 * D, 1.5).map((x) => stored(x, dtype));
+  const v = rand(B * Hkv * N * D, N + 3 * D).map((x) => stored(x, dtype));
+  const Q = rt.tensor(q, [B, H, N, D], dtype), K = rt.tensor(k, [B, Hkv, N, D], dtype), V = rt.tensor(v, [B, Hkv, N, D], dtype);
+  const opts = { causal: c.causal, window: c.window, kvLens: c.kvLens };
+  const fwd = await ops.attention(Q, K, V, opts);
+  const dout = rand(B * H * N * D, 77);
+  const ref = attentionRef(q, k, v, { B, H, Hkv, N, D, ...opts } as AttentionRefOptions, grads ? dout : undefined);
+  const tol = dtype === 'f32' ? 1e-5 : dtype === 'f16' ? 2e-3 : 1.6e-2;
+  expect(maxErr(fwd.out.toArray(), Float64Array.from(ref.out, (x) => stored(x, dtype)))).toBeLessThanOrEqual(tol);
+  const lse = fwd.lse.toArray();
+  for (let i = 0; i < lse.length; i++) {
+    if (ref.lse[i] === -Infinity) expect(lse[i]).toBe(-Infinity);
+    else expect(Math.abs(lse[i]! - ref.lse[i]!)).toBeLessThanOrEqual(2e-5 * (1 + Math.abs(ref.lse[i]!)));
+  }
+  if (!grads) return;
+  const g = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D], dtype), Q, K, V, fwd, opts);
+  const gt = dtype === 'f32' ? 5e-5 : 3e-2;
+  expect(maxErr(g.dq.toArray(), ref.dq!), 'dq').toBeLessThanOrEqual(gt);
+  expect(maxErr(g.dk.toArray(), ref.dk!), 'dk').toBeLessThanOrEqual(gt);
+  expect(maxErr(g.dv.toArray(), ref.dv!), 'dv').toBeLessThanOrEqual(gt);
+}
+
+describe('ops.attention forward', () => {
+  const cases: Case[] = [];
+  for (const N of [1, 7, 64, 100]) for (const D of [16, 64, 128]) for (const causal of [false, true]) cases.push({ B: 1, H: 2, Hkv: 2, N, D, causal });
+  cases.push({ B: 1, H: 1, Hkv: 1, N: 1000, D: 64 }, { B: 1, H: 1, Hkv: 1, N: 1000, D: 32, causal: true });
+  test.each(cases.map((c) => [`N=${c.N} D=${c.D} causal=${c.causal}`, c] as const))('%s', async (_, c) => run(c, false));
+});
+
+describe('ops.attention: windows, grouped-query heads, key lengths, dtypes, backward', () => {
+  const cases: Case[] = [
+    { B: 2, H: 4, Hkv: 2, N: 37, D: 16 },
+    { B: 2, H: 4, Hkv: 1, N: 70, D: 32, causal: true },
+    { B: 1, H: 2, Hkv: 2, N: 100, D: 16, causal: true, window: 17 },
+    { B: 1, H: 2, Hkv: 1, N: 90, D: 16, window: 33 },
+    { B: 3, H: 2, Hkv: 2, N: 50, D: 16, kvLens: [50, 13, 0] },
+    { B: 2, H: 2, Hkv: 2, N: 65, D: 32, causal: true, kvLens: [40, 65] },
+    { B: 1, H: 2, Hkv: 2, N: 77, D: 64, dtype: 'f16' },
+    { B: 1, H: 2, Hkv: 1, N: 77, D: 64, causal: true, dtype: 'bf16' },
+    { B: 1, H: 1, Hkv: 1, N: 130, D: 128, causal: true },
+  ];
+  test.each(cases.map((c) => [JSON.stringify(c), c] as const))('%s', async (_, c) => run(c, true));
+});
+
+describe('ops.attention: long sequences, dropout, finite differences, errors', () => {
+  test('N=2048 f32 forward within 1e-5 of f64; N=2049 causal', async () => {
+    await run({ B: 1, H: 1, Hkv: 1, N: 2048, D: 64 }, false);
+    await run({ B: 1, H: 1, Hkv: 1, N: 2049, D: 16, causal: true }, false);
+  }, 60_000);
+
+  test('dropout: the same seed gives the same output, the mask matches rand(), backward replays it', async () => {
+    const rt = await rtP;
+    const [B, H, N, D] = [1, 2, 40, 16];
+    const q = rand(B * H * N * D, 1), k = rand(B * H * N * D, 2), v = rand(B * H * N * D, 3), dout = rand(B * H * N * D, 4);
+    const Q = rt.tensor(q, [B, H, N, D]), K = rt.tensor(k, [B, H, N, D]), V = rt.tensor(v, [B, H, N, D]);
+    const p = 0.3, seed = 1234;
+    const opts = { causal: true, dropout: { p, seed } };
+    const a = await ops.attention(Q, K, V, opts);
+    const b = await ops.attention(Q, K, V, opts);
+    expect(Array.from(a.out.toArray())).toEqual(Array.from(b.out.toArray()));
+    const c = await ops.attention(Q, K, V, { ...opts, dropout: { p, seed: seed + 1 } });
+    expect(maxErr(c.out.toArray(), a.out.toArray())).toBeGreaterThan(1e-3);
+    // The reference with the same keep mask: rand(seed + 7919·bh, i·N + j) >= p.
+    const keep = (bh: number, i: number, j: number): boolean => randUniform((seed + bh * 7919) | 0, i * N + j) >= p;
+    const ref = attentionRef(q, k, v, { B, H, Hkv: H, N, D, causal: true, dropout: { p, keep } }, dout);
+    expect(maxErr(a.out.toArray(), ref.out)).toBeLessThanOrEqual(1e-5);
+    const g = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D]), Q, K, V, a, opts);
+    expect(maxErr(g.dq.toArray(), ref.dq!)).toBeLessThanOrEqual(5e-5);
+    expect(maxErr(g.dk.toArray(), ref.dk!)).toBeLessThanOrEqual(5e-5);
+    expect(maxErr(g.dv.toArray(), ref.dv!)).toBeLessThanOrEqual(5e-5);
+  });
+
+  test('backward matches finite differences of the reference forward (tiny, causal, grouped)', async () => {
+    const rt = await rtP;
+    const [B, H, Hkv, N, D] = [1, 2, 1, 5, 16];
+    const q = rand(B * H * N * D, 11), k = rand(B * Hkv * N * D, 12), v = rand(B * Hkv * N * D, 13), w = rand(B * H * N * D, 14);
+    const o: AttentionRefOptions = { B, H, Hkv, N, D, causal: true };
+    const Q = rt.tensor(q, [B, H, N, D]), K = rt.tensor(k, [B, Hkv, N, D]), V = rt.tensor(v, [B, Hkv, N, D]);
+    const fwd = await ops.attention(Q, K, V, { causal: true });
+    const g = await ops.attentionBackward(rt.tensor(w, [B, H, N, D]), Q, K, V, fwd, { causal: true });
+    const L = (qq: ArrayLike<number>, kk: ArrayLike<number>, vv: ArrayLike<number>): number => {
+      const out = attentionRef(qq, kk, vv, o).out;
+      let s = 0;
+      for (let i = 0; i < out.length; i++) s += out[i]! * w[i]!;
+      return s;
+    };
+    const fd = (x: Float32Array, which: 0 | 1 | 2): Float64Array => {
+      const xx = Float64Array.from(x), r = new Float64Array(x.length), h = 1e-6;
+      const args = (a: Float64Array): [ArrayLike<number>, ArrayLike<number>, ArrayLike<number>] => (which === 0 ? [a, k, v] : which === 1 ? [q, a, v] : [q, k, a]);
+      for (let i = 0; i < x.length; i++) {
+        const keep = xx[i]!;
+        xx[i] = keep + h; const up = L(...args(xx));
+        xx[i] = keep - h; const down = L(...args(xx));
+        xx[i] = keep;
+        r[i] = (up - down) / (2 * h);
+      }
+      return r;
+    };
+    expect(maxErr(g.dq.toArray(), fd(q, 0))).toBeLessThan(2e-5);
+    expect(maxErr(g.dk.toArray(), fd(k, 1))).toBeLessThan(2e-5);
+    expect(maxErr(g.dv.toArray(), fd(v, 2))).toBeLessThan(2e-5);
+  });
+
+  test('bad input: shapes, head counts, head dim, key lengths, dropout', async () => {
+    const rt = await rtP;
+    const q = rt.empty([1, 4, 8, 16]), k = rt.empty([1, 3, 8, 16]);
+    await expect(ops.attention(q, k, k)).rejects.toThrow(/attention: q's 4 heads must be a multiple of k's 3/);
+    await expect(ops.attention(rt.empty([4, 8, 16]), k, k)).rejects.toThrow(/q must be \[B, H, N, D\], got \[4, 8, 16\]/);
+    await expect(ops.attention(q, rt.empty([1, 4, 9, 16]), rt.empty([1, 4, 9, 16]))).rejects.toThrow(/k must be \[1, Hkv, 8, 16\]/);
+    await expect(ops.attention(rt.empty([1, 1, 8, 24]), rt.empty([1, 1, 8, 24]), rt.empty([1, 1, 8, 24]))).rejects.toThrow(/head dim D must be one of 16, 32, 64, 128, got 24/);
+    await expect(ops.attention(q, q, q, { kvLens: [1, 2] })).rejects.toThrow(/kvLens must list 1 non-negative integers/);
+    await expect(ops.attention(q, q, q, { dropout: { p: 1, seed: 0 } })).rejects.toThrow(/dropout.p must be in \[0, 1\), got 1/);
+    await expect(ops.attention(q, q, rt.empty([1, 4, 8, 32]))).rejects.toThrow(/v: expected shape \[1, 4, 8, 16\]/);
+  });
+});
