@@ -4,6 +4,7 @@
  */
 import { activation, activationBackward, cast } from './activation.js';
 import { attention, attentionBackward } from './attention.js';
+import { mergeHeads, splitHeads, sum } from './layout.js';
 import { huberLoss, l1Loss, mseLoss } from './loss.js';
 import { matmul } from './matmul.js';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.js';
@@ -26,4 +27,5 @@ export const ops = {
   layerNorm, rmsNorm, layerNormBackward, rmsNormBackward,
   mseLoss, l1Loss, huberLoss,
   adamStep, sgdStep, unscaleGrads,
+  splitHeads, mergeHeads, sum,
 } as const;

@@ -66,9 +66,43 @@ export class Tensor {
     return this.size * DTYPE_BYTES[this.dtype];
   }
 
-  /** True once `free` has been called. */
+  /** The tensor whose memory this view shares (undefined for a tensor that owns its memory). */
+  base?: Tensor;
+
+  /** True once `free` has been called (on this view or on the memory's owner). */
   get isFreed(): boolean {
-    return this.freed;
+    return this.freed || (this.base?.isFreed ?? false);
+  }
+
+  /**
+   * A view of the same memory with another shape of the same size (contiguous tensors). Freeing
+   * a view frees nothing; the view dies with its owner.
+   */
+  reshape(shape: readonly number[]): Tensor {
+    this.assertLive('reshape');
+    const n = checkShape(shape, 'reshape');
+    if (n !== this.size) throw new RangeError(`reshape: [${this.shape.join(', ')}] has ${this.size} elements, [${shape.join(', ')}] has ${n}`);
+    if (!this.isContiguous()) throw new Error('reshape: only contiguous tensors can be reshaped');
+    return this.view(0, shape);
+  }
+
+  /** Entries [start, end) along the first axis, as a view (see `reshape`). */
+  narrow(start: number, end: number): Tensor {
+    this.assertLive('narrow');
+    const d0 = this.shape[0];
+    if (d0 === undefined) throw new RangeError('narrow: a 0-d tensor has no first axis');
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end > d0) {
+      throw new RangeError(`narrow: need 0 <= start <= end <= ${d0} (integers), got ${start}, ${end}`);
+    }
+    if (!this.isContiguous()) throw new Error('narrow: only contiguous tensors can be narrowed');
+    const row = this.size / d0 || 0;
+    return this.view(start * row, [end - start, ...this.shape.slice(1)]);
+  }
+
+  private view(elementOffset: number, shape: readonly number[]): Tensor {
+    const t = new Tensor(this.runtime, this.byteOffset + elementOffset * DTYPE_BYTES[this.dtype], shape, this.dtype);
+    t.base = this.base ?? this;
+    return t;
   }
 
   /** Row-major with no gaps. */
@@ -79,7 +113,7 @@ export class Tensor {
 
   /** Throw a clear error if this tensor was freed (`what` names it). */
   assertLive(what = 'tensor'): void {
-    if (this.freed) throw new Error(`${what}: this tensor was freed`);
+    if (this.isFreed) throw new Error(`${what}: this tensor was freed`);
   }
 
   /** The elements as a new Float32Array (Int32Array for i32), f16/bf16 widened exactly. */
@@ -111,6 +145,7 @@ export class Tensor {
   free(): void {
     if (this.freed) return;
     this.freed = true;
+    if (this.base) return;
     this.runtime.releaseTensor(this);
   }
 }

@@ -1,0 +1,75 @@
+/**
+ * @fileoverview `ops.splitHeads` / `ops.mergeHeads` (the layout moves around multi-head
+ * attention) and `ops.sum` over the leading axis (bias gradients, batch sums).
+ */
+import { headsKernel } from '../../templates/layout.js';
+import { colsumKernel } from '../../templates/norm.js';
+import { sumRowsKernel } from '../../templates/reduce.js';
+import type { Tensor } from '../runtime/tensor.js';
+import { fail, floatTensor } from './common.js';
+
+const isPow2 = (x: number): boolean => x > 0 && (x & (x - 1)) === 0;
+
+/**
+ * [B, N, C·H·Dh] -> [C, B, H, N, Dh]: C projections (3 for a fused QKV) of H heads each, moved
+ * head-major for `ops.attention`; `narrow(c, c + 1)` then `reshape([B, H, N, Dh])` picks one.
+ */
+export async function splitHeads(x: Tensor, opts: { heads: number; components?: number }): Promise<Tensor> {
+  const op = 'splitHeads';
+  floatTensor(op, 'x', x);
+  if (x.shape.length !== 3) fail(op, `x must be [B, N, C·H·Dh], got [${x.shape.join(', ')}]`);
+  const [B, N, W] = x.shape as [number, number, number];
+  const H = opts?.heads, C = opts?.components ?? 1;
+  if (!Number.isInteger(H) || H < 1 || !Number.isInteger(C) || C < 1 || W % (H * C) !== 0) {
+    fail(op, `heads and components must be positive integers dividing the last dim ${W}, got heads ${H}, components ${C}`);
+  }
+  const Dh = W / (H * C);
+  if (!isPow2(Dh)) fail(op, `the head dim (${W} / (${C}·${H}) = ${Dh}) must be a power of two`);
+  const out = x.runtime.empty([C, B, H, N, Dh], x.dtype);
+  await move(x, out, B, N, C, H, Dh, true);
+  return out;
+}
+
+/** [C, B, H, N, Dh] -> [B, N, C·H·Dh], the inverse of `splitHeads`. */
+export async function mergeHeads(x: Tensor): Promise<Tensor> {
+  const op = 'mergeHeads';
+  floatTensor(op, 'x', x);
+  if (x.shape.length !== 5) fail(op, `x must be [C, B, H, N, Dh], got [${x.shape.join(', ')}]`);
+  const [C, B, H, N, Dh] = x.shape as [number, number, number, number, number];
+  if (!isPow2(Dh)) fail(op, `the head dim ${Dh} must be a power of two`);
+  const out = x.runtime.empty([B, N, C * H * Dh], x.dtype);
+  await move(x, out, B, N, C, H, Dh, false);
+  return out;
+}
+
+async function move(x: Tensor, out: Tensor, B: number, N: number, C: number, H: number, Dh: number, split: boolean): Promise<void> {
+  if (x.size === 0) return;
+  const BN = Math.max(1, Math.min(64, 2048 / Dh));
+  await headsKernel.launch({ grid: [Math.ceil(N / BN), B * C * H], BN, DH: Dh, SPLIT: split, runtime: x.runtime }, x, out, B, N, C, H);
+}
+
+/** Sum over the leading axis: [R, ...rest] -> [...rest] (f32 accumulation; dtype of x, or `dtype`). */
+export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | 'bf16' } = {}): Promise<Tensor> {
+  const op = 'sum';
+  floatTensor(op, 'x', x);
+  if ((opts.axis ?? 0) !== 0) fail(op, `only axis 0 (the leading axis) is supported, got ${String(opts.axis)}`);
+  if (x.shape.length === 0) fail(op, 'x must have at least one dim');
+  const rt = x.runtime;
+  const rows = x.shape[0]!;
+  const rest = x.shape.slice(1);
+  const N = rest.reduce((p, d) => p * d, 1);
+  const out = rt.empty(rest, opts.dtype ?? x.dtype);
+  if (N === 0) return out;
+  const BR = 8, BN = 64;
+  const slabs = Math.max(1, Math.min(16, Math.ceil(rows / 256)));
+  const rowsPer = Math.max(BR, Math.ceil(rows / slabs / BR) * BR);
+  const P = Math.max(1, Math.ceil(rows / rowsPer));
+  const part = rt.empty([P, N], 'f32');
+  try {
+    if (rows > 0) await sumRowsKernel.launch({ grid: [Math.ceil(N / BN), P], BR, BN, runtime: rt }, x, part, rows, N, rowsPer);
+    await colsumKernel.launch({ grid: [Math.ceil(N / 256)], BN: 256, runtime: rt }, part, out, rows > 0 ? P : 0, N);
+  } finally {
+    part.free();
+  }
+  return out;
+}

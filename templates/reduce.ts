@@ -1,0 +1,24 @@
+/**
+ * @fileoverview Sum over the leading axis of a [rows, N] tensor: programs sum slabs of rows
+ * into f32 partials [slabs, N] (parallel over column blocks and slabs), then `colsum` adds the
+ * slabs. The slab count depends only on the shape, so results do not change with threads.
+ */
+import { jit } from '../src/kernel.js';
+
+export const SUM_ROWS_SOURCE = `function sumRows(X, Part, rows, N, rowsPer, BR, BN) {
+  const cols = programId(0) * BN + arange(BN);
+  const mc = cols < N;
+  const r0 = programId(1) * rowsPer;
+  const r1 = minimum(rows, r0 + rowsPer);
+  let acc = zeros([BN]);
+  for (let r = r0; r < r1; r += BR) {
+    const rr = r + arange(BR);
+    const m = expandDims(rr < r1, 1) && expandDims(mc, 0);
+    acc = acc + sum(load(X, expandDims(rr, 1) * N + expandDims(cols, 0), m, 0.0), 0);
+  }
+  store(Part, programId(1) * N + cols, acc, mc);
+}`;
+
+export const sumRowsKernel = jit(SUM_ROWS_SOURCE, {
+  signature: { X: 'ptr', Part: 'ptr', rows: 'i32', N: 'i32', rowsPer: 'i32', BR: 'constexpr', BN: 'constexpr' },
+});

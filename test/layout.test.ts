@@ -1,0 +1,75 @@
+/**
+ * @fileoverview Tensor views (reshape, narrow), splitHeads / mergeHeads index by index, and
+ * ops.sum over the leading axis.
+ */
+import { afterAll, describe, expect, test } from 'vitest';
+import { ops, Runtime } from '../src/index.js';
+
+const rtP = Runtime.create({ threads: 2 });
+afterAll(async () => (await rtP).dispose());
+
+const seq = (n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => i);
+
+describe('views', () => {
+  test('reshape and narrow share memory; freeing a view frees nothing; views die with the owner', async () => {
+    const rt = await rtP;
+    const t = rt.tensor(seq(24), [4, 6]);
+    const r = t.reshape([2, 3, 4]);
+    expect(r.shape).toEqual([2, 3, 4]);
+    const n = r.narrow(1, 2);
+    expect(n.shape).toEqual([1, 3, 4]);
+    expect(Array.from(n.toArray())).toEqual(Array.from(seq(24)).slice(12));
+    n.write(new Float32Array(12).fill(-1));
+    expect(t.toArray()[12]).toBe(-1);
+    const inUse = rt.stats().inUseBytes;
+    n.free();
+    expect(rt.stats().inUseBytes).toBe(inUse);
+    expect(t.toArray()[0]).toBe(0);
+    t.free();
+    expect(r.isFreed).toBe(true);
+    expect(() => r.toArray()).toThrow(/freed/);
+    expect(() => rt.tensor(seq(6), [6]).reshape([4])).toThrow(/reshape: \[6\] has 6 elements, \[4\] has 4/);
+    expect(() => rt.tensor(seq(6), [3, 2]).narrow(2, 4)).toThrow(/narrow: need 0 <= start <= end <= 3/);
+  });
+});
+
+describe('splitHeads / mergeHeads', () => {
+  test.each([[2, 5, 3, 2, 16], [1, 70, 1, 4, 32], [3, 1, 3, 1, 64]])('B=%i N=%i C=%i H=%i Dh=%i', async (B, N, C, H, Dh) => {
+    const rt = await rtP;
+    const x = seq(B * N * C * H * Dh);
+    const s = await ops.splitHeads(rt.tensor(x, [B, N, C * H * Dh]), { heads: H, components: C });
+    expect(s.shape).toEqual([C, B, H, N, Dh]);
+    const got = s.toArray();
+    for (let c = 0; c < C; c++) for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) for (let d = 0; d < Dh; d++) {
+      const want = (((b * N + n) * C + c) * H + h) * Dh + d;
+      const at = (((c * B + b) * H + h) * N + n) * Dh + d;
+      if (got[at] !== want) expect.fail(`[${c},${b},${h},${n},${d}] = ${got[at]}, want ${want}`);
+    }
+    const m = await ops.mergeHeads(s);
+    expect(m.shape).toEqual([B, N, C * H * Dh]);
+    expect(Array.from(m.toArray())).toEqual(Array.from(x));
+  });
+
+  test('bad input', async () => {
+    const rt = await rtP;
+    await expect(ops.splitHeads(rt.empty([2, 3, 48]), { heads: 5 })).rejects.toThrow(/must be positive integers dividing the last dim 48/);
+    await expect(ops.splitHeads(rt.empty([2, 3, 48]), { heads: 2 })).rejects.toThrow(/head dim .* = 24\) must be a power of two/);
+    await expect(ops.mergeHeads(rt.empty([2, 3, 48]))).rejects.toThrow(/x must be \[C, B, H, N, Dh\]/);
+  });
+});
+
+describe('ops.sum over axis 0', () => {
+  test.each([[1, 1], [3, 5], [1000, 7], [4097, 130], [0, 4]])('[%i, %i]', async (R, N) => {
+    const rt = await rtP;
+    let s = 7;
+    const x = Float32Array.from({ length: R * N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5);
+    const out = await ops.sum(rt.tensor(x, [R, N]));
+    expect(out.shape).toEqual([N]);
+    const got = out.toArray();
+    for (let c = 0; c < N; c++) {
+      let want = 0;
+      for (let r = 0; r < R; r++) want += x[r * N + c]!;
+      expect(Math.abs(got[c]! - want)).toBeLessThanOrEqual(1e-6 * Math.sqrt(R + 1) * 4);
+    }
+  });
+});
