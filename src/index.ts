@@ -19,7 +19,7 @@ export { Tensor } from './runtime/tensor.js';
 export { detectFeatures } from './runtime/features.js';
 export { ops } from './ops/index.js';
 export type {
-  MatmulOptions, AttentionOptions, AttentionResult, AttentionGrads, Activation, ElementwiseOptions, LossOptions, LossResult, Reduction,
+  MatmulOptions, AttentionOptions, AttentionBackwardOptions, AttentionResult, AttentionGrads, Activation, ElementwiseOptions, LossOptions, LossResult, Reduction,
   NormOptions, NormResult, NormBackwardOptions, NormGrads, AdamStepOptions, SgdStepOptions,
 } from './ops/index.js';
 export { Adam, AdamW, SGD, LossScaler } from './optim.js';

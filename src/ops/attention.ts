@@ -7,7 +7,7 @@ import {
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
-import { fail, finite, floatTensor, sameShape } from './common.js';
+import { fail, finite, floatTensor, output, sameShape } from './common.js';
 
 /** Options of `ops.attention`. */
 export interface AttentionOptions {
@@ -119,9 +119,15 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
   return { out, lse };
 }
 
+/** Options of `ops.attentionBackward`: the forward's, plus where to write the gradients. */
+export interface AttentionBackwardOptions extends AttentionOptions {
+  /** Write the gradients into these (shaped like q, k, v) instead of allocating them. */
+  readonly out?: Partial<AttentionGrads>;
+}
+
 /** dq, dk, dv from the forward's inputs, its out and lse, and dout (same options as the forward). */
 export async function attentionBackward(
-  dout: Tensor, q: Tensor, k: Tensor, v: Tensor, fwd: AttentionResult, opts: AttentionOptions = {},
+  dout: Tensor, q: Tensor, k: Tensor, v: Tensor, fwd: AttentionResult, opts: AttentionBackwardOptions = {},
 ): Promise<AttentionGrads> {
   const op = 'attentionBackward';
   const c = check(op, q, k, v, opts);
@@ -131,7 +137,7 @@ export async function attentionBackward(
   sameShape(op, 'out', fwd.out.shape, q.shape);
   if (!(fwd.lse instanceof Tensor) || fwd.lse.dtype !== 'f32') fail(op, 'lse must be the forward\'s f32 log-sum-exp');
   sameShape(op, 'lse', fwd.lse.shape, [c.B, c.H, c.N]);
-  const dq = c.rt.empty(q.shape, q.dtype), dk = c.rt.empty(k.shape, k.dtype), dv = c.rt.empty(v.shape, v.dtype);
+  const dq = output(op, c.rt, q.shape, q.dtype, opts.out?.dq), dk = output(op, c.rt, k.shape, k.dtype, opts.out?.dk), dv = output(op, c.rt, v.shape, v.dtype, opts.out?.dv);
   const rows = c.B * c.H * c.N;
   const delta = c.rt.empty([Math.max(1, rows)], 'f32');
   try {

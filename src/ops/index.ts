@@ -12,7 +12,7 @@ import { adamStep, sgdStep, unscaleGrads } from './optim.js';
 import { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from './softmax.js';
 
 export type { MatmulOptions } from './matmul.js';
-export type { AttentionOptions, AttentionResult, AttentionGrads } from './attention.js';
+export type { AttentionOptions, AttentionBackwardOptions, AttentionResult, AttentionGrads } from './attention.js';
 export type { Activation, ElementwiseOptions } from './activation.js';
 export type { LossOptions, LossResult, Reduction } from './loss.js';
 export type { NormOptions, NormResult, NormBackwardOptions, NormGrads } from './norm.js';
