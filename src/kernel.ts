@@ -60,6 +60,8 @@ interface Spec {
   readonly runtime: Runtime;
   readonly params: number[];
   readonly interpArgs: InterpArg[];
+  /** Bytes of the distinct tensors passed (how much memory the launch can touch). */
+  readonly bytes: number;
 }
 
 const RESERVED = new Set(['grid', 'runtime', 'relaxedSimd']);
@@ -139,7 +141,7 @@ export class Kernel {
   async launch(opts: LaunchOptions, ...args: KernelArg[]): Promise<void> {
     const spec = this.spec(opts, args);
     const ck = await this.compile(spec);
-    await spec.runtime.execute(ck, spec.grid, spec.params);
+    await spec.runtime.execute(ck, spec.grid, spec.params, spec.bytes);
   }
 
   /** Same effect as `launch`, through the reference interpreter (debugging, tests). */
@@ -199,6 +201,7 @@ export class Kernel {
     const divisibility: Record<string, number> = {};
     const params: number[] = [];
     const interpArgs: InterpArg[] = [];
+    let bytes = 0;
     runParams.forEach((p, i) => {
       const a = args[i];
       if (p.kind === 'ptr') {
@@ -207,6 +210,8 @@ export class Kernel {
         runtime ??= a.runtime;
         if (a.runtime !== runtime) throw new TypeError(`${this.name}: tensor '${p.name}' belongs to another runtime`);
         tensorDtypes[p.name] = a.dtype;
+        // The same tensor often fills several pointer slots (unused ones): count it once.
+        if (!params.includes(a.byteOffset)) bytes += a.byteLength;
         params.push(a.byteOffset);
         interpArgs.push({ kind: 'tensor', byteOffset: a.byteOffset, length: a.size });
       } else {
@@ -228,7 +233,7 @@ export class Kernel {
     if (relaxed && !detectFeatures().relaxedSimd) {
       throw new Error(`${this.name}: relaxedSimd requested but this WebAssembly engine does not support relaxed SIMD`);
     }
-    return { grid, constexprs, tensorDtypes, divisibility, relaxed, runtime, params, interpArgs };
+    return { grid, constexprs, tensorDtypes, divisibility, relaxed, runtime, params, interpArgs, bytes };
   }
 
   /** Everything that changes the generated code, as named parts (compared to explain recompiles). */

@@ -47,7 +47,7 @@ describe('pool', () => {
   test('threads 0, 1, 2 and 3 give identical results', async () => {
     const results: Float32Array[] = [];
     for (const threads of [0, 1, 2, 3]) {
-      const rt = await Runtime.create({ threads });
+      const rt = await Runtime.create({ threads, inlineBelowBytes: 0 });
       const x = rt.tensor(rand(5000, 1), [5000]);
       const y = rt.empty([5000]);
       await scale.launch({ grid: [40], B: 128 }, x, y, 1.5, 5000);
@@ -63,7 +63,7 @@ describe('pool', () => {
   });
 
   test('100 interleaved launches of different kernels from concurrent callers are all right', async () => {
-    const rt = await Runtime.create({ threads: 2 });
+    const rt = await Runtime.create({ threads: 2, inlineBelowBytes: 0 });
     const jobs: Promise<() => void>[] = [];
     for (let j = 0; j < 100; j++) {
       if (j % 2 === 0) {
@@ -92,7 +92,7 @@ describe('pool', () => {
   });
 
   test('a trap in a worker rejects its launch with the program id; the pool keeps serving', async () => {
-    const rt = await Runtime.create({ threads: 2 });
+    const rt = await Runtime.create({ threads: 2, inlineBelowBytes: 0 });
     const out = rt.zeros([64]);
     const err = await spin.launch({ grid: [64] }, out, 10, 37).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KernelRuntimeError);
@@ -104,7 +104,7 @@ describe('pool', () => {
   });
 
   test('a worker terminated mid-launch rejects that launch, is replaced, and the next launch is right', async () => {
-    const rt = await Runtime.create({ threads: 2 });
+    const rt = await Runtime.create({ threads: 2, inlineBelowBytes: 0 });
     const out = rt.zeros([8]);
     await spin.launch({ grid: [8] }, out, 1, 1000); // compile and install first
     const victim = rt.workers[0]!;
@@ -124,5 +124,32 @@ describe('pool', () => {
       timeout: 60_000,
     });
     expect(out.trim().split('\n').pop()).toBe('ok 999');
+  });
+});
+
+describe('inline choice', () => {
+  test('launches over less than inlineBelowBytes run on the calling thread, larger ones on the pool', async () => {
+    const copy = jit(`function copy(X, Y, n, B) {
+      const i = programId(0) * B + arange(B);
+      store(Y, i, load(X, i, i < n), i < n);
+    }`, { signature: { X: 'ptr', Y: 'ptr', n: 'i32', B: 'constexpr' } });
+    const rt = await Runtime.create({ threads: 2, inlineBelowBytes: 4096 });
+    try {
+      const run = async (n: number): Promise<void> => {
+        const x = rt.tensor(Float32Array.from({ length: n }, (_, i) => i), [n]), y = rt.empty([n]);
+        await copy.launch({ grid: [Math.ceil(n / 64)], B: 64 }, x, y, n);
+        expect(Array.from(y.toArray())).toEqual(Array.from(x.toArray()));
+      };
+      const s0 = rt.stats();
+      await run(256); // 2 KiB of tensors
+      const s1 = rt.stats();
+      expect([s1.inline - s0.inline, s1.pooled - s0.pooled]).toEqual([1, 0]);
+      await run(1024); // 8 KiB
+      const s2 = rt.stats();
+      expect([s2.inline - s1.inline, s2.pooled - s1.pooled]).toEqual([0, 1]);
+      await expect(Runtime.create({ inlineBelowBytes: -1 })).rejects.toThrow(/inlineBelowBytes must be >= 0/);
+    } finally {
+      rt.dispose();
+    }
   });
 });

@@ -19,6 +19,11 @@ export interface RuntimeOptions {
   readonly maxMemoryBytes?: number;
   /** Initial memory (default 16 MiB); it grows on demand. */
   readonly initialMemoryBytes?: number;
+  /**
+   * Launches whose tensors total fewer bytes than this run on the calling thread (default
+   * 128 KiB): waking workers costs more than such small work. 0 sends every launch to the pool.
+   */
+  readonly inlineBelowBytes?: number;
 }
 
 /** Counters of `rt.stats()`. */
@@ -42,6 +47,8 @@ const INLINE_BELOW = 2;
 
 export class Runtime implements TensorOwner {
   readonly threads: number;
+  /** See RuntimeOptions.inlineBelowBytes. */
+  readonly inlineBelowBytes: number;
   private readonly heap: Heap;
   private readonly instances = new WeakMap<WebAssembly.Module, RunFn>();
   private scratch = 0;
@@ -57,6 +64,8 @@ export class Runtime implements TensorOwner {
       throw new RangeError(`Runtime.create: threads must be an integer from 0 to 256, got ${threads}`);
     }
     this.threads = threads;
+    this.inlineBelowBytes = opts.inlineBelowBytes ?? 128 << 10;
+    if (!(this.inlineBelowBytes >= 0)) throw new RangeError(`Runtime.create: inlineBelowBytes must be >= 0, got ${opts.inlineBelowBytes}`);
     this.heap = new Heap(opts.initialMemoryBytes ?? 16 << 20, opts.maxMemoryBytes ?? 2 ** 31);
     this.counters = { launches: 0, inline: 0, pooled: 0, programs: 0, busyMs: 0, memoryBytes: 0, inUseBytes: 0, threads };
     this.pool = threads > 0 ? new WorkerPool(threads, this.heap.memory, this.heap) : undefined;
@@ -154,14 +163,14 @@ export class Runtime implements TensorOwner {
     return result;
   }
 
-  /** Run every program of `grid` of a compiled kernel. */
-  async execute(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): Promise<void> {
+  /** @internal Run a compiled kernel over a grid (`bytes`: what its tensors total, for the inline choice). */
+  async execute(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes = Infinity): Promise<void> {
     this.live('launch');
     const total = grid[0] * grid[1] * grid[2];
     this.counters.launches++;
     if (total === 0) return;
     // One program cannot be split: waking a worker would only add a round trip.
-    if (this.pool && total >= INLINE_BELOW) {
+    if (this.pool && total >= INLINE_BELOW && bytes >= this.inlineBelowBytes) {
       this.counters.pooled++;
       this.counters.programs += total;
       await this.pool.run(ck, grid, params);
