@@ -3,7 +3,7 @@
  * parameter list with its seeded initialisation, and the data (the monthly airline passengers
  * series, a long synthetic multi-seasonal series, windows and batches).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 /** A transformer encoder forecaster: patches of `patch` steps x `channels` in, `horizon` steps out. */
 export interface ForecastConfig {
@@ -71,7 +71,11 @@ export function initParams(c: ForecastConfig, seed: number): Float32Array[] {
 
 /** The monthly international airline passengers, 1949-1960 (144 values, thousands). */
 export function airline(): Float32Array {
-  const text = readFileSync(new URL('./airline.csv', import.meta.url), 'utf8');
+  // Next to this file when run from source; four levels up from the compiled copy in out/run.
+  const here = [new URL('./airline.csv', import.meta.url), new URL('../../../../examples/forecaster/airline.csv', import.meta.url)];
+  const file = here.find((u) => existsSync(u));
+  if (!file) throw new Error('airline.csv not found next to examples/forecaster/common.ts');
+  const text = readFileSync(file, 'utf8');
   const rows = text.trim().split('\n').slice(1);
   return Float32Array.from(rows, (r) => Number(r.split(',')[1]));
 }
