@@ -6,6 +6,7 @@
 import { type BenchContext, type BenchLine } from './harness.js';
 import { attentionBwdSuite, attentionSuite } from './suites/attention.js';
 import { compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
+import { trainSuite } from './suites/train-e2e.js';
 import { activationsSuite, ampSuite, layernormSuite, lossesSuite, optimSuite, softmaxSuite } from './suites/train.js';
 
 const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
@@ -19,6 +20,7 @@ const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   amp: ampSuite,
   attention: attentionSuite,
   'attention-bwd': attentionBwdSuite,
+  train: trainSuite,
   dispatch: dispatchSuite,
 };
 

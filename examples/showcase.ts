@@ -1,9 +1,11 @@
 /**
  * @fileoverview The showcase (`npm run demo`): compiles a few kernels written in the tilejit
- * language, checks each against a plain-JS reference, and prints its speed next to plain JS.
+ * language, checks each against a plain-JS reference, and prints its speed next to plain JS;
+ * then trains the transformer forecaster (examples/forecaster) end to end.
  */
 import { jit, Runtime, detectFeatures, type Kernel, type KernelArg } from '../src/index.js';
 import { sgemm } from '../bench/kernels.js';
+import { forecasterDemo } from './forecaster/main.js';
 
 const GELU = jit(`function gelu(X, Out, n, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
@@ -107,6 +109,7 @@ async function main(): Promise<void> {
   }, { flops: 2 * N * N * N }, 1e-3)) && ok;
 
   rt.dispose();
+  ok = (await forecasterDemo()) && ok;
   if (!ok) {
     console.error('\nsome kernels disagree with their reference');
     process.exit(1);

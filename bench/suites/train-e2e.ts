@@ -1,0 +1,40 @@
+/**
+ * @fileoverview `train`: one training step (forward, backward, AdamW) of the transformer
+ * forecaster on tilejit next to its plain-JS twin in one process, and the batch-1 inference
+ * latency. The plain-JS step takes tens of seconds at this size, so it runs once (quick: a
+ * smaller model).
+ */
+import { Runtime } from '../../src/index.js';
+import { batch, standardise, synthetic, type ForecastConfig } from '../../examples/forecaster/common.js';
+import { TilejitForecaster } from '../../examples/forecaster/model.js';
+import { ReferenceForecaster } from '../../examples/forecaster/reference.js';
+import { line, medianMs, type BenchContext } from '../harness.js';
+
+const FULL: ForecastConfig = { context: 256, patch: 1, channels: 1, dModel: 128, heads: 4, ffn: 512, layers: 2, horizon: 24 };
+const QUICK: ForecastConfig = { context: 128, patch: 1, channels: 1, dModel: 64, heads: 4, ffn: 256, layers: 2, horizon: 24 };
+
+export async function trainSuite(ctx: BenchContext): Promise<void> {
+  const c = ctx.quick ? QUICK : FULL;
+  const B = ctx.quick ? 16 : 32;
+  const series = standardise(synthetic(40000), 40000).z;
+  const { x, y } = batch(series, c, Array.from({ length: B }, (_, i) => i * 997));
+  const params = { batch: B, seq: c.context, d_model: c.dModel, heads: c.heads, ffn: c.ffn, layers: c.layers, horizon: c.horizon };
+  const name = `train step b${B} seq${c.context} d${c.dModel} h${c.heads}`;
+  const rt = await Runtime.create({ threads: 2 });
+  const ours = new TilejitForecaster(rt, c, { seed: 1 });
+  const ref = new ReferenceForecaster(c, { seed: 1 });
+  const l0 = await ours.trainStep(x, y);
+  const t0 = performance.now();
+  const l1 = ref.trainStep(x, y);
+  const jsMs = performance.now() - t0;
+  const err = Math.abs(l0 - l1);
+  const ms = await medianMs(() => ours.trainStep(x, y), { quick: ctx.quick, slow: true });
+  ctx.emit(line('train', name, 'tilejit', 2, ms, {}, err, { ...params, speedup_vs_js: Math.round((jsMs / ms) * 10) / 10 }));
+  ctx.emit(line('train', name, 'naive-js', 1, jsMs, {}, 0, { ...params, repetitions: 1 }));
+  const one = x.subarray(0, c.context * c.channels);
+  await ours.predict(one);
+  const inf = await medianMs(() => ours.predict(one), { quick: ctx.quick });
+  ctx.emit(line('train', `inference batch 1 seq${c.context} d${c.dModel}`, 'tilejit', 2, inf, {}, null, params));
+  ours.dispose();
+  rt.dispose();
+}
