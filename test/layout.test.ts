@@ -31,6 +31,13 @@ describe('views', () => {
     expect(() => rt.tensor(seq(6), [6]).reshape([4])).toThrow(/reshape: \[6\] has 6 elements, \[4\] has 4/);
     expect(() => rt.tensor(seq(6), [3, 2]).narrow(2, 4)).toThrow(/narrow: need 0 <= start <= end <= 3/);
   });
+
+  test('a view returned from rt.scope keeps its memory alive', async () => {
+    const rt = await rtP;
+    const v = await rt.scope(async () => (await ops.sum(rt.tensor(seq(12), [2, 6]))).reshape([2, 3]));
+    expect(v.isFreed).toBe(false);
+    expect(Array.from(v.toArray())).toEqual([6, 8, 10, 12, 14, 16]);
+  });
 });
 
 describe('splitHeads / mergeHeads', () => {

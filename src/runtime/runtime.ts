@@ -155,7 +155,9 @@ export class Runtime implements TensorOwner {
     } finally {
       this.scopes.splice(this.scopes.lastIndexOf(made), 1);
     }
-    const keep = new Set<unknown>(result instanceof Tensor ? [result] : result && typeof result === 'object' ? Object.values(result) : []);
+    const kept = result instanceof Tensor ? [result] : result && typeof result === 'object' ? Object.values(result) : [];
+    // A returned view keeps the memory it views.
+    const keep = new Set<unknown>(kept.flatMap((t) => (t instanceof Tensor && t.base ? [t, t.base] : [t])));
     for (const t of made) {
       if (keep.has(t)) this.scopes[this.scopes.length - 1]?.add(t);
       else t.free();
