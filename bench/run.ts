@@ -6,12 +6,14 @@
 import { type BenchContext, type BenchLine } from './harness.js';
 import { attentionBwdSuite, attentionSuite } from './suites/attention.js';
 import { compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
+import { gemmSuite } from './suites/gemm.js';
 import { trainSuite } from './suites/train-e2e.js';
 import { activationsSuite, ampSuite, layernormSuite, lossesSuite, optimSuite, softmaxSuite } from './suites/train.js';
 
 const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   compile: compileSuite,
   dot: dotSuite,
+  gemm: gemmSuite,
   activations: activationsSuite,
   softmax: softmaxSuite,
   layernorm: layernormSuite,

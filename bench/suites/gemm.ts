@@ -1,0 +1,58 @@
+/**
+ * @fileoverview `gemm`: ops.matmul (GEMM, and GEMV for one row with f32 and bf16 weights) on 1
+ * and 2 threads, next to onnxruntime-web (2 threads), tfjs-backend-wasm (1 thread) and plain JS
+ * (i-k-j) where it finishes in reasonable time, in one process.
+ */
+import { ops, Runtime } from '../../src/index.js';
+import { gemmReference } from '../../templates/gemm.js';
+import { line, maxAbsErr, medianMs, randArray, type BenchContext } from '../harness.js';
+import { naiveSgemm } from '../kernels.js';
+import { loadTf, ortRunner, timePeer } from '../peers.js';
+
+export async function gemmSuite(ctx: BenchContext): Promise<void> {
+  const shapes: [number, number, number][] = ctx.quick ? [[256, 256, 256], [1, 4096, 4096]] : [[1024, 1024, 1024], [256, 256, 256], [64, 2048, 512], [1, 4096, 4096]];
+  for (const [M, N, K] of shapes) {
+    const a = randArray(M * K, 1), b = randArray(K * N, 2);
+    const flops = 2 * M * N * K;
+    const want = M * N * K <= 2 ** 28 ? gemmReference(a, b, M, N, K) : undefined;
+    for (const dtype of M === 1 ? (['f32', 'bf16'] as const) : (['f32'] as const)) {
+      const name = `matmul ${M}x${N}x${K}${dtype === 'bf16' ? ' bf16 weights' : ''}`;
+      const params = { M, N, K, dtype, weights: dtype };
+      for (const threads of [1, 2]) {
+        const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
+        const A = rt.tensor(a, [M, K]), B = rt.tensor(b, [K, N], dtype), C = rt.empty([M, N]);
+        await ops.matmul(A, B, { out: C });
+        const ms = await medianMs(() => ops.matmul(A, B, { out: C }), { quick: ctx.quick });
+        const err = want && dtype === 'f32' ? maxAbsErr(C.toArray(), want) : null;
+        ctx.emit(line('gemm', name, 'tilejit', threads, ms, { flops, bytes: M === 1 ? K * N * (dtype === 'f32' ? 4 : 2) : undefined }, err, params));
+        rt.dispose();
+      }
+      if (dtype !== 'f32') continue;
+      await timePeer(ctx, {
+        suite: 'gemm', name, impl: 'onnxruntime-web', threads: 2, want, work: { flops }, params,
+        make: async () => {
+          const run = await ortRunner(2, [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }], [['a', [M, K]], ['b', [K, N]]], [['c', [M, N]]]);
+          return () => run({ a, b });
+        },
+      });
+      await timePeer(ctx, {
+        suite: 'gemm', name, impl: 'tfjs-wasm', threads: 1, want, work: { flops }, params,
+        make: async () => {
+          const tf = await loadTf();
+          const A = tf.tensor2d(a, [M, K]), B = tf.tensor2d(b, [K, N]);
+          return async () => {
+            const c = tf.matMul(A, B);
+            const d = await c.data();
+            c.dispose();
+            return d as Float32Array;
+          };
+        },
+      });
+      if (M * N * K <= 2 ** 27) {
+        const c = new Float32Array(M * N);
+        const ms = await medianMs(() => naiveSgemm(a, b, c, M, N, K), { quick: ctx.quick, slow: M * N * K > 2 ** 24 });
+        ctx.emit(line('gemm', name, 'naive-js', 1, ms, { flops }, want ? maxAbsErr(c, want) : null, params));
+      }
+    }
+  }
+}
