@@ -20,7 +20,8 @@ export interface OnnxNode {
 // ---- a minimal protobuf writer for ModelProto ------------------------------------------------
 const varint = (v: number): number[] => {
   const b: number[] = [];
-  let n = BigInt(v);
+  // Negative int64s are their 64-bit two's complement (ten bytes).
+  let n = BigInt.asUintN(64, BigInt(v));
   do {
     let x = Number(n & 0x7fn);
     n >>= 7n;

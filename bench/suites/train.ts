@@ -8,6 +8,7 @@
 import { ops, Runtime, type Activation, type Tensor } from '../../src/index.js';
 import { line, maxAbsErr, medianMs, randArray, type BenchContext } from '../harness.js';
 import { geluTanh } from '../kernels.js';
+import { loadTf, ortRunner, timePeer, type OnnxNode } from '../peers.js';
 
 type Case = {
   suite: string;
@@ -18,6 +19,10 @@ type Case = {
   js: () => ArrayLike<number>;
   /** Builds the tensors in `rt` and returns the timed call and the output to check. */
   setup: (rt: Runtime) => { run: () => Promise<unknown>; out: () => ArrayLike<number> };
+  /** onnxruntime-web: one node over float inputs (2 threads). */
+  ort?: { nodes: OnnxNode[]; inputs: [string, number[], Float32Array][]; output: [string, number[]] };
+  /** tfjs-backend-wasm: the op on tensors made from the inputs (1 thread). */
+  tf?: (tf: Awaited<ReturnType<typeof loadTf>>) => () => Promise<ArrayLike<number>>;
 };
 
 async function runCase(ctx: BenchContext, c: Case): Promise<void> {
@@ -34,7 +39,31 @@ async function runCase(ctx: BenchContext, c: Case): Promise<void> {
     rt.dispose();
   }
   ctx.emit(line(c.suite, c.name, 'naive-js', 1, jsMs, { bytes: c.bytes }, 0, c.params));
+  const peer = { suite: c.suite, name: c.name, want, work: { bytes: c.bytes }, params: c.params, slow };
+  if (c.ort) {
+    const o = c.ort;
+    await timePeer(ctx, {
+      ...peer, impl: 'onnxruntime-web', threads: 2,
+      make: async () => {
+        const run = await ortRunner(2, o.nodes, o.inputs.map(([n, sh]) => [n, sh] as const), [o.output]);
+        const feeds = Object.fromEntries(o.inputs.map(([n, , d]) => [n, d]));
+        return () => run(feeds);
+      },
+    });
+  }
+  if (c.tf) {
+    const f = c.tf;
+    await timePeer(ctx, { ...peer, impl: 'tfjs-wasm', threads: 1, make: async () => f(await loadTf()) });
+  }
 }
+
+/** A tfjs call that returns its result's data and frees the result. */
+const tfRun = (op: () => import('@tensorflow/tfjs-core').Tensor) => async (): Promise<ArrayLike<number>> => {
+  const t = op();
+  const d = await t.data();
+  t.dispose();
+  return d as Float32Array;
+};
 
 const erf = (x: number): number => {
   // Abramowitz-Stegun 7.1.26 is too coarse for a check; plain JS users reach for a series.
@@ -65,6 +94,7 @@ export async function activationsSuite(ctx: BenchContext): Promise<void> {
         const X = rt.tensor(x, [n]), Y = rt.empty([n]);
         return { run: () => ops.activation(act, X, { out: Y }), out: () => Y.toArray() };
       },
+      ort: { nodes: [{ op: act === 'gelu' ? 'Gelu' : 'FastGelu', domain: 'com.microsoft', inputs: ['x'], outputs: ['y'] }], inputs: [['x', [n], x]], output: ['y', [n]] },
     });
   }
   // The compiler core's case: GELU written in the kernel language by a user (bench/kernels.ts).
@@ -105,6 +135,11 @@ export async function softmaxSuite(ctx: BenchContext): Promise<void> {
       const X = rt.tensor(x, [M, N]), Y = rt.empty([M, N]);
       return { run: () => ops.softmax(X, { out: Y }), out: () => Y.toArray() };
     },
+    ort: { nodes: [{ op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: [{ name: 'axis', i: -1 }] }], inputs: [['x', [M, N], x]], output: ['y', [M, N]] },
+    tf: (tf) => {
+      const X = tf.tensor2d(x, [M, N]);
+      return tfRun(() => tf.softmax(X));
+    },
   });
 }
 
@@ -135,6 +170,10 @@ export async function layernormSuite(ctx: BenchContext): Promise<void> {
         r.rstd.free();
       };
       return { run, out: () => Y.toArray() };
+    },
+    ort: {
+      nodes: [{ op: 'LayerNormalization', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: [{ name: 'axis', i: -1 }, { name: 'epsilon', f: 1e-5 }] }],
+      inputs: [['x', [M, N], x], ['w', [N], w], ['b', [N], b]], output: ['y', [M, N]],
     },
   });
 }
