@@ -9,6 +9,7 @@ import { ops, Runtime } from '../../src/index.js';
 import { attnFwdKernel, chooseAttentionConfig } from '../../templates/attention.js';
 import { attentionRef } from '../../templates/reference.js';
 import { line, medianMs, randArray, type BenchContext, type BenchLine } from '../harness.js';
+import { ortRunner, timePeer } from '../peers.js';
 
 const H = 8, D = 64;
 
@@ -54,6 +55,27 @@ export async function attentionSuite(ctx: BenchContext): Promise<void> {
       ctx.emit(l);
       rt.dispose();
     }
+  }
+  // onnxruntime-web: the same attention as MatMul(q, kᵀ) · scale -> Softmax -> MatMul(·, v), which
+  // materialises the N x N scores (it runs out of memory at N = 4096 here).
+  for (const N of ctx.quick ? [2048] : [2048, 4096]) {
+    const q = randArray(H * N * D, 1), k = randArray(H * N * D, 2), v = randArray(H * N * D, 3);
+    const kT = new Float32Array(H * N * D);
+    for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) for (let d = 0; d < D; d++) kT[(h * D + d) * N + n] = k[(h * N + n) * D + d]!;
+    await timePeer(ctx, {
+      suite: 'attention', name: `attention N=${N} H=${H} D=${D}`, impl: 'onnxruntime-web', threads: 2, work: { flops: flops(N, false) },
+      params: { B: 1, H, N, D, causal: false, dtype: 'f32', scores_bytes: 4 * N * N * H }, slow: true,
+      make: async () => {
+        const run = await ortRunner(2, [
+          { op: 'MatMul', inputs: ['q', 'kT'], outputs: ['s'] },
+          { op: 'Mul', inputs: ['s', 'scale'], outputs: ['z'] },
+          { op: 'Softmax', inputs: ['z'], outputs: ['p'], attrs: [{ name: 'axis', i: -1 }] },
+          { op: 'MatMul', inputs: ['p', 'v'], outputs: ['o'] },
+        ], [['q', [1, H, N, D]], ['kT', [1, H, D, N]], ['v', [1, H, N, D]], ['scale', [1]]], [['o', [1, H, N, D]]]);
+        const scale = new Float32Array([1 / Math.sqrt(D)]);
+        return () => run({ q, kT, v, scale });
+      },
+    });
   }
   // Plain JS on one head (all eight would take ~10 s a sample): the naive reference, f64.
   const N = ctx.quick ? 512 : 1024;
