@@ -68,6 +68,19 @@ describe('losses', () => {
     }
   });
 
+  test.each(['f16', 'bf16'] as const)('%s storage: the loss of the stored values, the gradient in the same dtype', async (dtype) => {
+    const rt = await rtP;
+    const n = 777;
+    const P = rt.tensor(rand(n, 31, 2), [n], dtype), T = rt.tensor(rand(n, 32, 2), [n], dtype);
+    const p = P.toArray(), t = T.toArray();
+    const r = await ops.huberLoss(P, T, { grad: true, reduction: 'sum' });
+    expect(r.grad!.dtype).toBe(dtype);
+    const want = Array.from(p, (v, i) => lossRef('huber', v - t[i]!));
+    expect(Math.abs(r.value! - want.reduce((a, x) => a + x.l, 0))).toBeLessThan(1e-4);
+    const ulp = dtype === 'f16' ? 2 ** -10 : 2 ** -7;
+    close(r.grad!.toArray(), want.map((x) => x.g), ulp, 1e-7, 'grad');
+  });
+
   test('empty input: mean is NaN, sum is 0; bad reduction and delta are rejected', async () => {
     const rt = await rtP;
     const e = rt.empty([0]);
