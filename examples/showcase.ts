@@ -6,6 +6,7 @@
 import { jit, Runtime, detectFeatures, type Kernel, type KernelArg } from '../src/index.js';
 import { sgemm } from '../bench/kernels.js';
 import { forecasterDemo } from './forecaster/main.js';
+import { medianMs } from './timing.js';
 
 const GELU = jit(`function gelu(X, Out, n, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
@@ -31,18 +32,6 @@ function randn(n: number, seed: number): Float32Array {
   });
 }
 
-async function timeMs(f: () => unknown, reps: number): Promise<number> {
-  await f();
-  const t: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await f();
-    t.push(performance.now() - t0);
-  }
-  t.sort((a, b) => a - b);
-  return t[Math.floor(t.length / 2)]!;
-}
-
 function maxErr(a: Float32Array, b: Float32Array): number {
   let e = 0;
   for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!));
@@ -51,10 +40,10 @@ function maxErr(a: Float32Array, b: Float32Array): number {
 
 async function show(name: string, k: Kernel, launch: Record<string, unknown> & { grid: number[] }, args: KernelArg[],
   out: { toArray(): Float32Array | Int32Array }, ref: () => Float32Array, work: { flops?: number; bytes?: number }, tol: number): Promise<boolean> {
-  const ms = await timeMs(() => k.launch(launch, ...args), 5);
+  const ms = await medianMs(() => k.launch(launch, ...args), 5);
   const want = ref();
   const err = maxErr(out.toArray() as Float32Array, want);
-  const jsMs = await timeMs(ref, 2);
+  const jsMs = await medianMs(ref, 2);
   const rate = (t: number): string => (work.flops ? `${(work.flops / t / 1e6).toFixed(1)} GFLOP/s` : `${(work.bytes! / t / 1e6).toFixed(2)} GB/s`);
   const ok = err <= tol;
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${name.padEnd(26)} tilejit ${ms.toFixed(2).padStart(8)} ms (${rate(ms).padStart(14)})   plain JS ${jsMs.toFixed(1).padStart(8)} ms (${rate(jsMs).padStart(12)})   x${(jsMs / ms).toFixed(1).padStart(6)}   max err ${err.toExponential(1)}`);

@@ -9,6 +9,7 @@ import { Runtime } from '../../src/index.js';
 import { airline, batch, rng, standardise, synthetic, type ForecastConfig } from './common.js';
 import { TilejitForecaster } from './model.js';
 import { ReferenceForecaster } from './reference.js';
+import { medianMs } from '../timing.js';
 
 /** The airline model: 3 years of context in 12 patches of 3 months, the next 12 months out. */
 export const AIRLINE: ForecastConfig = { context: 36, patch: 3, channels: 1, dModel: 32, heads: 2, ffn: 64, layers: 2, horizon: 12 };
@@ -21,17 +22,6 @@ function progress(step: number, total: number, loss: number): void {
   const bar = `[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${String(step).padStart(4)}/${total} loss ${loss.toFixed(4)}`;
   if (process.stderr.isTTY) process.stderr.write(`\r${bar}${step === total ? '\n' : ''}`);
   else if (step === total || step % Math.ceil(total / 5) === 0) process.stderr.write(`${bar}\n`);
-}
-
-async function median(f: () => unknown, reps: number): Promise<number> {
-  const t: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await f();
-    t.push(performance.now() - t0);
-  }
-  t.sort((a, b) => a - b);
-  return t[Math.floor(t.length / 2)]!;
 }
 
 function svg(history: Float32Array, truth: Float32Array, forecast: Float32Array, naive: Float32Array): string {
@@ -87,7 +77,7 @@ export async function forecasterDemo(opts: { steps?: number; threads?: number } 
   const mape = (a: ArrayLike<number>): number => (100 * Array.from(truth, (t, i) => Math.abs(a[i]! - t) / t).reduce((p, q) => p + q, 0)) / truth.length;
   console.log(`trained ${steps} steps in ${(trainMs / 1000).toFixed(1)} s (${(trainMs / steps).toFixed(1)} ms/step)`);
   console.log(`1960 held out: tilejit RMSE ${rmse(forecast).toFixed(1)} (MAPE ${mape(forecast).toFixed(1)}%)   seasonal naive RMSE ${rmse(naive).toFixed(1)} (MAPE ${mape(naive).toFixed(1)}%)`);
-  const infer = await median(() => model.predict(x), 50);
+  const infer = await medianMs(() => model.predict(x), 50, false);
   console.log(`batch-1 inference: ${infer.toFixed(2)} ms median`);
   mkdirSync('out', { recursive: true });
   writeFileSync('out/forecast.svg', svg(raw.subarray(0, trainEnd), truth, forecast, naive));
@@ -102,8 +92,8 @@ export async function forecasterDemo(opts: { steps?: number; threads?: number } 
   const slow = new ReferenceForecaster(S, { seed: 3 });
   const l0 = await fast.trainStep(sb.x, sb.y), l1 = slow.trainStep(sb.x, sb.y);
   const agree = Math.abs(l0 - l1) / l1 < 1e-4;
-  const ours = await median(() => fast.trainStep(sb.x, sb.y), 5);
-  const js = await median(() => slow.trainStep(sb.x, sb.y), 2);
+  const ours = await medianMs(() => fast.trainStep(sb.x, sb.y), 5, false);
+  const js = await medianMs(() => slow.trainStep(sb.x, sb.y), 2, false);
   console.log(`training step, batch ${B}, ${S.context} tokens, d_model ${S.dModel}, ${S.heads} heads: tilejit ${ours.toFixed(1)} ms, plain JS ${js.toFixed(0)} ms: x${(js / ours).toFixed(1)}; first-step losses ${agree ? 'agree' : 'DISAGREE'} (${l0.toPrecision(6)} vs ${l1.toPrecision(6)})`);
   fast.dispose();
   rt.dispose();
