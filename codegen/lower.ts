@@ -7,6 +7,7 @@ import binaryen from 'binaryen';
 import {
   isValue, numel, type DotV, type ForI, type IfI, type Instr, type KernelIR, type ReduceV, type Value,
 } from '../src/ir/ir.js';
+import { LimitError, MAX_SCRATCH_BYTES } from '../src/ir/limits.js';
 import type { Emit, Ref } from './emit.js';
 import { emitDot, type MatBuf } from './microkernels/gemm.js';
 import { emitBinary, wasmType } from './ops.js';
@@ -19,7 +20,7 @@ export const PROGRAM_FIXED_PARAMS = 7;
 let nextLabel = 0;
 
 /** Scratch bytes above which a kernel is refused (tiles live in scratch; keep them in cache). */
-export const MAX_SCRATCH_BYTES = 16 << 20;
+export { MAX_SCRATCH_BYTES };
 
 export class KernelLowering implements TileEnv {
   readonly sbase = 6;
@@ -65,7 +66,7 @@ export class KernelLowering implements TileEnv {
   lower(): Ref {
     const body = this.block(this.ir.body);
     if (this.scratchBytes > MAX_SCRATCH_BYTES) {
-      throw new RangeError(`kernel '${this.ir.name}' needs ${this.scratchBytes} bytes of tile scratch per program (limit ${MAX_SCRATCH_BYTES}); use smaller tiles`);
+      throw new LimitError('MAX_SCRATCH_BYTES', `kernel '${this.ir.name}' needs ${this.scratchBytes} bytes of tile scratch per program; the limit (MAX_SCRATCH_BYTES) is ${MAX_SCRATCH_BYTES}: use smaller tiles`);
     }
     return this.e.m.block(null, body);
   }
@@ -74,6 +75,10 @@ export class KernelLowering implements TileEnv {
   private reserve(v: Value): Buffer {
     const buf: Buffer = { offset: this.top, shape: v.shape, pitch: v.shape[v.shape.length - 1]!, dtype: v.dtype };
     this.top += Math.ceil((numel(v.shape) * 4) / 16) * 16;
+    if (this.top > MAX_SCRATCH_BYTES) {
+      // Refused at the tile that crossed the limit, so the error can point at its source.
+      throw new LimitError('MAX_SCRATCH_BYTES', `kernel '${this.ir.name}' needs more than ${MAX_SCRATCH_BYTES} bytes of tile scratch per program (limit MAX_SCRATCH_BYTES) at this [${v.shape.join(', ')}] tile: use smaller tiles`, v.loc);
+    }
     return buf;
   }
 

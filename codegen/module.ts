@@ -4,6 +4,7 @@
  * Binaryen is loaded here on first use only, so a process that hits the cache never loads it.
  */
 import type { KernelIR } from '../src/ir/ir.js';
+import { LimitError, MAX_LOCALS } from '../src/ir/limits.js';
 import type { Target } from './emit.js';
 
 /** What compiling one specialisation produces. */
@@ -19,11 +20,31 @@ export interface CompiledModule {
 /** Bytes reserved at the start of a runner's scratch: the linear program id being run. */
 export const SCRATCH_HEADER = 16;
 
+/** Options of `compileIR`. */
+export interface CompileIROptions {
+  /** Also return the optimised text. */
+  readonly wat?: boolean;
+  /** Run binaryen's optimiser (default true). */
+  readonly optimize?: boolean;
+  /** Refuse a module bigger than this before optimising it (MAX_CODE_BYTES). */
+  readonly maxCodeBytes?: number;
+  /** `performance.now()` after which the compile is abandoned between stages (MAX_COMPILE_MS). */
+  readonly deadline?: number;
+  /** The compile-time budget the deadline came from, for the message. */
+  readonly budgetMs?: number;
+}
+
 /**
  * Lower `ir` to a validated, optimised module.
  * `run(pidStart, pidEnd, g0, g1, g2, scratch, ...params)` runs programs [pidStart, pidEnd).
+ * Throws LimitError when the module outgrows `maxCodeBytes` or the compile passes `deadline`.
  */
-export async function compileIR(ir: KernelIR, target: Target, opts: { wat?: boolean; optimize?: boolean } = {}): Promise<CompiledModule> {
+export async function compileIR(ir: KernelIR, target: Target, opts: CompileIROptions = {}): Promise<CompiledModule> {
+  const checkTime = (stage: string): void => {
+    if (opts.deadline !== undefined && performance.now() > opts.deadline) {
+      throw new LimitError('MAX_COMPILE_MS', `compiling kernel '${ir.name}' took longer than its budget (MAX_COMPILE_MS) of ${opts.budgetMs ?? '?'} ms, stopped after ${stage}`);
+    }
+  };
   const { default: binaryen } = await import('binaryen');
   const { Emit, moduleFeatures } = await import('./emit.js');
   const { KernelLowering, PROGRAM_FIXED_PARAMS } = await import('./lower.js');
@@ -70,10 +91,25 @@ export async function compileIR(ir: KernelIR, target: Target, opts: { wat?: bool
     m.addFunction('run', binaryen.createType(runParams), binaryen.none, re.vars, runBody);
     m.addFunctionExport('run', 'run');
     if (!m.validate()) throw new Error(`codegen produced an invalid module for kernel '${ir.name}'`);
+    checkTime('lowering');
+    if (opts.maxCodeBytes !== undefined) {
+      // Measured before optimising: the optimiser's time grows faster than the code it gets.
+      const size = m.emitBinary().length;
+      if (size > opts.maxCodeBytes) {
+        throw new LimitError('MAX_CODE_BYTES', `kernel '${ir.name}' generates ${size} bytes of WebAssembly before optimisation; the limit (MAX_CODE_BYTES) is ${opts.maxCodeBytes}: use smaller tiles or unroll less`);
+      }
+    }
     if (opts.optimize !== false) {
       binaryen.setOptimizeLevel(3);
       binaryen.setShrinkLevel(0);
       m.optimize();
+    }
+    checkTime('optimisation');
+    // The optimiser may have inlined 'program' into 'run': look at every function left.
+    let locals = 0;
+    for (let i = 0; i < m.getNumFunctions(); i++) locals = Math.max(locals, binaryen.getFunctionInfo(m.getFunctionByIndex(i)).vars.length);
+    if (locals > MAX_LOCALS) {
+      throw new LimitError('MAX_LOCALS', `kernel '${ir.name}' needs ${locals} locals in one function; the engine's limit (MAX_LOCALS) is ${MAX_LOCALS}: unroll less`);
     }
     const bytes = m.emitBinary();
     return {

@@ -22,6 +22,14 @@ export interface Plan {
   readonly dotInPlace: ReadonlyMap<number, number>;
 }
 
+/**
+ * Longest chain of lazy tile values fused into one loop. Real kernels fuse a few dozen ops; an
+ * unrolled chain of thousands would make every recursive walk here and in tile.ts as deep,
+ * and the fused loop's code grow quadratically in time to build, so a deeper chain is cut by
+ * materialising the value at the cut.
+ */
+export const MAX_FUSED_DEPTH = 64;
+
 const INHERENT = new Set(['dot', 'reduce', 'trans', 'carried', 'result']);
 const EXPENSIVE_UNARY = new Set(['exp', 'exp2', 'log', 'log2', 'tanh', 'sigmoid', 'erf', 'sqrt', 'rsqrt']);
 
@@ -92,6 +100,7 @@ export function planKernel(ir: KernelIR): Plan {
   };
   walk(ir.body, null);
   findInPlaceDots(ir.body, dotInPlace);
+  cutDeepChains(ir.body, materialised);
 
   // Pass 2 (to a fixpoint): lazy values whose consumers make recomputation wrong or wasteful.
   const expensive = new Map<number, boolean>();
@@ -178,6 +187,30 @@ export function planKernel(ir: KernelIR): Plan {
     }
   }
   return { materialised, defSite, dotInPlace };
+}
+
+/**
+ * Materialise tiles that would sit more than MAX_FUSED_DEPTH lazy values deep. Operands come
+ * before their users in program order, so one in-order pass sees every operand's depth first.
+ */
+function cutDeepChains(body: readonly Instr[], materialised: Set<number>): void {
+  const depth = new Map<number, number>();
+  const visit = (block: readonly Instr[]): void => {
+    for (const ins of block) {
+      if (isValue(ins)) {
+        if (ins.shape.length === 0 || materialised.has(ins.id)) continue;
+        let d = 1;
+        for (const o of lazyOperands(ins)) d = Math.max(d, 1 + (depth.get(o.id) ?? 0));
+        if (d > MAX_FUSED_DEPTH) materialised.add(ins.id);
+        else depth.set(ins.id, d);
+      } else if (ins.op === 'for') visit(ins.body);
+      else if (ins.op === 'if') {
+        visit(ins.then);
+        visit(ins.else);
+      }
+    }
+  };
+  visit(body);
 }
 
 /** The operands a materialised value's own sink loop reads lazily. */

@@ -26,3 +26,8 @@ export { Adam, AdamW, SGD, LossScaler } from './optim.js';
 export type { AdamOptions, SgdOptions, StepOptions, LossScalerOptions } from './optim.js';
 export type { Signature, ParamKind, ConstexprValue } from './lang/index.js';
 export type { StorageDType as DType } from './ir/ir.js';
+export {
+  MAX_SOURCE_LENGTH, MAX_NESTING_DEPTH, MAX_UNROLL, MAX_INLINE_DEPTH, MAX_TILE_ELEMENTS, MAX_IR_VALUES, MAX_SCRATCH_BYTES,
+  MAX_CODE_BYTES, MAX_LOCALS, MAX_COMPILE_MS, DEFAULT_LIMITS,
+} from './ir/limits.js';
+export type { CompileLimits } from './ir/limits.js';

@@ -7,8 +7,9 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KernelRuntimeError } from './errors.js';
+import { KernelCompileError, KernelRuntimeError } from './errors.js';
 import type { KernelIR, StorageDType } from './ir/ir.js';
+import { DEFAULT_LIMITS, LimitError, type CompileLimits } from './ir/limits.js';
 import { printIR } from './ir/print.js';
 import { interpret, type InterpArg } from './interp/index.js';
 import { parseKernel, specialize, type ConstexprValue, type ParsedKernel, type ParseOptions, type Signature } from './lang/index.js';
@@ -26,6 +27,11 @@ const BINARYEN_VERSION = '132';
 export interface JitOptions extends ParseOptions {
   /** Name used in errors (defaults to the function's name). */
   readonly name?: string;
+  /**
+   * Per-kernel compile limits (defaults: MAX_CODE_BYTES, MAX_COMPILE_MS, MAX_IR_VALUES). A host
+   * compiling untrusted source may lower them; one that trusts its kernels may raise them.
+   */
+  readonly limits?: Partial<CompileLimits>;
 }
 
 /** Launch options: the grid, constexpr values by name, and where to run. */
@@ -116,11 +122,20 @@ export class Kernel {
   private lastParts: Record<string, string> | undefined;
   private baseHash: string | undefined;
   private readonly log: CompileRecord[] = [];
+  /** The compile limits of this kernel. */
+  readonly limits: CompileLimits;
 
   constructor(fnOrSource: string | ((...args: never[]) => unknown), opts: JitOptions) {
     if (!opts || typeof opts !== 'object' || !opts.signature) {
       throw new TypeError('jit(fn, { signature }) needs a signature naming every parameter: ptr | i32 | f32 | constexpr');
     }
+    const limits: Record<string, number> = { ...DEFAULT_LIMITS };
+    for (const [k, v] of Object.entries(opts.limits ?? {})) {
+      if (!Object.prototype.hasOwnProperty.call(DEFAULT_LIMITS, k)) throw new TypeError(`jit: unknown limit '${k}' (limits: ${Object.keys(DEFAULT_LIMITS).join(', ')})`);
+      if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`jit: limit '${k}' must be a positive number, got ${String(v)}`);
+      limits[k] = v;
+    }
+    this.limits = limits as unknown as CompileLimits;
     this.parsed = parseKernel(fnOrSource as string | ((...args: unknown[]) => unknown), opts);
     this.name = opts.name ?? this.parsed.name;
     this.source = this.parsed.source;
@@ -154,8 +169,7 @@ export class Kernel {
   /** The optimised WebAssembly text of this specialisation. */
   async wat(opts: LaunchOptions, ...args: KernelArg[]): Promise<string> {
     const spec = this.spec(opts, args);
-    const { compileIR } = await loadCompiler();
-    const out = await compileIR(this.specialise(spec), { relaxed: spec.relaxed }, { wat: true });
+    const out = await this.codegen(this.specialise(spec), spec, performance.now(), true);
     return out.wat!;
   }
 
@@ -267,7 +281,7 @@ export class Kernel {
     const key = this.fastKey(s);
     let ir = this.irs.get(key);
     if (!ir) {
-      ir = specialize(this.parsed, { constexprs: s.constexprs, tensorDtypes: s.tensorDtypes, scalarDivisibility: s.divisibility });
+      ir = specialize(this.parsed, { constexprs: s.constexprs, tensorDtypes: s.tensorDtypes, scalarDivisibility: s.divisibility, maxIrValues: this.limits.maxIrValues });
       this.irs.set(key, ir);
     }
     return ir;
@@ -289,9 +303,7 @@ export class Kernel {
       const meta = cached.meta as { scratchBytes: number; paramTypes: ('i32' | 'f32')[] };
       ck = { name: this.name, module: new WebAssembly.Module(cached.bytes), scratchBytes: meta.scratchBytes, paramTypes: meta.paramTypes };
     } else {
-      const ir = this.specialise(s);
-      const { compileIR } = await loadCompiler();
-      const out = await compileIR(ir, { relaxed: s.relaxed });
+      const out = await this.codegen(this.specialise(s), s, t0, false);
       let module: WebAssembly.Module;
       try {
         module = new WebAssembly.Module(out.bytes);
@@ -304,6 +316,19 @@ export class Kernel {
     this.compiled.set(fast, ck);
     this.log.push({ key, reason, ms: performance.now() - t0, fromDisk: cached !== undefined });
     return ck;
+  }
+
+  /** Lower and optimise within the kernel's limits; a limit crossed is a KernelCompileError. */
+  private async codegen(ir: KernelIR, s: Spec, t0: number, wat: boolean): Promise<import('../codegen/module.js').CompiledModule> {
+    const { compileIR } = await loadCompiler();
+    const { maxCodeBytes, maxCompileMs } = this.limits;
+    try {
+      return await compileIR(ir, { relaxed: s.relaxed }, { wat, maxCodeBytes, deadline: t0 + maxCompileMs, budgetMs: maxCompileMs });
+    } catch (err) {
+      if (!(err instanceof LimitError)) throw err;
+      const at = err.loc ?? this.parsed.fn.loc;
+      throw new KernelCompileError(this.name, [{ code: 'E_LIMIT', message: err.message, line: at.line, column: at.column }], this.source);
+    }
   }
 
   private explain(parts: Record<string, string>): string {

@@ -208,5 +208,4 @@ export function numel(shape: Shape): number {
   return n;
 }
 
-/** Maximum elements of one tile (front end checks it; issue: compile limits). */
-export const MAX_TILE_ELEMENTS = 1 << 16;
+export { MAX_TILE_ELEMENTS } from './limits.js';

@@ -7,6 +7,7 @@ import * as acorn from 'acorn';
 import type { Diagnostic } from '../errors.js';
 import { KernelCompileError } from '../errors.js';
 import type { Loc } from '../ir/ir.js';
+import { MAX_NESTING_DEPTH, MAX_SOURCE_LENGTH } from '../ir/limits.js';
 import { BUILTIN_NAMES } from './builtins.js';
 
 export type ParamKind = 'ptr' | 'i32' | 'f32' | 'constexpr';
@@ -86,6 +87,26 @@ const UNSUPPORTED: Record<string, string> = {
 
 const GLOBAL_CONSTS = new Set(['Infinity', 'NaN']);
 
+/** `__proto__` is the one name an object key can never safely be; kernels may not use it. */
+const RESERVED_NAME = "'__proto__' cannot be a name in a kernel";
+
+/** The first node nested more than `limit` deep, if any (iterative: the tree may be deep). */
+function tooDeep(root: acorn.Node, limit: number): acorn.Node | undefined {
+  const stack: [acorn.Node, number][] = [[root, 0]];
+  while (stack.length) {
+    const [node, depth] = stack.pop()!;
+    if (depth > limit) return node;
+    for (const key of Object.keys(node)) {
+      if (key === 'loc' || key === 'type') continue;
+      const v = (node as unknown as Record<string, unknown>)[key];
+      for (const c of Array.isArray(v) ? v : [v]) {
+        if (c && typeof c === 'object' && typeof (c as acorn.Node).type === 'string') stack.push([c as acorn.Node, depth + 1]);
+      }
+    }
+  }
+  return undefined;
+}
+
 /** Source text of a kernel-like input. */
 export function sourceOf(x: KernelSourceLike, what: string): string {
   if (typeof x === 'string') return x;
@@ -96,6 +117,16 @@ export function sourceOf(x: KernelSourceLike, what: string): string {
 
 /** Parse one function and check its body; diagnostics go to `diags`. */
 export function parseFunction(source: string, diags: Diagnostic[], knownNames: ReadonlySet<string>): ParsedFunction | undefined {
+  if (source.length > MAX_SOURCE_LENGTH) {
+    const before = source.slice(0, MAX_SOURCE_LENGTH).split('\n');
+    diags.push({
+      code: 'E_LIMIT',
+      message: `kernel source is ${source.length} characters; the limit (MAX_SOURCE_LENGTH) is ${MAX_SOURCE_LENGTH}`,
+      line: before.length,
+      column: before[before.length - 1]!.length + 1,
+    });
+    return undefined;
+  }
   const opts: acorn.Options = { ecmaVersion: 2022, sourceType: 'module', locations: true };
   let fn: acorn.FunctionDeclaration | acorn.FunctionExpression | undefined;
   let program: acorn.Program | undefined;
@@ -116,6 +147,11 @@ export function parseFunction(source: string, diags: Diagnostic[], knownNames: R
     }
   } catch (err) {
     const e = err as SyntaxError & { loc?: { line: number; column: number } };
+    if (err instanceof RangeError || /stack space/.test(e.message)) {
+      // acorn's own recursion ran out of stack: far deeper than MAX_NESTING_DEPTH.
+      diags.push({ code: 'E_LIMIT', message: `the source nests deeper than the limit (MAX_NESTING_DEPTH) of ${MAX_NESTING_DEPTH}`, line: e.loc?.line ?? 1, column: (e.loc?.column ?? 0) + 1 });
+      return undefined;
+    }
     diags.push({ code: 'E_SYNTAX', message: e.message.replace(/ \(\d+:\d+\)$/, ''), line: e.loc?.line ?? 0, column: (e.loc?.column ?? -1) + 1 });
     return undefined;
   }
@@ -131,10 +167,17 @@ export function parseFunction(source: string, diags: Diagnostic[], knownNames: R
   const params: string[] = [];
   const paramLocs: Loc[] = [];
   for (const p of fn.params) {
-    if (p.type === 'Identifier') {
+    if (p.type === 'Identifier' && p.name === '__proto__') diags.push(diag(p, 'E_UNSUPPORTED', RESERVED_NAME));
+    else if (p.type === 'Identifier') {
       params.push(p.name);
       paramLocs.push(locOf(p));
     } else diags.push(diag(p, 'E_UNSUPPORTED', UNSUPPORTED[p.type] ?? 'parameters must be plain names'));
+  }
+  const deep = tooDeep(fn.body, MAX_NESTING_DEPTH);
+  if (deep) {
+    // Report it alone: every later walk (and the specialiser) recurses as deep as the source.
+    diags.push(diag(deep, 'E_LIMIT', `the source nests deeper than the limit (MAX_NESTING_DEPTH) of ${MAX_NESTING_DEPTH}`));
+    return undefined;
   }
   const declared = new Set<string>(params);
   collectDeclared(fn.body, declared);
@@ -232,6 +275,13 @@ function checkNode(body: acorn.Node, diags: Diagnostic[], isKnown: (name: string
       const op = (n as acorn.BinaryExpression).operator;
       if (op === 'in' || op === 'instanceof' || op === '**') diags.push(diag(n, 'E_UNSUPPORTED', `'${op}' is not part of the kernel language`));
     }
+    if (n.type === 'LogicalExpression' && (n as acorn.LogicalExpression).operator === '??') {
+      diags.push(diag(n, 'E_UNSUPPORTED', "'??' is not part of the kernel language"));
+    }
+    if (n.type === 'AssignmentExpression') {
+      const op = (n as acorn.AssignmentExpression).operator;
+      if (op === '&&=' || op === '||=' || op === '??=') diags.push(diag(n, 'E_UNSUPPORTED', `'${op}' is not supported`));
+    }
     if (n.type === 'Literal') {
       const lit = n as acorn.Literal;
       if ('regex' in lit && lit.regex) diags.push(diag(n, 'E_UNSUPPORTED', 'regular expressions are not part of the kernel language'));
@@ -240,7 +290,8 @@ function checkNode(body: acorn.Node, diags: Diagnostic[], isKnown: (name: string
     }
     if (n.type === 'Identifier' && parent && !isPropertyName(n, parent)) {
       const name = (n as acorn.Identifier).name;
-      if (!isKnown(name)) diags.push(diag(n, 'E_UNKNOWN_NAME', unknownMessage(name, declared)));
+      if (name === '__proto__') diags.push(diag(n, 'E_UNSUPPORTED', RESERVED_NAME));
+      else if (!isKnown(name)) diags.push(diag(n, 'E_UNKNOWN_NAME', unknownMessage(name, declared)));
     }
     return true;
   });
@@ -250,12 +301,21 @@ function isPropertyName(n: acorn.Node, parent: acorn.Node): boolean {
   return parent.type === 'MemberExpression' && (parent as acorn.MemberExpression).property === n && !(parent as acorn.MemberExpression).computed;
 }
 
+/** Names of the JavaScript world a kernel might reach for: named as such in the error. */
+const JS_GLOBALS = new Set([
+  'Math', 'console', 'globalThis', 'window', 'self', 'global', 'process', 'eval', 'Function', 'require', 'module', 'exports',
+  'arguments', 'undefined', 'Object', 'Array', 'Reflect', 'Proxy', 'Symbol', 'WebAssembly', 'Atomics', 'SharedArrayBuffer',
+  'ArrayBuffer', 'Float32Array', 'Int32Array', 'Buffer', 'fetch', 'setTimeout', 'setInterval', 'queueMicrotask', 'structuredClone',
+  'Worker', 'postMessage', 'importScripts', 'Deno', 'Bun', '__dirname', '__filename', 'constructor', 'prototype', 'toString', 'valueOf',
+  'hasOwnProperty',
+]);
+
 /** "unknown name" with the closest builtins as a hint. */
 export function unknownMessage(name: string, extra: readonly string[] = []): string {
   const all = [...BUILTIN_NAMES, ...extra];
   const close = all.filter((b) => editDistance(b.toLowerCase(), name.toLowerCase()) <= Math.max(1, Math.floor(name.length / 3)));
   const hint = close.length ? `; did you mean ${close.slice(0, 3).map((c) => `'${c}'`).join(' or ')}?` : '';
-  if (name === 'Math' || name === 'console' || name === 'globalThis' || name === 'window' || name === 'process' || name === 'eval' || name === 'Function' || name === 'require') {
+  if (JS_GLOBALS.has(name)) {
     return `'${name}' is not available in kernels (kernels cannot reach JavaScript)`;
   }
   return `unknown name '${name}'${hint}`;

@@ -8,6 +8,7 @@ import { KernelCompileError } from '../errors.js';
 import type {
   CarriedV, DType, ForI, IfI, Instr, IvV, KernelIR, ParamIR, ResultV, Shape, StorageDType, Value,
 } from '../ir/ir.js';
+import { MAX_INLINE_DEPTH, MAX_UNROLL } from '../ir/limits.js';
 import { verify } from '../ir/verify.js';
 import { BUILTINS } from './builtins.js';
 import { binaryOp, unaryOp } from './operators.js';
@@ -20,12 +21,11 @@ export interface SpecializeInput {
   readonly constexprs: Readonly<Record<string, ConstexprValue>>;
   readonly tensorDtypes: Readonly<Record<string, StorageDType>>;
   readonly scalarDivisibility?: Readonly<Record<string, number>>;
+  /** IR values allowed (default MAX_IR_VALUES). */
+  readonly maxIrValues?: number;
 }
 
-/** Total `staticRange` iterations one specialisation may unroll. */
-export const MAX_UNROLL = 4096;
-/** Helper inlining depth (recursion is refused long before). */
-const MAX_INLINE_DEPTH = 16;
+export { MAX_UNROLL };
 
 interface Binding {
   val: Val;
@@ -59,6 +59,7 @@ export class Specializer {
   constructor(readonly k: ParsedKernel, readonly input: SpecializeInput) {}
 
   run(): KernelIR {
+    if (this.input.maxIrValues !== undefined) this.b.maxValues = this.input.maxIrValues;
     const root = new Scope();
     for (const p of this.k.params) {
       if (p.kind === 'constexpr') {
@@ -119,13 +120,14 @@ export class Specializer {
   /** Walk statements; returns 'return' if one ended the program (or helper). */
   private block(stmts: readonly acorn.Statement[], scope: Scope, inHelper: boolean): Flow {
     for (const s of stmts) {
+      if (this.b.stopped) return { kind: 'return' };
       let flow: Flow = { kind: 'next' };
       try {
         flow = this.stmt(s, scope, inHelper);
       } catch (err) {
         if (!(err instanceof Reported)) throw err;
       }
-      if (flow.kind === 'return') return flow;
+      if (flow.kind === 'return' || this.b.stopped) return this.b.stopped ? { kind: 'return' } : flow;
     }
     return { kind: 'next' };
   }
@@ -405,7 +407,10 @@ export class Specializer {
     const [start, end, step] = args.length === 1 ? [0, args[0]!, 1] : [args[0]!, args[1]!, args[2] ?? 1];
     if (step === 0 || !Number.isInteger(start) || !Number.isInteger(end) || !Number.isInteger(step)) this.b.fail(r, 'E_CONSTEXPR', 'staticRange bounds must be integers and the step non-zero');
     for (let i = start; step > 0 ? i < end : i > end; i += step) {
-      if (++this.unrolled > MAX_UNROLL) this.b.fail(s, 'E_LIMIT', `staticRange loops unroll more than ${MAX_UNROLL} iterations in total`);
+      if (++this.unrolled > MAX_UNROLL) {
+        this.b.stopped = true;
+        this.b.fail(s, 'E_LIMIT', `staticRange loops unroll more than ${MAX_UNROLL} iterations in total (limit MAX_UNROLL)`);
+      }
       const body = new Scope(scope);
       body.vars.set(name, { val: { kind: 'ce', v: i }, isConst: true });
       const flow = this.block([s.body], body, inHelper);
@@ -533,7 +538,7 @@ export class Specializer {
     if (this.inlineStack.includes(key)) {
       this.b.fail(node, 'E_UNSUPPORTED', `helper '${key}' is called recursively (${[...this.inlineStack, key].join(' -> ')}); recursion is not supported`);
     }
-    if (this.helperDepth >= MAX_INLINE_DEPTH) this.b.fail(node, 'E_LIMIT', `helpers nest more than ${MAX_INLINE_DEPTH} deep`);
+    if (this.helperDepth >= MAX_INLINE_DEPTH) this.b.fail(node, 'E_LIMIT', `helpers nest more than ${MAX_INLINE_DEPTH} deep (limit MAX_INLINE_DEPTH)`);
     if (args.length !== h.params.length) this.b.fail(node, 'E_ARITY', `helper '${h.name}' takes ${h.params.length} arguments, got ${args.length}`);
     const scope = new Scope();
     h.params.forEach((p, i) => scope.vars.set(p, { val: args[i]!, isConst: true }));
@@ -555,6 +560,7 @@ export class Specializer {
       const inner = this.b.diags.splice(before);
       this.b.fail(node, inner[0]!.code, `in helper '${h.name}' (its line ${inner[0]!.line}:${inner[0]!.column}): ${inner[0]!.message}`);
     }
+    if (this.b.stopped) throw new Reported('stopped');
     if (flow.kind === 'return' && flow.value) return flow.value;
     if (asStatement) return POISON;
     return this.b.fail(node, 'E_RETURN', `helper '${key}' returns no value, but its result is used`);

@@ -5,7 +5,8 @@
  */
 import type * as acorn from 'acorn';
 import type { Diagnostic } from '../errors.js';
-import { MAX_TILE_ELEMENTS, numel, type BinaryFn, type DType, type Instr, type Loc, type Shape, type UnaryFn, type Value } from '../ir/ir.js';
+import { MAX_IR_VALUES, MAX_TILE_ELEMENTS } from '../ir/limits.js';
+import { numel, type BinaryFn, type DType, type Instr, type Loc, type Shape, type UnaryFn, type Value } from '../ir/ir.js';
 
 /** A value while specialising. `float` marks numeric literals written with '.' or an exponent. */
 export type Val =
@@ -50,8 +51,14 @@ export class Builder {
     this.diags.push({ code, message, line: l.line, column: l.column });
   }
 
+  /** IR values this specialisation may create (MAX_IR_VALUES unless the kernel lowers it). */
+  maxValues = MAX_IR_VALUES;
+  /** Set once a limit that makes going on pointless was crossed: the walk stops. */
+  stopped = false;
+
   /** Create a value node and place it in the current block. */
   emit<T extends Value = Value>(node: acorn.Node, fields: Fields<T>): T {
+    this.countValue(node);
     const v = { ...fields, id: this.id(), loc: loc(node) } as unknown as T;
     this.block.push(v);
     return v;
@@ -59,7 +66,14 @@ export class Builder {
 
   /** A node that is defined by its parent instruction (iv, carried, result). */
   detached<T extends Value = Value>(node: acorn.Node, fields: Fields<T>): T {
+    this.countValue(node);
     return { ...fields, id: this.id(), loc: loc(node) } as unknown as T;
+  }
+
+  private countValue(node: acorn.Node): void {
+    if (this.nextId < this.maxValues || this.stopped) return;
+    this.stopped = true;
+    this.fail(node, 'E_LIMIT', `the kernel grows past ${this.maxValues} IR values here (limit MAX_IR_VALUES), after unrolling and inlining; unroll less or use a run-time loop`);
   }
 
   checkShape(node: acorn.Node, shape: Shape): void {
@@ -67,7 +81,7 @@ export class Builder {
     for (const d of shape) {
       if (!Number.isInteger(d) || d < 1 || (d & (d - 1)) !== 0) this.fail(node, 'E_SHAPE', `tile dims must be powers of two, got [${shape.join(', ')}]`);
     }
-    if (numel(shape) > MAX_TILE_ELEMENTS) this.fail(node, 'E_LIMIT', `a tile of [${shape.join(', ')}] has ${numel(shape)} elements; the limit is ${MAX_TILE_ELEMENTS}`);
+    if (numel(shape) > MAX_TILE_ELEMENTS) this.fail(node, 'E_LIMIT', `a tile of [${shape.join(', ')}] has ${numel(shape)} elements; the limit (MAX_TILE_ELEMENTS) is ${MAX_TILE_ELEMENTS}`);
   }
 
   /** A scalar constant; one node per (value, dtype) in each block, reused while it is current. */
