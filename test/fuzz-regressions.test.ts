@@ -1,0 +1,34 @@
+/**
+ * @fileoverview Minimal kernels the random-program fuzzer (test/fuzz) found wrong, each kept
+ * with the values it must produce, compiled and interpreted.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { jit } from '../src/kernel.js';
+import { Runtime } from '../src/runtime/runtime.js';
+
+let rt: Runtime;
+beforeAll(async () => {
+  rt = await Runtime.create({ threads: 0 });
+});
+afterAll(() => rt.dispose());
+
+describe('fuzzer finds', () => {
+  test('abs of an integer constant stays an integer (it folded to a float and broke i32 expressions)', async () => {
+    const k = jit(`function k(X, Out, k, n, B) {
+  const i = programId(0) * B + arange(B);
+  const m = i < n;
+  const x = load(X, i, m);
+  store(Out, i, (abs(-3) ^ k) + abs(where(i != x, i, abs(7))), m);
+}`, { signature: { X: 'ptr', Out: 'ptr', k: 'i32', n: 'i32', B: 'constexpr' } });
+    const x = rt.tensor(Int32Array.from([0, 5, 2, 9, 4]), [5], 'i32');
+    // i != x picks i, else abs(7) = 7; (3 ^ 6) = 5.
+    const want = [5 + 7, 5 + 1, 5 + 7, 5 + 3, 5 + 7];
+    for (const mode of ['launch', 'interpret'] as const) {
+      const out = rt.tensor(new Int32Array(5), [5], 'i32');
+      await k[mode]({ grid: [2], B: 4 }, x, out, 6, 5);
+      expect(Array.from(out.toArray()), mode).toEqual(want);
+      out.free();
+    }
+    x.free();
+  });
+});
