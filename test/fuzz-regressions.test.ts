@@ -31,4 +31,22 @@ describe('fuzzer finds', () => {
     }
     x.free();
   });
+
+  test('a constexpr >>> gives an i32, as at run time (it folded to 2^32-1, a float)', async () => {
+    const k = jit(`function k(X, Out, n, B) {
+  const i = programId(0) * B + arange(B);
+  const x = load(X, i, i < n);
+  store(Out, i, x & abs((-1) >>> 0), i < n);
+  store(Out, i + B, ((-16) >>> 2) + x * 0, i < n);
+}`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', B: 'constexpr' } });
+    const x = rt.tensor(Int32Array.from([5, -7, 12, 0]), [4], 'i32');
+    for (const mode of ['launch', 'interpret'] as const) {
+      const out = rt.tensor(new Int32Array(8), [8], 'i32');
+      await k[mode]({ grid: [1], B: 4 }, x, out, 4);
+      // abs(-1 as i32) = 1; -16 >>> 2 = 0x3ffffffc.
+      expect(Array.from(out.toArray()), mode).toEqual([1, 1, 0, 0, 0x3ffffffc, 0x3ffffffc, 0x3ffffffc, 0x3ffffffc]);
+      out.free();
+    }
+    x.free();
+  });
 });

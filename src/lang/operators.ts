@@ -113,7 +113,8 @@ function foldBinary(sp: Specializer, node: acorn.Node, op: string, a: Val & { ki
     case '^': return num(x ^ y);
     case '<<': return num(x << y);
     case '>>': return num(x >> y);
-    case '>>>': return num(x >>> y);
+    // Kernel integers are i32, so the unsigned shift's result is read back as i32, as at run time.
+    case '>>>': return num((x >>> y) | 0);
     default: return sp.b.fail(node, 'E_TYPE', `'${op}' does not apply to constexpr numbers`);
   }
 }

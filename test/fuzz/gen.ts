@@ -1,7 +1,8 @@
 /**
  * @fileoverview A generator of random, well-typed kernel-language programs (fast-check
  * arbitraries, so a failure shrinks to a small kernel): elementwise chains, constexpr
- * branches, loop-carried tiles, masked loads and stores, 2-D tiles with reductions, dot, f32 /
+ * branches, loop-carried tiles, masked loads and stores, 2-D tiles with reductions, dot,
+ * transposes, run-time ifs, unrolled loops, rand, f32 /
  * f16 / bf16 / i32 storage, and random sizes. Each program comes with its inputs; `check.ts`
  * runs it compiled and interpreted and compares.
  */
@@ -279,6 +280,41 @@ const int1d = fc.record({
   };
 });
 
+/** A square tile through trans, a run-time if with results, an unrolled loop and rand. */
+const misc2d = fc.record({
+  e: fexpr(['x', 'xt', 'u', 's'], 3), e2: fexpr(['w', 'x'], 2), B: pow2(0, 4), T: fc.integer({ min: -2, max: 3 }), R: fc.integer({ min: 0, max: 3 }),
+  rows: fc.integer({ min: 1, max: 20 }), dx: floatStorage, s: fconst, seed, rseed: fc.integer({ min: 0, max: 1000 }),
+}).map(({ e, e2, B, T, R, rows, dx, s, seed, rseed }): Program => {
+  const src = `function fz(X, Out, s, rows, t, rs, B, R) {
+  const base = programId(0) * B * B;
+  const r = expandDims(arange(B), 1);
+  const c = expandDims(arange(B), 0);
+  const offs = base + r * B + c;
+  const m = offs < rows * B;
+  const x = load(X, offs, m, -0.25);
+  const xt = trans(x);
+  const u = rand(rs, offs);
+  let w = ${renderF(e)} + zeros([B, B]);
+  if (t > programId(0)) {
+    w = trans(w) * 0.5;
+  } else {
+    w = w - 0.125;
+  }
+  for (const j of staticRange(R)) {
+    w = tanh(${renderF(e2)}) + cast(j, 'f32');
+  }
+  store(Out, offs, w, m);
+}`;
+  const g = cdiv(rows, B);
+  return {
+    kind: 'misc2d', src, seed,
+    signature: { X: 'ptr', Out: 'ptr', s: 'f32', rows: 'i32', t: 'i32', rs: 'i32', B: 'constexpr', R: 'constexpr' },
+    launch: { grid: [g], B, R },
+    args: [{ size: g * B * B, dtype: dx }, { size: g * B * B, dtype: 'f32' }, (s as { v: number }).v, rows, T, rseed],
+    out: 1, tol: Math.max(TOL[dx], 2e-4),
+  };
+});
+
 /** Any generated program. */
 export const program: fc.Arbitrary<Program> = fc.oneof(
   { weight: 3, arbitrary: elementwise1d },
@@ -286,4 +322,5 @@ export const program: fc.Arbitrary<Program> = fc.oneof(
   { weight: 2, arbitrary: reduce2d },
   { weight: 2, arbitrary: dot2d },
   { weight: 2, arbitrary: int1d },
+  { weight: 2, arbitrary: misc2d },
 );
