@@ -49,4 +49,21 @@ describe('fuzzer finds', () => {
     }
     x.free();
   });
+
+  test('-2^31 as a constexpr is an i32 (it was taken for a float)', async () => {
+    const k = jit(`function k(X, Out, n, B) {
+  const i = programId(0) * B + arange(B);
+  const x = load(X, i, i < n);
+  store(Out, i, ((2 << 30) & x) + (~minimum((-1) << 31, x)), i < n);
+}`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', B: 'constexpr' } });
+    const x = rt.tensor(Int32Array.from([-1, 5, -2147483648, 0]), [4], 'i32');
+    for (const mode of ['launch', 'interpret'] as const) {
+      const out = rt.tensor(new Int32Array(4), [4], 'i32');
+      await k[mode]({ grid: [1], B: 4 }, x, out, 4);
+      // (-2^31 & x) + ~(-2^31) = (-2^31 & x) + 2^31-1, wrapping.
+      expect(Array.from(out.toArray()), mode).toEqual([-1, 2147483647, -1, 2147483647]);
+      out.free();
+    }
+    x.free();
+  });
 });

@@ -165,7 +165,7 @@ export function describe(v: Val): string {
 export function ceDtype(v: number | boolean | string, float: boolean | undefined, other: DType | undefined): DType | undefined {
   if (typeof v === 'boolean') return 'bool';
   if (typeof v !== 'number') return undefined;
-  if (float || !Number.isInteger(v) || Math.abs(v) > 2147483647) return 'f32';
+  if (float || !Number.isInteger(v) || v < -2147483648 || v > 2147483647) return 'f32';
   // Weak integer: takes the other side's type (bool arithmetic goes through i32).
   return other === 'f32' ? 'f32' : 'i32';
 }
