@@ -31,3 +31,5 @@ export {
   MAX_CODE_BYTES, MAX_LOCALS, MAX_COMPILE_MS, DEFAULT_LIMITS,
 } from './ir/limits.js';
 export type { CompileLimits } from './ir/limits.js';
+export { autotune, TunedKernel } from './tune/index.js';
+export type { AutotuneOptions, TunedLaunchOptions, TuneConfig, TuneEvent, TuneMeta, TuneReport, VerifyOptions, NamedArgs, ConfigResult, KeyValue, MachineSignature } from './tune/index.js';

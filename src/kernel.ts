@@ -12,7 +12,7 @@ import type { KernelIR, StorageDType } from './ir/ir.js';
 import { DEFAULT_LIMITS, LimitError, type CompileLimits } from './ir/limits.js';
 import { printIR } from './ir/print.js';
 import { interpret, type InterpArg } from './interp/index.js';
-import { parseKernel, specialize, type ConstexprValue, type ParsedKernel, type ParseOptions, type Signature } from './lang/index.js';
+import { parseKernel, specialize, type ConstexprValue, type ParamKind, type ParsedKernel, type ParseOptions, type Signature } from './lang/index.js';
 import { moduleCache, hashKey } from './runtime/cache.js';
 import type { CompiledKernel } from './runtime/compiled.js';
 import { detectFeatures, enableWasmFlags } from './runtime/features.js';
@@ -140,6 +140,16 @@ export class Kernel {
     this.name = opts.name ?? this.parsed.name;
     this.source = this.parsed.source;
     this.signature = opts.signature;
+  }
+
+  /** The parameters in declaration order, with their kinds. */
+  get params(): readonly { readonly name: string; readonly kind: ParamKind }[] {
+    return this.parsed.params;
+  }
+
+  /** A hash of the source and inlined helpers: what a tuning result or a cache entry belongs to. */
+  get hash(): string {
+    return hashKey([this.parsed.source, ...this.parsed.helperSources]);
   }
 
   /** Every compilation so far with its reason (first launch, a constexpr changed, ...). */

@@ -1,0 +1,195 @@
+/**
+ * @fileoverview The autotuner: per-config results (adding a config times only it), bucketed
+ * keys, scratch outputs (the caller's tensors untouched, every candidate starts from the
+ * original contents), rejection of wrong candidates before timing, the portable results file
+ * and its recovery from corruption, the listener.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { autotune, jit, Runtime, type KernelArg, type LaunchOptions, type TuneEvent } from '../src/index.js';
+import { bucket, configId } from '../src/tune/index.js';
+
+const SCALE = `function scale(X, Out, s, n, BLOCK) {
+  const i = programId(0) * BLOCK + arange(BLOCK);
+  const m = i < n;
+  store(Out, i, load(X, i, m) * s, m);
+}`;
+// No masks: right only when BLOCK divides n.
+const SCALE_UNMASKED = `function scaleUnmasked(X, Out, s, n, BLOCK) {
+  const i = programId(0) * BLOCK + arange(BLOCK);
+  store(Out, i, load(X, i) * s);
+}`;
+const SIG = { X: 'ptr', Out: 'ptr', s: 'f32', n: 'i32', BLOCK: 'constexpr' } as const;
+const CONFIGS = [{ BLOCK: 16 }, { BLOCK: 32 }, { BLOCK: 64 }];
+const FAST = { warmup: 0, rep: 2 };
+const grid = (meta: Readonly<Record<string, unknown>>, args: Readonly<Record<string, KernelArg>>): number[] =>
+  [Math.ceil((args.n as number) / (meta.BLOCK as number))];
+
+const rtP = Runtime.create({ threads: 0 });
+afterAll(async () => (await rtP).dispose());
+const dir = (): string => mkdtempSync(join(tmpdir(), 'tilejit-tune-'));
+
+async function problem(n: number) {
+  const rt = await rtP;
+  const x = rt.tensor(Float32Array.from({ length: n }, (_, i) => i - 7), [n]);
+  const out = rt.tensor(new Float32Array(n).fill(7), [n]);
+  return { rt, x, out };
+}
+
+describe('autotune', () => {
+  test('key values bucket to powers of two', () => {
+    expect([0, 1, 2, 3, 1000, 1024, 1025, -3, 0.5].map((v) => bucket(v))).toEqual([0, 1, 2, 4, 1024, 1024, 2048, -4, 1]);
+    expect(bucket('causal')).toBe('causal');
+    expect(bucket(true)).toBe(true);
+    expect(configId({ b: 1, a: 2 })).toBe(configId({ a: 2, b: 1 }));
+  });
+
+  test('tunes into scratch outputs, verifies every candidate, launches the best, writes the results file', async () => {
+    const { x, out } = await problem(1000);
+    const events: TuneEvent[] = [];
+    const tuned = autotune(jit(SCALE, { signature: SIG }), { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: dir(), listener: (e) => events.push(e) });
+    const report = await tuned.tune({}, x, out, 2, 1000);
+    // The caller's output was never written while tuning.
+    expect(Array.from(out.toArray()).every((v) => v === 7)).toBe(true);
+    expect(report.measured).toBe(3);
+    expect(report.key).toEqual({ n: 1024 });
+    expect(report.results.map((r) => [r.config.BLOCK, r.status, r.verified])).toEqual([[16, 'ok', true], [32, 'ok', true], [64, 'ok', true]]);
+    for (const r of report.results) expect(r.ms).toBeGreaterThan(0);
+    expect(report.results.some((r) => r.config.BLOCK === report.best.config.BLOCK)).toBe(true);
+    expect(events.map((e) => e.type)).toEqual(['start', 'candidate', 'timed', 'candidate', 'timed', 'candidate', 'timed', 'done']);
+    await tuned.launch({}, x, out, 2, 1000);
+    const y = out.toArray();
+    expect([y[0], y[7], y[999]]).toEqual([-14, 0, 1984]);
+    const file = JSON.parse(readFileSync(tuned.file!, 'utf8'));
+    expect(file.format).toBe('tilejit-tune/1');
+    expect(file.kernel).toBe('scale');
+    const entries = Object.values(file.entries) as { key: unknown; signature: { threads: number; relaxedSimd: boolean }; results: Record<string, { ms: number }> }[];
+    expect(entries).toHaveLength(1);
+    expect(entries[0]!.key).toEqual({ n: 1024 });
+    expect(entries[0]!.signature.threads).toBe(0);
+    expect(Object.keys(entries[0]!.results)).toHaveLength(3);
+  });
+
+  test('results are kept per config and per bucket: adding a config times only that one', async () => {
+    const { x, out } = await problem(1000);
+    const cacheDir = dir();
+    const k = jit(SCALE, { signature: SIG });
+    const first = autotune(k, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir });
+    expect((await first.tune({}, x, out, 2, 1000)).measured).toBe(3);
+    // Same bucket (900 -> 1024): nothing measured, in this object or a fresh one reading the file.
+    expect((await first.tune({}, x, out, 2, 900)).measured).toBe(0);
+    const events: TuneEvent[] = [];
+    const second = autotune(k, { configs: [...CONFIGS, { BLOCK: 128 }], key: ['n'], grid, ...FAST, cacheDir, listener: (e) => events.push(e) });
+    const r = await second.tune({}, x, out, 2, 900);
+    expect(r.measured).toBe(1);
+    expect(events.filter((e) => e.type === 'cached')).toHaveLength(3);
+    expect(events.filter((e) => e.type === 'candidate').map((e) => e.type === 'candidate' && e.config)).toEqual([{ BLOCK: 128 }]);
+    // Another bucket is tuned on its own.
+    const big = await problem(2000);
+    expect((await second.tune({}, big.x, big.out, 2, 2000)).measured).toBe(4);
+    const file = JSON.parse(readFileSync(second.file!, 'utf8'));
+    expect(Object.values(file.entries).map((e) => (e as { key: { n: number } }).key.n).sort()).toEqual([1024, 2048]);
+  });
+
+  test('a candidate that is wrong is rejected before it is timed, and never chosen', async () => {
+    const { x, out } = await problem(40);
+    // BLOCK 64 reads past the end of a 40-element tensor without masks: the interpreter faults.
+    const unmasked = autotune(jit(SCALE_UNMASKED, { signature: SIG }), { configs: [{ BLOCK: 8 }, { BLOCK: 64 }], key: ['n'], grid, ...FAST, cacheDir: false });
+    const r = await unmasked.tune({}, x, out, 2, 40);
+    expect(r.results[1]!.status).toBe('rejected');
+    expect(r.results[1]!.ms).toBeNull();
+    expect(r.results[1]!.reason).toMatch(/interpreter failed/);
+    expect(r.best.config).toEqual({ BLOCK: 8 });
+    // A candidate whose compiled code computes something else than the interpreter says.
+    const real = jit(SCALE, { signature: SIG });
+    let timedLaunches = 0;
+    const broken = {
+      name: real.name, hash: real.hash, params: real.params,
+      interpret: real.interpret.bind(real),
+      launch: (o: LaunchOptions, ...a: KernelArg[]) => {
+        timedLaunches++;
+        return real.launch(o, ...(o.BLOCK === 32 ? [a[0]!, a[1]!, (a[2] as number) + 1, a[3]!] : a));
+      },
+    } as unknown as Parameters<typeof autotune>[0];
+    const events: TuneEvent[] = [];
+    const tuned = autotune(broken, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: false, listener: (e) => events.push(e) });
+    const report = await tuned.tune({}, x, out, 2, 40);
+    const bad = report.results.find((q) => q.config.BLOCK === 32)!;
+    expect(bad.status).toBe('rejected');
+    expect(bad.reason).toMatch(/output 'Out' differs from the interpreter at element 0: -21 vs -14/);
+    expect(report.best.config.BLOCK).not.toBe(32);
+    expect(events.filter((e) => e.type === 'rejected')).toHaveLength(1);
+    expect(timedLaunches).toBeGreaterThan(3);
+    // Every config rejected: a clear error listing why.
+    const allBad = autotune(jit(SCALE_UNMASKED, { signature: SIG }), { configs: [{ BLOCK: 64 }], key: ['n'], grid, ...FAST, cacheDir: false });
+    await expect(allBad.tune({}, x, out, 2, 40)).rejects.toThrow(/no config passed for key n=64/);
+  });
+
+  test('each candidate starts from the original outputs, in scratch tensors', async () => {
+    const { x, out } = await problem(100);
+    const real = jit(SCALE, { signature: SIG });
+    const seen: { block: number; offset: number; first: number }[] = [];
+    const spy = {
+      name: real.name, hash: real.hash, params: real.params, interpret: real.interpret.bind(real),
+      launch: (o: LaunchOptions, ...a: KernelArg[]) => {
+        const t = a[1] as typeof out;
+        seen.push({ block: o.BLOCK as number, offset: t.byteOffset, first: t.toArray()[50]! });
+        return real.launch(o, ...a);
+      },
+    } as unknown as Parameters<typeof autotune>[0];
+    const tuned = autotune(spy, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: false, verify: false });
+    await tuned.tune({}, x, out, 2, 100);
+    for (const b of [16, 32, 64]) {
+      const mine = seen.filter((s) => s.block === b);
+      expect(mine[0]!.first).toBe(7); // not the previous candidate's 86
+      expect(mine.every((s) => s.offset !== out.byteOffset)).toBe(true);
+    }
+    expect(out.toArray()[50]).toBe(7);
+  });
+
+  test('a corrupt results file is ignored and rebuilt', async () => {
+    const { x, out } = await problem(64);
+    const cacheDir = dir();
+    const k = jit(SCALE, { signature: SIG });
+    const a = autotune(k, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir });
+    await a.tune({}, x, out, 2, 64);
+    for (const garbage of ['{"format":"tilejit-tune/1","hash":', '{"format":"tilejit-tune/1","hash":"x","entries":{}}', '[1,2]']) {
+      writeFileSync(a.file!, garbage);
+      const b = autotune(k, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir });
+      expect(b.recoveredCorruptFile).toBe(true);
+      expect((await b.tune({}, x, out, 2, 64)).measured).toBe(3);
+      const file = JSON.parse(readFileSync(a.file!, 'utf8'));
+      expect(file.hash).toBe(k.hash);
+      expect(Object.keys(Object.values(file.entries as Record<string, { results: object }>)[0]!.results)).toHaveLength(3);
+    }
+  });
+
+  test('bad options fail clearly', () => {
+    const k = jit(SCALE, { signature: SIG });
+    expect(() => autotune(k, { configs: [], key: [], grid })).toThrow(/non-empty/);
+    expect(() => autotune(k, { configs: [{ n: 3 }], key: [], grid })).toThrow(/'n', which is not a constexpr/);
+    expect(() => autotune(k, { configs: CONFIGS, key: [], grid, outputs: ['s'] })).toThrow(/not a ptr/);
+  });
+
+  test('verification on a small problem built per candidate', async () => {
+    const { x, out } = await problem(4096);
+    const sizes: number[] = [];
+    const tuned = autotune(jit(SCALE_UNMASKED, { signature: SIG }), {
+      configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: false,
+      verify: {
+        args: (rt, meta) => {
+          const n = 2 * (meta.BLOCK as number);
+          sizes.push(n);
+          return [rt.tensor(new Float32Array(n).fill(1), [n]), rt.empty([n]), 3, n];
+        },
+      },
+    });
+    const before = (await rtP).stats().inUseBytes;
+    const r = await tuned.tune({}, x, out, 2, 4096);
+    expect(sizes).toEqual([32, 64, 128]);
+    expect(r.results.every((q) => q.status === 'ok' && q.verified)).toBe(true);
+    expect((await rtP).stats().inUseBytes).toBe(before); // scratch and verification tensors freed
+  });
+});
