@@ -67,7 +67,7 @@ export interface AutotuneOptions {
 
 /** How candidates are checked against the interpreter. */
 export interface VerifyOptions {
-  /** A small problem (its tensors are freed afterwards), given the fixed and the candidate's constexprs. */
+  /** A small problem (its tensors are freed afterwards), given the constexprs of the real launch (fixed, the candidate's, derived). */
   readonly args?: (rt: Runtime, meta: TuneMeta) => KernelArg[];
   /** Tolerances (default 1e-4 / 1e-3; 1e-2 for f16/bf16 outputs). */
   readonly atol?: number;
@@ -258,7 +258,7 @@ export class TunedKernel {
     cfg: TuneConfig, fixed: TuneMeta, named: NamedArgs, rt: Runtime,
     verify: VerifyOptions,
   ): Promise<string | undefined> {
-    const made = verify.args ? verify.args(rt, { ...fixed, ...cfg }) : this.runParams.map((p) => named[p.name]!);
+    const made = verify.args ? verify.args(rt, this.meta(fixed, cfg, named)) : this.runParams.map((p) => named[p.name]!);
     const owned: Tensor[] = [];
     const copy = (): KernelArg[] => made.map((a) => {
       if (!(a instanceof Tensor)) return a;

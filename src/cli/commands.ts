@@ -1,0 +1,200 @@
+/**
+ * @fileoverview The `tilejit` commands other than `bench`: `info`, `cache clear`, `inspect` and
+ * `tune`. Each returns its exit status; usage mistakes throw UsageError (exit 2).
+ */
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Kernel, TILEJIT_VERSION, type KernelArg, type LaunchOptions } from '../kernel.js';
+import { chooseGemmConfig } from '../ops/matmul.js';
+import { defaultCacheDir, ModuleCache } from '../runtime/cache.js';
+import { detectFeatures } from '../runtime/features.js';
+import { Runtime } from '../runtime/runtime.js';
+import { gemmArgs, PLAIN_GEMM, tunedGemm } from '../tune/gemm.js';
+import type { ConfigResult } from '../tune/store.js';
+import type { TuneEvent } from '../tune/autotune.js';
+import { intFlag, parseArgs, parseShape, UsageError, type CliIO } from './args.js';
+import { gemmKernel } from '../../templates/gemm.js';
+
+/** Ops the `inspect` and `tune` commands know by name. */
+export const CLI_OPS = ['matmul'] as const;
+
+function tuneFiles(dir: string): string[] {
+  try {
+    return readdirSync(join(dir, 'tune')).filter((f) => f.endsWith('.json'));
+  } catch {
+    return [];
+  }
+}
+
+function size(bytes: number): string {
+  return bytes < 1024 ? `${bytes} B` : bytes < 1 << 20 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
+/** `tilejit info [--json]`: engine features, threads, the cache. */
+export function info(args: readonly string[], io: CliIO): number {
+  const p = parseArgs(args, { switches: ['json'] }, 'info');
+  if (p.positionals.length) throw new UsageError(`unexpected argument '${p.positionals[0]}'`, 'info');
+  const f = detectFeatures();
+  const dir = defaultCacheDir();
+  const modules = new ModuleCache(dir).stats();
+  const tunes = tuneFiles(dir);
+  const tuneBytes = tunes.reduce((s, t) => s + statSync(join(dir, 'tune', t)).size, 0);
+  const data = {
+    version: TILEJIT_VERSION,
+    node: process.versions.node,
+    cpu: (cpus()[0]?.model ?? 'unknown').trim(),
+    simd: f.simd,
+    relaxedSimd: f.relaxedSimd,
+    sharedMemory: f.threads,
+    threads: availableParallelism(),
+    cacheDir: dir,
+    cacheEntries: modules.entries,
+    cacheBytes: modules.bytes,
+    tuneFiles: tunes.length,
+    tuneBytes,
+  };
+  if (p.flags.has('json')) {
+    io.out(`${JSON.stringify(data)}\n`);
+    return 0;
+  }
+  const yes = (b: boolean): string => (b ? 'yes' : 'no');
+  const rows: [string, string][] = [
+    ['tilejit', `${data.version} (Node ${data.node})`],
+    ['cpu', data.cpu],
+    ['WebAssembly SIMD', yes(data.simd)],
+    ['relaxed SIMD (FMA)', `${yes(data.relaxedSimd)}${process.env.TILEJIT_NO_RELAXED === '1' ? ' (off: TILEJIT_NO_RELAXED=1)' : ''}`],
+    ['shared memory', yes(data.sharedMemory)],
+    ['threads (default)', String(data.threads)],
+    ['cache dir', data.cacheDir],
+    ['compiled modules', `${data.cacheEntries} (${size(data.cacheBytes)})`],
+    ['tuning results', `${data.tuneFiles} files (${size(data.tuneBytes)})`],
+  ];
+  for (const [k, v] of rows) io.out(`${k.padEnd(20)} ${v}\n`);
+  return 0;
+}
+
+/** `tilejit cache clear`: remove compiled modules and tuning results. */
+export function cache(args: readonly string[], io: CliIO): number {
+  const p = parseArgs(args, {}, 'cache');
+  if (p.positionals.length !== 1 || p.positionals[0] !== 'clear') throw new UsageError(`expected 'cache clear'${p.positionals.length ? `, got 'cache ${p.positionals.join(' ')}'` : ''}`, 'cache');
+  const dir = defaultCacheDir();
+  const mc = new ModuleCache(dir);
+  const { entries } = mc.stats();
+  mc.clear();
+  const tunes = tuneFiles(dir);
+  for (const t of tunes) rmSync(join(dir, 'tune', t), { force: true });
+  io.out(`removed ${entries} compiled modules and ${tunes.length} tuning files from ${dir}\n`);
+  return 0;
+}
+
+/** What a file given to `inspect` exports as `inspect` (or default): a kernel and an example launch. */
+export interface InspectSpec {
+  readonly kernel: Kernel;
+  readonly options: LaunchOptions;
+  readonly args: (rt: Runtime) => KernelArg[];
+}
+
+/** `tilejit inspect <op|file> --wat|--ir [--shape MxNxK]`. */
+export async function inspect(args: readonly string[], io: CliIO): Promise<number> {
+  const p = parseArgs(args, { switches: ['wat', 'ir'], values: ['shape'] }, 'inspect');
+  if (p.positionals.length !== 1) throw new UsageError('expected one op name or file', 'inspect');
+  const wat = p.flags.has('wat'), ir = p.flags.has('ir');
+  if (wat === ir) throw new UsageError('choose one of --wat or --ir', 'inspect');
+  const target = p.positionals[0]!;
+  const rt = await Runtime.create({ threads: 0 });
+  try {
+    let spec: InspectSpec;
+    if ((CLI_OPS as readonly string[]).includes(target)) {
+      const [M, N, K] = parseShape(String(p.flags.get('shape') ?? '64x64x64'), 'inspect');
+      const c = chooseGemmConfig(M, N, K);
+      const even = M % c.BM === 0 && N % c.BN === 0 && K % c.BK === 0;
+      spec = {
+        kernel: gemmKernel,
+        options: { grid: [Math.ceil(M / c.BM), Math.ceil(N / c.BN), 1], ...c, ...PLAIN_GEMM, EVEN: even },
+        args: (r) => gemmArgs(r, M, N, K),
+      };
+    } else {
+      if (p.flags.has('shape')) throw new UsageError('--shape applies to ops, not files', 'inspect');
+      const file = resolve(target);
+      if (!existsSync(file)) throw new UsageError(`'${target}' is neither an op (${CLI_OPS.join(', ')}) nor a file`, 'inspect');
+      const mod = (await import(pathToFileURL(file).href)) as { inspect?: InspectSpec; default?: InspectSpec };
+      const s = mod.inspect ?? mod.default;
+      if (!s || !(s.kernel instanceof Kernel) || typeof s.args !== 'function' || !s.options) {
+        io.err(`inspect: ${target} must export 'inspect' (or a default) = { kernel: jit(...), options: { grid, ...constexprs }, args: (rt) => [...] }\n`);
+        return 1;
+      }
+      spec = s;
+    }
+    const kargs = spec.args(rt);
+    const opts = { ...spec.options, runtime: rt };
+    io.out(`${wat ? await spec.kernel.wat(opts, ...kargs) : await spec.kernel.ir(opts, ...kargs)}\n`);
+    return 0;
+  } finally {
+    rt.dispose();
+  }
+}
+
+function bar(done: number, total: number, width = 24): string {
+  const filled = Math.round((done / Math.max(1, total)) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
+}
+
+/** `tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]`. */
+export async function tune(args: readonly string[], io: CliIO): Promise<number> {
+  const p = parseArgs(args, { switches: ['json', 'no-cache'], values: ['shape', 'threads', 'warmup', 'rep'] }, 'tune');
+  if (p.positionals.length !== 1) throw new UsageError(`expected one op to tune (${CLI_OPS.join(', ')})`, 'tune');
+  const op = p.positionals[0]!;
+  if (!(CLI_OPS as readonly string[]).includes(op)) throw new UsageError(`unknown op '${op}' (ops: ${CLI_OPS.join(', ')})`, 'tune');
+  const [M, N, K] = parseShape(String(p.flags.get('shape') ?? '512x512x512'), 'tune');
+  const threads = intFlag(p, 'threads', availableParallelism(), 'tune');
+  const warmup = intFlag(p, 'warmup', 10, 'tune');
+  const rep = intFlag(p, 'rep', 40, 'tune');
+  let total = 0, done = 0;
+  const progress = (e: TuneEvent): void => {
+    if (e.type === 'start') {
+      total = e.configs;
+      done = e.cached;
+      io.err(`tuning ${e.kernel} for M=${M} N=${N} K=${K} (bucket ${Object.entries(e.key).map(([k, v]) => `${k}=${v}`).join(' ')}): ${e.configs} configs, ${e.cached} cached\n`);
+    } else if (e.type === 'timed' || e.type === 'rejected') {
+      done++;
+      const c = e.result.config;
+      const what = `BM=${c.BM} BN=${c.BN} BK=${c.BK} ${e.result.status === 'ok' ? `${e.result.ms!.toFixed(3)} ms` : 'rejected'}`;
+      io.err(io.tty ? `\r${bar(done, total)} ${what.padEnd(40)}` : `${bar(done, total)} ${what}\n`);
+    } else if (e.type === 'done' && io.tty) io.err('\n');
+  };
+  const rt = await Runtime.create({ threads });
+  try {
+    const tuned = tunedGemm({ cacheDir: p.flags.has('no-cache') ? false : undefined, warmup, rep, listener: progress });
+    const kargs = gemmArgs(rt, M, N, K);
+    const report = await tuned.tune({ ...PLAIN_GEMM, runtime: rt }, ...kargs);
+    const flops = 2 * M * N * K;
+    if (p.flags.has('json')) {
+      io.out(`${JSON.stringify({ op, shape: { M, N, K }, threads, key: report.key, best: report.best.config, measured: report.measured, file: tuned.file ?? null, results: report.results.map((r) => ({ ...r, gflops: r.ms ? round(flops / r.ms / 1e6) : null })) })}\n`);
+    } else {
+      io.out(table(report.results, report.best, flops));
+      io.out(`best: ${Object.entries(report.best.config).map(([k, v]) => `${k}=${v}`).join(' ')} ${report.best.ms!.toFixed(3)} ms, ${(flops / report.best.ms! / 1e6).toFixed(1)} GFLOP/s on ${threads} threads (${report.measured} measured now${tuned.file ? `; saved in ${tuned.file}` : ''})\n`);
+    }
+    return 0;
+  } finally {
+    rt.dispose();
+  }
+}
+
+function round(x: number): number {
+  return Number(x.toPrecision(4));
+}
+
+function table(results: readonly ConfigResult[], best: ConfigResult, flops: number): string {
+  const rows = [['', 'BM', 'BN', 'BK', 'median ms', 'GFLOP/s', 'verified', 'status']];
+  for (const r of results) {
+    rows.push([
+      r === best ? '*' : '', String(r.config.BM), String(r.config.BN), String(r.config.BK),
+      r.ms === null ? '-' : r.ms.toFixed(3), r.ms === null ? '-' : (flops / r.ms / 1e6).toFixed(1),
+      r.verified ? 'yes' : 'no', r.status === 'ok' ? 'ok' : `rejected: ${r.reason ?? ''}`,
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
+}

@@ -1,0 +1,74 @@
+/**
+ * @fileoverview The `tilejit` command: dispatch, help, and exit statuses (0 done, 1 failed,
+ * 2 bad arguments). `runCli` takes its output channels so tests run it in process.
+ */
+import { UsageError, type CliIO } from './args.js';
+import { cache, CLI_OPS, info, inspect, tune } from './commands.js';
+
+const HELP = `tilejit: JIT tile kernels for WebAssembly SIMD
+
+usage: tilejit <command> [options]
+
+commands:
+  info [--json]                     WebAssembly features (SIMD, relaxed SIMD, threads), cache dir and size
+  cache clear                       remove compiled modules and tuning results from the cache dir
+  inspect <op|file> --wat|--ir      the generated WebAssembly text or the specialised IR
+          [--shape MxNxK]           (ops: ${CLI_OPS.join(', ')}; a file is a JS module exporting
+                                    inspect = { kernel, options: { grid, ...constexprs }, args: (rt) => [...] })
+  bench [--suite NAME]... [--json] [--quick]
+                                    benchmarks; --json prints one BENCH_JSON line per measurement
+  tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]
+                                    time every verified config of an op, show the table, keep the winner
+  help, --help                      this text
+
+environment: TILEJIT_CACHE_DIR (cache directory), TILEJIT_NO_RELAXED=1 (no FMA)
+`;
+
+const USAGE: Record<string, string> = {
+  info: 'tilejit info [--json]',
+  cache: 'tilejit cache clear',
+  inspect: 'tilejit inspect <op|file> --wat|--ir [--shape MxNxK]',
+  bench: 'tilejit bench [--suite NAME]... [--json] [--quick]',
+  tune: 'tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]',
+};
+
+/** Run the command line `args` (without node and the script); resolves to the exit status. */
+export async function runCli(args: readonly string[], io: CliIO): Promise<number> {
+  const [cmd, ...rest] = args;
+  try {
+    if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+      (cmd === undefined ? io.err : io.out)(HELP);
+      return cmd === undefined ? 2 : 0;
+    }
+    if (rest.includes('--help') || rest.includes('-h')) {
+      if (!(cmd in USAGE)) throw new UsageError(`unknown command '${cmd}'`);
+      io.out(`usage: ${USAGE[cmd]}\n`);
+      return 0;
+    }
+    switch (cmd) {
+      case 'info': return info(rest, io);
+      case 'cache': return cache(rest, io);
+      case 'inspect': return await inspect(rest, io);
+      case 'tune': return await tune(rest, io);
+      case 'bench': {
+        let run: typeof import('../../bench/run.js').runBench;
+        try {
+          ({ runBench: run } = await import('../../bench/run.js'));
+        } catch (err) {
+          io.err(`tilejit bench: the benchmarks are not available in this install (${(err as Error).message})\n`);
+          return 1;
+        }
+        return await run(rest, io, 'tilejit bench');
+      }
+      default: throw new UsageError(`unknown command '${cmd}'`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      const usage = err.command ? USAGE[err.command] : undefined;
+      io.err(`tilejit: ${err.message}\n${usage ? `usage: ${usage}` : "run 'tilejit --help' for the commands"}\n`);
+      return 2;
+    }
+    io.err(`tilejit ${cmd}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * @fileoverview The `tilejit` command: each command's exit status and output shape, run in
+ * process (and the executable once, for its wiring), with a cache directory of its own.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runCli } from '../src/cli/main.js';
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const code = await runCli(args, { out: (t) => (out += t), err: (t) => (err += t) });
+  return { code, out, err };
+}
+
+const saved = process.env.TILEJIT_CACHE_DIR;
+const dir = mkdtempSync(join(tmpdir(), 'tilejit-cli-'));
+beforeAll(() => {
+  process.env.TILEJIT_CACHE_DIR = dir;
+});
+afterAll(() => {
+  process.env.TILEJIT_CACHE_DIR = saved;
+});
+
+const BENCH_FIELDS = ['suite', 'case', 'impl', 'threads', 'median_ms', 'gflops', 'gbps', 'peak_bytes', 'max_abs_err', 'params'];
+
+describe('tilejit', () => {
+  test('--help lists every command; no command or an unknown one is a usage error', async () => {
+    const help = await cli('--help');
+    expect(help.code).toBe(0);
+    for (const c of ['info', 'cache clear', 'inspect', 'bench', 'tune']) expect(help.out).toContain(c);
+    expect((await cli('tune', '--help')).out).toMatch(/^usage: tilejit tune <op>/);
+    const none = await cli();
+    expect(none.code).toBe(2);
+    expect(none.err).toContain('usage: tilejit <command>');
+    const bad = await cli('frobnicate');
+    expect([bad.code, bad.err]).toEqual([2, "tilejit: unknown command 'frobnicate'\nrun 'tilejit --help' for the commands\n"]);
+  });
+
+  test.each([
+    [['info', '--verbose'], /unknown option '--verbose'/],
+    [['info', 'extra'], /unexpected argument 'extra'/],
+    [['cache'], /expected 'cache clear'/],
+    [['cache', 'purge'], /got 'cache purge'/],
+    [['inspect', 'matmul'], /choose one of --wat or --ir/],
+    [['inspect', 'matmul', '--wat', '--ir'], /choose one of --wat or --ir/],
+    [['inspect', 'no-such-thing', '--ir'], /neither an op \(matmul\) nor a file/],
+    [['tune'], /expected one op to tune/],
+    [['tune', 'conv'], /unknown op 'conv'/],
+    [['tune', 'matmul', '--shape', '12x'], /--shape must be MxNxK/],
+    [['tune', 'matmul', '--shape'], /--shape needs a value/],
+    [['tune', 'matmul', '--threads', 'two'], /--threads must be a non-negative integer/],
+    [['bench', '--suite', 'nope'], /unknown suite 'nope'/],
+    [['bench', '--fast'], /unknown argument '--fast'/],
+  ])('%j exits 2 with a clear message', async (args, msg) => {
+    const r = await cli(...args);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(msg);
+    expect(r.err).toMatch(/usage: /);
+    expect(r.out).toBe('');
+  });
+
+  test('info reports features, threads and the cache', async () => {
+    const r = await cli('info', '--json');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.simd).toBe(true);
+    expect(typeof j.relaxedSimd).toBe('boolean');
+    expect(j.threads).toBeGreaterThan(0);
+    expect(j.cacheDir).toBe(dir);
+    const text = await cli('info');
+    expect(text.out).toMatch(/^relaxed SIMD \(FMA\)\s+(yes|no)/m);
+    expect(text.out).toContain(`cache dir            ${dir}`);
+  });
+
+  test('inspect prints IR or WebAssembly text for an op or a kernel file', async () => {
+    const ir = await cli('inspect', 'matmul', '--ir', '--shape', '32x32x32');
+    expect(ir.code).toBe(0);
+    expect(ir.out).toMatch(/^kernel gemm\(/);
+    const wat = await cli('inspect', 'matmul', '--wat');
+    expect(wat.code).toBe(0);
+    expect(wat.out).toMatch(/^\(module/);
+    expect(wat.out).toContain('(export "run"');
+    const file = await cli('inspect', join(__dirname, 'fixtures', 'inspect-kernel.ts'), '--ir');
+    expect(file.code).toBe(0);
+    expect(file.out).toMatch(/^kernel double\(/);
+    const notKernel = await cli('inspect', join(__dirname, 'util', 'irb.ts'), '--ir');
+    expect(notKernel.code).toBe(1);
+    expect(notKernel.err).toMatch(/must export 'inspect'/);
+  });
+
+  test('tune prints a result table, saves the results, and cache clear removes them', async () => {
+    const r = await cli('tune', 'matmul', '--shape', '24x40x16', '--threads', '0', '--warmup', '0', '--rep', '1');
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/tuning gemm for M=24 N=40 K=16 \(bucket M=32 N=64 K=16\): \d+ configs, 0 cached/);
+    expect(r.err).toMatch(/\[#+\] \d+\/\d+ BM=/);
+    const lines = r.out.trim().split('\n');
+    expect(lines[0]!.split(/\s+/).filter(Boolean)).toEqual(['BM', 'BN', 'BK', 'median', 'ms', 'GFLOP/s', 'verified', 'status']);
+    expect(lines.filter((l) => l.startsWith('*'))).toHaveLength(1);
+    expect(lines.at(-1)).toMatch(/^best: BM=\d+ BN=\d+ BK=\d+ [\d.]+ ms, [\d.]+ GFLOP\/s on 0 threads \(\d+ measured now; saved in /);
+    const j = await cli('tune', 'matmul', '--shape', '24x40x16', '--threads', '0', '--json');
+    const report = JSON.parse(j.out);
+    expect(report.measured).toBe(0); // all from the file the first run wrote
+    expect(report.results.length).toBe(lines.length - 2);
+    expect(report.results.every((x: { verified: boolean; status: string }) => x.verified && x.status === 'ok')).toBe(true);
+    expect(existsSync(report.file)).toBe(true);
+    const clear = await cli('cache', 'clear');
+    expect(clear.code).toBe(0);
+    expect(clear.out).toMatch(/^removed \d+ compiled modules and 1 tuning files from /);
+    expect(readdirSync(join(dir, 'tune'))).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tjc'))).toEqual([]);
+  });
+
+  test('bench --json --quick --suite dispatch prints only contract lines', async () => {
+    const r = await cli('bench', '--json', '--quick', '--suite', 'dispatch');
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.length).toBe(2);
+    for (const l of lines) {
+      for (const f of BENCH_FIELDS) expect(l).toHaveProperty(f);
+      expect(l.suite).toBe('dispatch');
+      expect(l.impl).toBe('tilejit');
+      expect(l.median_ms).toBeGreaterThan(0);
+      expect(typeof l.case).toBe('string');
+      expect(Number.isInteger(l.threads)).toBe(true);
+      for (const f of ['gflops', 'gbps', 'peak_bytes', 'max_abs_err']) expect(l[f] === null || typeof l[f] === 'number').toBe(true);
+      expect(typeof l.params).toBe('object');
+    }
+    expect(lines.map((l) => l.threads)).toEqual([1, 2]);
+    expect(r.err).toContain('[bench] dispatch');
+  });
+
+  test('the executable exits with the statuses above', () => {
+    const bin = join(__dirname, '..', 'src', 'cli', 'bin.ts');
+    const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', bin, ...args], { encoding: 'utf8', env: { ...process.env, TILEJIT_CACHE_DIR: dir } });
+    const help = run('--help');
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('usage: tilejit <command>');
+    const bad = run('tune', 'matmul', '--bogus');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("tilejit: unknown option '--bogus'");
+    expect(JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', bin, 'info', '--json'], { encoding: 'utf8' })).simd).toBe(true);
+  });
+});
