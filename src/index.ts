@@ -33,3 +33,5 @@ export {
 export type { CompileLimits } from './ir/limits.js';
 export { autotune, TunedKernel } from './tune/index.js';
 export type { AutotuneOptions, TunedLaunchOptions, TuneConfig, TuneEvent, TuneMeta, TuneReport, VerifyOptions, NamedArgs, ConfigResult, KeyValue, MachineSignature } from './tune/index.js';
+export { Profile } from './runtime/profile.js';
+export type { ProfileOptions, KernelProfile, LaunchRecord, LaunchWork, WorkFn, TraceEvent } from './runtime/profile.js';

@@ -37,6 +37,14 @@ interface Slot {
   alive: boolean;
 }
 
+/** One worker's part in a launch: wall-clock (epoch ms) start and end, programs it ran. */
+export interface WorkerSpan {
+  readonly worker: number;
+  readonly start: number;
+  readonly end: number;
+  readonly programs: number;
+}
+
 interface Running {
   fail?: Error;
   expected: number;
@@ -46,6 +54,8 @@ export class WorkerPool {
   private readonly ctl: Int32Array;
   private readonly ctlF: Float32Array;
   readonly busy: Float64Array;
+  /** Per worker [start, end, programs, generation] of its part in the last launch (epoch ms). */
+  private readonly spans: Float64Array;
   private readonly slots: Slot[] = [];
   private readonly moduleIds = new WeakMap<WebAssembly.Module, number>();
   private readonly modules = new Map<number, CompiledKernel>();
@@ -63,6 +73,7 @@ export class WorkerPool {
     this.ctl = new Int32Array(new SharedArrayBuffer(4 * (CTL.PARAMS + MAX_PARAMS)));
     this.ctlF = new Float32Array(this.ctl.buffer);
     this.busy = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, size)));
+    this.spans = new Float64Array(new SharedArrayBuffer(8 * 4 * Math.max(1, size)));
     for (let i = 0; i < size; i++) this.slots.push(this.spawn(i));
   }
 
@@ -73,7 +84,7 @@ export class WorkerPool {
       // The worker is plain JS: it needs none of the parent's loaders or flags (test runners
       // and TypeScript loaders put theirs there).
       execArgv: [],
-      workerData: { ctl: this.ctl.buffer, busy: this.busy.buffer, memory: this.memory, port: port2, index, C: CTL, gen0: Atomics.load(this.ctl, CTL.GEN) },
+      workerData: { ctl: this.ctl.buffer, busy: this.busy.buffer, spans: this.spans.buffer, memory: this.memory, port: port2, index, C: CTL, gen0: Atomics.load(this.ctl, CTL.GEN) },
       transferList: [port2],
     });
     const slot: Slot = { worker, port: port1, modules: new Set(), scratch: 0, scratchSize: 0, acks: new Map(), alive: true };
@@ -161,19 +172,19 @@ export class WorkerPool {
   }
 
   /** Run a launch on the workers. Launches from concurrent callers are serialised. */
-  run(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): Promise<void> {
+  run(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], onSpans?: (spans: WorkerSpan[]) => void): Promise<void> {
     // Keep the process alive while launches are pending: workers and ports are unref'd, and
     // neither set-up acks nor a pending Atomics.waitAsync hold the event loop.
     this.pending++;
     this.keepAlive.ref();
-    const next = this.queue.then(() => this.runNow(ck, grid, params)).finally(() => {
+    const next = this.queue.then(() => this.runNow(ck, grid, params, onSpans)).finally(() => {
       if (--this.pending === 0) this.keepAlive.unref();
     });
     this.queue = next.catch(() => undefined);
     return next;
   }
 
-  private async runNow(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): Promise<void> {
+  private async runNow(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], onSpans?: (spans: WorkerSpan[]) => void): Promise<void> {
     if (this.disposed) throw new Error('launch: this runtime was disposed');
     if (params.length > MAX_PARAMS) throw new RangeError(`${ck.name}: more than ${MAX_PARAMS} kernel parameters`);
     const id = this.ready(ck) ?? (await this.prepare(ck));
@@ -205,7 +216,7 @@ export class WorkerPool {
     const doneBefore = Atomics.load(c, CTL.DONE);
     const waiter = Atomics.waitAsync(c, CTL.DONE, doneBefore);
     Atomics.store(c, CTL.CMD, CMD_RUN);
-    Atomics.add(c, CTL.GEN, 1);
+    const gen = Atomics.add(c, CTL.GEN, 1) + 1;
     Atomics.notify(c, CTL.GEN);
     try {
       // A short launch ends within microseconds. With a core to spare the caller spins a little
@@ -217,6 +228,7 @@ export class WorkerPool {
     } finally {
       this.running = undefined;
     }
+    if (onSpans) onSpans(this.readSpans(gen));
     if (running.fail) throw new KernelRuntimeError(`kernel '${ck.name}': ${running.fail.message}; the launch was abandoned`, ck.name, undefined, { cause: running.fail });
     if (Atomics.load(c, CTL.ERR)) {
       const lin = c[CTL.ERR_PID]!;
@@ -225,6 +237,18 @@ export class WorkerPool {
       trapMessage = undefined;
       throw new KernelRuntimeError(`kernel '${ck.name}' trapped in program (${pid.join(', ')}): ${message}`, ck.name, pid);
     }
+  }
+
+  /** The workers' parts in the launch of generation `gen` (workers that took no part are left out). */
+  private readSpans(gen: number): WorkerSpan[] {
+    const out: WorkerSpan[] = [];
+    const s = this.spans;
+    for (let i = 0; i < this.size; i++) {
+      const o = i * 4;
+      // Generations are Int32 in the control block; compare as such.
+      if ((s[o + 3]! | 0) === (gen | 0)) out.push({ worker: i, start: s[o]!, end: s[o + 1]!, programs: s[o + 2]! });
+    }
+    return out;
   }
 
   /** Test hook: the worker threads. */

@@ -8,7 +8,8 @@ import type { StorageDType } from '../ir/ir.js';
 import type { CompiledKernel } from './compiled.js';
 import { enableWasmFlags } from './features.js';
 import { Heap } from './memory.js';
-import { WorkerPool } from './pool.js';
+import { WorkerPool, type WorkerSpan } from './pool.js';
+import { Profile, Profiler, type ProfileOptions } from './profile.js';
 import { checkDtype, checkShape, DTYPE_BYTES, Tensor, writeElements, type TensorOwner } from './tensor.js';
 
 /** Options of `Runtime.create`. */
@@ -57,6 +58,7 @@ export class Runtime implements TensorOwner {
   private readonly counters: RuntimeStats;
   private readonly scopes: Set<Tensor>[] = [];
   private readonly pool: WorkerPool | undefined;
+  private profiler: Profiler | undefined;
 
   private constructor(opts: RuntimeOptions) {
     const threads = opts.threads ?? availableParallelism();
@@ -165,8 +167,45 @@ export class Runtime implements TensorOwner {
     return result;
   }
 
-  /** @internal Run a compiled kernel over a grid (`bytes`: what its tensors total, for the inline choice). */
-  async execute(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes = Infinity): Promise<void> {
+  /**
+   * Run `fn` and record every launch on this runtime while it runs: per kernel calls, total
+   * and median ms, GFLOP/s and GB/s where `opts.work` says the work, and a Chrome trace with
+   * a track per worker. Profiles do not nest.
+   */
+  async profile<T>(fn: () => T | Promise<T>, opts: ProfileOptions = {}): Promise<Profile<Awaited<T>>> {
+    this.live('profile');
+    if (this.profiler) throw new Error('profile: this runtime is already being profiled');
+    const p = new Profiler(opts, this.threads);
+    this.profiler = p;
+    try {
+      const result = await fn();
+      return new Profile(result, p.launches, this.threads);
+    } finally {
+      this.profiler = undefined;
+    }
+  }
+
+  private async executeProfiled(prof: Profiler, ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes: number): Promise<void> {
+    const origin = performance.timeOrigin;
+    const t0 = origin + performance.now();
+    let spans: WorkerSpan[] = [];
+    const pooled = this.pool !== undefined && grid[0] * grid[1] * grid[2] >= INLINE_BELOW && bytes >= this.inlineBelowBytes;
+    try {
+      await this.execute(ck, grid, params, bytes, (s) => (spans = s));
+    } catch (err) {
+      prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans, err);
+      throw err;
+    }
+    prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans);
+  }
+
+  /**
+   * @internal Run a compiled kernel over a grid (`bytes`: what its tensors total, for the inline
+   * choice; `onSpans`, when profiling: the workers' parts).
+   */
+  async execute(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes = Infinity, onSpans?: (s: WorkerSpan[]) => void): Promise<void> {
+    // Profiling costs this one check when it is off.
+    if (this.profiler && !onSpans) return this.executeProfiled(this.profiler, ck, grid, params, bytes);
     this.live('launch');
     const total = grid[0] * grid[1] * grid[2];
     this.counters.launches++;
@@ -175,7 +214,7 @@ export class Runtime implements TensorOwner {
     if (this.pool && total >= INLINE_BELOW && bytes >= this.inlineBelowBytes) {
       this.counters.pooled++;
       this.counters.programs += total;
-      await this.pool.run(ck, grid, params);
+      await this.pool.run(ck, grid, params, onSpans);
       return;
     }
     this.counters.inline++;

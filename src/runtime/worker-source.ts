@@ -13,10 +13,13 @@ const v8 = require('node:v8');
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 v8.setFlagsFromString('--no-liftoff');
 
-const { ctl: ctlBuf, busy: busyBuf, memory, port, index, C, gen0 } = workerData;
+const { ctl: ctlBuf, busy: busyBuf, spans: spansBuf, memory, port, index, C, gen0 } = workerData;
 const ctl = new Int32Array(ctlBuf);
 const ctlF = new Float32Array(ctlBuf);
 const busy = new Float64Array(busyBuf);
+// Per worker: [start, end, programs, generation] of its part in the last launch (profiling).
+const spans = new Float64Array(spansBuf);
+const origin = performance.timeOrigin;
 const runs = new Map();
 let scratch = 0;
 // The generation when this worker was spawned: anything published since (set-up messages)
@@ -51,6 +54,7 @@ function launch() {
   const args = [0, 0, g0, g1, g2, scratch];
   for (let i = 0; i < k.types.length; i++) args.push(k.types[i] === 'f32' ? ctlF[C.PARAMS + i] : ctl[C.PARAMS + i]);
   const t0 = performance.now();
+  let programs = 0;
   try {
     for (;;) {
       const start = Atomics.add(ctl, C.NEXT, chunk);
@@ -58,6 +62,7 @@ function launch() {
       args[0] = start;
       args[1] = Math.min(total, start + chunk);
       k.run.apply(null, args);
+      programs += args[1] - start;
     }
   } catch (err) {
     // First failure wins; the others stop taking chunks.
@@ -67,7 +72,13 @@ function launch() {
     }
     Atomics.store(ctl, C.NEXT, total);
   }
-  busy[index] += performance.now() - t0;
+  const t1 = performance.now();
+  busy[index] += t1 - t0;
+  const o = index * 4;
+  spans[o] = origin + t0;
+  spans[o + 1] = origin + t1;
+  spans[o + 2] = programs;
+  spans[o + 3] = seen;
 }
 
 for (;;) {
