@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { autotune, jit, Runtime, type KernelArg, type LaunchOptions, type TuneEvent } from '../src/index.js';
 import { bucket, configId } from '../src/tune/index.js';
+import { chooseGemmConfig } from '../src/ops/matmul.js';
+import { GEMM_CONFIGS } from '../templates/gemm.js';
+import { GEMM_TABLE } from '../templates/gemm-table.js';
 
 const SCALE = `function scale(X, Out, s, n, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
@@ -191,5 +194,17 @@ describe('autotune', () => {
     expect(sizes).toEqual([32, 64, 128]);
     expect(r.results.every((q) => q.status === 'ok' && q.verified)).toBe(true);
     expect((await rtP).stats().inUseBytes).toBe(before); // scratch and verification tensors freed
+  });
+
+  test('the generated GEMM table holds tuner configs, and ops.matmul follows it near its shapes only', () => {
+    expect(GEMM_TABLE.length).toBeGreaterThan(0);
+    const space = new Set(GEMM_CONFIGS.map((c) => configId(c)));
+    for (const r of GEMM_TABLE) {
+      const c = { BM: r.BM, BN: r.BN, BK: r.BK };
+      expect(space.has(configId(c))).toBe(true);
+      expect(chooseGemmConfig(r.M, r.N, r.K)).toEqual(c);
+    }
+    // Far from every tuned shape: the rule (thin tiles for tiny M).
+    expect(chooseGemmConfig(2, 7, 3)).toEqual({ BM: 4, BN: 16, BK: 16 });
   });
 });

@@ -2,6 +2,7 @@
  * @fileoverview `ops.matmul`: validate -> choose a config -> launch the GEMM template.
  */
 import { gemmKernel, type GemmActivation, type GemmConfig } from '../../templates/gemm.js';
+import { GEMM_TABLE } from '../../templates/gemm-table.js';
 import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
 import type { Tensor } from '../runtime/tensor.js';
 
@@ -27,14 +28,34 @@ export interface MatmulOptions {
 
 const ACTS = new Set(['none', 'relu', 'gelu', 'gelu_tanh', 'silu']);
 
-/** Tile configuration for an M x N x K problem: small M gets thin tiles (GEMV-like). */
+/**
+ * Tile configuration for an M x N x K problem: the tuned table's row for the nearest shape (in
+ * powers of two, at most one step away on each axis in total two), else a rule: small M gets
+ * thin tiles (GEMV-like).
+ */
 export function chooseGemmConfig(M: number, N: number, K: number): GemmConfig {
+  const tuned = nearestTuned(M, N, K);
+  if (tuned) return tuned;
   const nTile = N >= 64 ? 64 : N >= 32 ? 32 : 16;
   if (M <= 1) return { BM: 1, BN: nTile, BK: Math.min(256, pow2AtLeast(K, 16)) };
   if (M <= 4) return { BM: 4, BN: nTile, BK: Math.min(128, pow2AtLeast(K, 16)) };
   if (M <= 16) return { BM: 16, BN: nTile, BK: 64 };
   if (M <= 32 || N <= 32) return { BM: 32, BN: nTile, BK: 64 };
   return { BM: 64, BN: 64, BK: K >= 64 ? 64 : pow2AtLeast(K, 16) };
+}
+
+function nearestTuned(M: number, N: number, K: number): GemmConfig | undefined {
+  let best: GemmConfig | undefined;
+  let bestD = Infinity;
+  for (const r of GEMM_TABLE) {
+    const dm = Math.abs(Math.log2(M / r.M)), dn = Math.abs(Math.log2(N / r.N)), dk = Math.abs(Math.log2(K / r.K));
+    const d = dm + dn + dk;
+    if (dm <= 1 && dn <= 1 && dk <= 1 && d <= 2 && d < bestD) {
+      best = { BM: r.BM, BN: r.BN, BK: r.BK };
+      bestD = d;
+    }
+  }
+  return best;
 }
 
 function pow2AtLeast(x: number, min: number): number {

@@ -24,8 +24,9 @@ export function bucket(x: number | string | boolean): KeyValue {
 }
 
 /** A config as a stable string: sorted keys, so {a, b} and {b, a} are the same config. */
-export function configId(cfg: Readonly<Record<string, unknown>>): string {
-  return JSON.stringify(Object.keys(cfg).sort().map((k) => [k, cfg[k]]));
+export function configId(cfg: object): string {
+  const c = cfg as Readonly<Record<string, unknown>>;
+  return JSON.stringify(Object.keys(c).sort().map((k) => [k, c[k]]));
 }
 
 /** The bucketed key as a stable string. */
