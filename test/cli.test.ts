@@ -54,6 +54,7 @@ describe('tilejit', () => {
     [['tune', 'matmul', '--threads', 'two'], /--threads must be a non-negative integer/],
     [['bench', '--suite', 'nope'], /unknown suite 'nope'/],
     [['bench', '--fast'], /unknown argument '--fast'/],
+    [['bench', '--report'], /--report needs a directory/],
   ])('%j exits 2 with a clear message', async (args, msg) => {
     const r = await cli(...args);
     expect(r.code).toBe(2);

@@ -15,8 +15,9 @@ commands:
   inspect <op|file> --wat|--ir      the generated WebAssembly text or the specialised IR
           [--shape MxNxK]           (ops: ${CLI_OPS.join(', ')}; a file is a JS module exporting
                                     inspect = { kernel, options: { grid, ...constexprs }, args: (rt) => [...] })
-  bench [--suite NAME]... [--json] [--quick]
-                                    benchmarks; --json prints one BENCH_JSON line per measurement
+  bench [--suite NAME]... [--json] [--quick] [--report DIR]
+                                    benchmarks; --json prints one BENCH_JSON line per measurement;
+                                    --report writes a Markdown summary and SVG charts (speed, roofline) to DIR
   tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]
                                     time every verified config of an op, show the table, keep the winner
   help, --help                      this text
@@ -28,7 +29,7 @@ const USAGE: Record<string, string> = {
   info: 'tilejit info [--json]',
   cache: 'tilejit cache clear',
   inspect: 'tilejit inspect <op|file> --wat|--ir [--shape MxNxK]',
-  bench: 'tilejit bench [--suite NAME]... [--json] [--quick]',
+  bench: 'tilejit bench [--suite NAME]... [--json] [--quick] [--report DIR]',
   tune: 'tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]',
 };
 
@@ -51,14 +52,21 @@ export async function runCli(args: readonly string[], io: CliIO): Promise<number
       case 'inspect': return await inspect(rest, io);
       case 'tune': return await tune(rest, io);
       case 'bench': {
-        let run: typeof import('../../bench/run.js').runBench;
+        const at = rest.indexOf('--report');
+        const dir = at >= 0 ? rest[at + 1] : undefined;
+        if (at >= 0 && (!dir || dir.startsWith('--'))) throw new UsageError('--report needs a directory', 'bench');
         try {
-          ({ runBench: run } = await import('../../bench/run.js'));
+          if (at >= 0) {
+            const { runReport } = await import('../../bench/report.js');
+            return await runReport([...rest.slice(0, at), ...rest.slice(at + 2), '--out', dir!], io);
+          }
+          const { runBench } = await import('../../bench/run.js');
+          return await runBench(rest, io, 'tilejit bench');
         } catch (err) {
+          if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
           io.err(`tilejit bench: the benchmarks are not available in this install (${(err as Error).message})\n`);
           return 1;
         }
-        return await run(rest, io, 'tilejit bench');
       }
       default: throw new UsageError(`unknown command '${cmd}'`);
     }
