@@ -31,7 +31,7 @@ export {
   MAX_CODE_BYTES, MAX_LOCALS, MAX_COMPILE_MS, DEFAULT_LIMITS,
 } from './ir/limits.js';
 export type { CompileLimits } from './ir/limits.js';
-export { autotune, TunedKernel } from './tune/index.js';
+export { autotune, TunedKernel, plotTuneReport } from './tune/index.js';
 export type { AutotuneOptions, TunedLaunchOptions, TuneConfig, TuneEvent, TuneMeta, TuneReport, VerifyOptions, NamedArgs, ConfigResult, KeyValue, MachineSignature } from './tune/index.js';
 export { Profile } from './runtime/profile.js';
 export type { ProfileOptions, KernelProfile, LaunchRecord, LaunchWork, WorkFn, TraceEvent } from './runtime/profile.js';

@@ -3,7 +3,7 @@
  * process (and the executable once, for its wiring), with a cache directory of its own.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -93,13 +93,18 @@ describe('tilejit', () => {
   });
 
   test('tune prints a result table, saves the results, and cache clear removes them', async () => {
-    const r = await cli('tune', 'matmul', '--shape', '24x40x16', '--threads', '0', '--warmup', '0', '--rep', '1');
+    const svg = join(mkdtempSync(join(tmpdir(), 'tilejit-svg-')), 'search.svg');
+    const r = await cli('tune', 'matmul', '--shape', '24x40x16', '--threads', '0', '--warmup', '0', '--rep', '1', '--svg', svg);
     expect(r.code).toBe(0);
     expect(r.err).toMatch(/tuning gemm for M=24 N=40 K=16 \(bucket M=32 N=64 K=16\): \d+ configs, 0 cached/);
     expect(r.err).toMatch(/\[#+\] \d+\/\d+ BM=/);
     const lines = r.out.trim().split('\n');
     expect(lines[0]!.split(/\s+/).filter(Boolean)).toEqual(['BM', 'BN', 'BK', 'median', 'ms', 'GFLOP/s', 'verified', 'status']);
     expect(lines.filter((l) => l.startsWith('*'))).toHaveLength(1);
+    const plot = readFileSync(svg, 'utf8');
+    expect(plot).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
+    expect(plot.match(/class="bar"/g)).toHaveLength(lines.length - 2);
+    expect(plot).toContain('matmul 24x40x16 on 0 threads');
     expect(lines.at(-1)).toMatch(/^best: BM=\d+ BN=\d+ BK=\d+ [\d.]+ ms, [\d.]+ GFLOP\/s on 0 threads \(\d+ measured now; saved in /);
     const j = await cli('tune', 'matmul', '--shape', '24x40x16', '--threads', '0', '--json');
     const report = JSON.parse(j.out);

@@ -2,7 +2,7 @@
  * @fileoverview The `tilejit` commands other than `bench`: `info`, `cache clear`, `inspect` and
  * `tune`. Each returns its exit status; usage mistakes throw UsageError (exit 2).
  */
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,6 +12,7 @@ import { defaultCacheDir, ModuleCache } from '../runtime/cache.js';
 import { detectFeatures } from '../runtime/features.js';
 import { Runtime } from '../runtime/runtime.js';
 import { gemmArgs, PLAIN_GEMM, tunedGemm } from '../tune/gemm.js';
+import { plotTuneReport } from '../tune/plot.js';
 import type { ConfigResult } from '../tune/store.js';
 import type { TuneEvent } from '../tune/autotune.js';
 import { intFlag, parseArgs, parseShape, UsageError, type CliIO } from './args.js';
@@ -141,9 +142,9 @@ function bar(done: number, total: number, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
 }
 
-/** `tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]`. */
+/** `tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE]`. */
 export async function tune(args: readonly string[], io: CliIO): Promise<number> {
-  const p = parseArgs(args, { switches: ['json', 'no-cache'], values: ['shape', 'threads', 'warmup', 'rep'] }, 'tune');
+  const p = parseArgs(args, { switches: ['json', 'no-cache'], values: ['shape', 'threads', 'warmup', 'rep', 'svg'] }, 'tune');
   if (p.positionals.length !== 1) throw new UsageError(`expected one op to tune (${CLI_OPS.join(', ')})`, 'tune');
   const op = p.positionals[0]!;
   if (!(CLI_OPS as readonly string[]).includes(op)) throw new UsageError(`unknown op '${op}' (ops: ${CLI_OPS.join(', ')})`, 'tune');
@@ -170,6 +171,11 @@ export async function tune(args: readonly string[], io: CliIO): Promise<number> 
     const kargs = gemmArgs(rt, M, N, K);
     const report = await tuned.tune({ ...PLAIN_GEMM, runtime: rt }, ...kargs);
     const flops = 2 * M * N * K;
+    const svg = p.flags.get('svg');
+    if (typeof svg === 'string') {
+      writeFileSync(svg, plotTuneReport(report, { flops, title: `matmul ${M}x${N}x${K} on ${threads} threads: GFLOP/s per config` }));
+      io.err(`wrote ${svg}\n`);
+    }
     if (p.flags.has('json')) {
       io.out(`${JSON.stringify({ op, shape: { M, N, K }, threads, key: report.key, best: report.best.config, measured: report.measured, file: tuned.file ?? null, results: report.results.map((r) => ({ ...r, gflops: r.ms ? round(flops / r.ms / 1e6) : null })) })}\n`);
     } else {

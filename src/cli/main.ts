@@ -18,8 +18,8 @@ commands:
   bench [--suite NAME]... [--json] [--quick] [--report DIR]
                                     benchmarks; --json prints one BENCH_JSON line per measurement;
                                     --report writes a Markdown summary and SVG charts (speed, roofline) to DIR
-  tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]
-                                    time every verified config of an op, show the table, keep the winner
+  tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE]
+                                    time every verified config of an op, show the table (and a chart), keep the winner
   help, --help                      this text
 
 environment: TILEJIT_CACHE_DIR (cache directory), TILEJIT_NO_RELAXED=1 (no FMA)
@@ -30,7 +30,7 @@ const USAGE: Record<string, string> = {
   cache: 'tilejit cache clear',
   inspect: 'tilejit inspect <op|file> --wat|--ir [--shape MxNxK]',
   bench: 'tilejit bench [--suite NAME]... [--json] [--quick] [--report DIR]',
-  tune: 'tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache]',
+  tune: 'tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE]',
 };
 
 /** Run the command line `args` (without node and the script); resolves to the exit status. */
