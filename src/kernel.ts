@@ -16,6 +16,7 @@ import { parseKernel, specialize, type ConstexprValue, type ParamKind, type Pars
 import { moduleCache, hashKey } from './runtime/cache.js';
 import type { CompiledKernel } from './runtime/compiled.js';
 import { detectFeatures, enableWasmFlags } from './runtime/features.js';
+import type { WorkFn } from './runtime/profile.js';
 import { Runtime } from './runtime/runtime.js';
 import { Tensor } from './runtime/tensor.js';
 
@@ -32,6 +33,8 @@ export interface JitOptions extends ParseOptions {
    * compiling untrusted source may lower them; one that trusts its kernels may raise them.
    */
   readonly limits?: Partial<CompileLimits>;
+  /** A launch's work (flops, bytes) from its grid and run-time params, for the profiler's rates. */
+  readonly work?: WorkFn;
 }
 
 /** Launch options: the grid, constexpr values by name, and where to run. */
@@ -124,6 +127,7 @@ export class Kernel {
   private readonly log: CompileRecord[] = [];
   /** The compile limits of this kernel. */
   readonly limits: CompileLimits;
+  private readonly work: WorkFn | undefined;
 
   constructor(fnOrSource: string | ((...args: never[]) => unknown), opts: JitOptions) {
     if (!opts || typeof opts !== 'object' || !opts.signature) {
@@ -140,6 +144,7 @@ export class Kernel {
     this.name = opts.name ?? this.parsed.name;
     this.source = this.parsed.source;
     this.signature = opts.signature;
+    this.work = opts.work;
   }
 
   /** The parameters in declaration order, with their kinds. */
@@ -311,7 +316,7 @@ export class Kernel {
     let ck: CompiledKernel;
     if (cached) {
       const meta = cached.meta as { scratchBytes: number; paramTypes: ('i32' | 'f32')[] };
-      ck = { name: this.name, module: new WebAssembly.Module(cached.bytes), scratchBytes: meta.scratchBytes, paramTypes: meta.paramTypes };
+      ck = { name: this.name, module: new WebAssembly.Module(cached.bytes), scratchBytes: meta.scratchBytes, paramTypes: meta.paramTypes, work: this.work };
     } else {
       const out = await this.codegen(this.specialise(s), s, t0, false);
       let module: WebAssembly.Module;
@@ -320,7 +325,7 @@ export class Kernel {
       } catch (err) {
         throw new KernelRuntimeError(`${this.name}: the generated module did not compile: ${(err as Error).message}`, this.name, undefined, { cause: err });
       }
-      ck = { name: this.name, module, scratchBytes: out.scratchBytes, paramTypes: out.paramTypes };
+      ck = { name: this.name, module, scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, work: this.work };
       moduleCache().put(key, out.bytes, { scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, name: this.name });
     }
     this.compiled.set(fast, ck);

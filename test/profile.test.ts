@@ -13,7 +13,7 @@ const scale = jit(`function scale(X, Out, s, n, BLOCK) {
 const addOne = jit(`function addOne(X, n, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
   store(X, i, load(X, i, i < n) + 1.0, i < n);
-}`, { signature: { X: 'ptr', n: 'i32', BLOCK: 'constexpr' } });
+}`, { signature: { X: 'ptr', n: 'i32', BLOCK: 'constexpr' }, work: ({ params }) => ({ bytes: 8 * params[1]! }) });
 
 const pooled = Runtime.create({ threads: 2, inlineBelowBytes: 0 }); // small launches go to the workers too
 const inline = Runtime.create({ threads: 0 });
@@ -45,8 +45,10 @@ describe('rt.profile', () => {
     expect(s.flops).toBe(3000);
     expect(s.bytes).toBe(24000);
     expect(s.gbps).toBeCloseTo(24000 / s.totalMs / 1e6, 9);
+    // addOne states its own work (bytes only) in jit's options.
     const a = k.find((r) => r.kernel === 'addOne')!;
-    expect([a.flops, a.gflops, a.gbps]).toEqual([null, null, null]);
+    expect([a.flops, a.gflops, a.bytes]).toEqual([null, null, 16000]);
+    expect(a.gbps).toBeCloseTo(16000 / a.totalMs / 1e6, 9);
     expect(p.table()).toMatch(/^kernel\s+calls\s+total ms\s+median ms\s+GFLOP\/s\s+GB\/s\n/);
 
     const trace = JSON.parse(JSON.stringify(p.trace())) as { traceEvents: TraceEvent[]; displayTimeUnit: string };

@@ -2,6 +2,7 @@
  * @fileoverview What the compiler hands the runtime: a WebAssembly module with a fixed entry
  * point, plus what the runtime needs to call it.
  */
+import type { WorkFn } from './profile.js';
 
 /**
  * A compiled specialisation. The module imports `env.memory` (shared) and exports
@@ -16,4 +17,6 @@ export interface CompiledKernel {
   readonly scratchBytes: number;
   /** wasm types of the trailing params (tensors are i32 byte offsets). */
   readonly paramTypes: readonly ('i32' | 'f32')[];
+  /** The kernel's work estimate, for the profiler (`jit(..., { work })`). */
+  readonly work?: WorkFn;
 }

@@ -18,7 +18,7 @@ export type WorkFn = (launch: { readonly grid: readonly [number, number, number]
 
 /** Options of `rt.profile`. */
 export interface ProfileOptions {
-  /** Work estimators by kernel name, for GFLOP/s and GB/s. */
+  /** Work estimators by kernel name, for GFLOP/s and GB/s (they override a kernel's own `work`). */
   readonly work?: Readonly<Record<string, WorkFn>>;
 }
 
@@ -66,8 +66,8 @@ export class Profiler {
   constructor(private readonly opts: ProfileOptions, readonly threads: number) {}
 
   /** @internal Called by the runtime after each launch. */
-  record(kernel: string, start: number, end: number, grid: readonly [number, number, number], params: readonly number[], pooled: boolean, workers: readonly WorkerSpan[], error?: unknown): void {
-    const fn = this.opts.work?.[kernel];
+  record(kernel: string, start: number, end: number, grid: readonly [number, number, number], params: readonly number[], pooled: boolean, workers: readonly WorkerSpan[], error?: unknown, own?: WorkFn): void {
+    const fn = this.opts.work?.[kernel] ?? own;
     this.launches.push({
       kernel, start, end, grid: [...grid] as [number, number, number], pooled, workers,
       work: fn ? fn({ grid, params }) : undefined,

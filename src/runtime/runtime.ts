@@ -193,10 +193,10 @@ export class Runtime implements TensorOwner {
     try {
       await this.execute(ck, grid, params, bytes, (s) => (spans = s));
     } catch (err) {
-      prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans, err);
+      prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans, err, ck.work);
       throw err;
     }
-    prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans);
+    prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans, undefined, ck.work);
   }
 
   /**
