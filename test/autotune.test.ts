@@ -152,6 +152,17 @@ describe('autotune', () => {
     expect(out.toArray()[50]).toBe(7);
   });
 
+  test('concurrent launches of one bucket share one search', async () => {
+    const { x, out } = await problem(300);
+    const events: TuneEvent[] = [];
+    const tuned = autotune(jit(SCALE, { signature: SIG }), { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: false, listener: (e) => events.push(e) });
+    const y = (await rtP).empty([300]);
+    await Promise.all([tuned.launch({}, x, out, 2, 300), tuned.launch({}, x, y, 3, 300)]);
+    expect(events.filter((e) => e.type === 'candidate')).toHaveLength(3);
+    expect(events.filter((e) => e.type === 'done')).toHaveLength(1);
+    expect([out.toArray()[299], y.toArray()[299]]).toEqual([584, 876]);
+  });
+
   test('a corrupt results file is ignored and rebuilt', async () => {
     const { x, out } = await problem(64);
     const cacheDir = dir();

@@ -103,6 +103,8 @@ export class TunedKernel {
   private readonly store: TuneStore;
   private readonly listeners = new Set<(e: TuneEvent) => void>();
   private readonly chosen = new Map<string, TuneConfig>();
+  /** Tunings under way: concurrent launches of one bucket share one search. */
+  private readonly inflight = new Map<string, Promise<TuneReport>>();
   private readonly runParams: readonly { name: string; kind: string }[];
 
   constructor(readonly kernel: TunableKernel, readonly options: AutotuneOptions) {
@@ -187,7 +189,15 @@ export class TunedKernel {
     return { ...meta, grid: [...this.options.grid(meta, named)], runtime: rt };
   }
 
-  private async tuneCtx(ctx: ReturnType<TunedKernel['context']>): Promise<TuneReport> {
+  private tuneCtx(ctx: ReturnType<TunedKernel['context']>): Promise<TuneReport> {
+    const running = this.inflight.get(ctx.entryId);
+    if (running) return running;
+    const p = this.search(ctx).finally(() => this.inflight.delete(ctx.entryId));
+    this.inflight.set(ctx.entryId, p);
+    return p;
+  }
+
+  private async search(ctx: ReturnType<TunedKernel['context']>): Promise<TuneReport> {
     const { rt, fixed, named, key, signature, entryId } = ctx;
     let configs = this.options.configs;
     if (this.options.prune) configs = this.options.prune(configs, { key, args: named });
