@@ -67,7 +67,8 @@ export async function dispatchSuite(ctx: BenchContext): Promise<void> {
   const { jit } = await import('../../src/index.js');
   const empty = jit('function empty(X) {}', { signature: { X: 'ptr' } });
   for (const threads of [0, 2]) {
-    const rt = await Runtime.create({ threads });
+    // inlineBelowBytes 0: a tiny launch would otherwise run on the calling thread.
+    const rt = await Runtime.create({ threads, inlineBelowBytes: 0 });
     const x = rt.empty([1]);
     const opts = { grid: [2], runtime: rt };
     await empty.launch(opts, x);

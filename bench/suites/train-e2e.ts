@@ -8,6 +8,7 @@ import { Runtime } from '../../src/index.js';
 import { batch, standardise, synthetic, type ForecastConfig } from '../../examples/forecaster/common.js';
 import { TilejitForecaster } from '../../examples/forecaster/model.js';
 import { ReferenceForecaster } from '../../examples/forecaster/reference.js';
+import { AIRLINE } from '../../examples/forecaster/main.js';
 import { line, medianMs, type BenchContext } from '../harness.js';
 
 const FULL: ForecastConfig = { context: 256, patch: 1, channels: 1, dModel: 128, heads: 4, ffn: 512, layers: 2, horizon: 24 };
@@ -36,5 +37,12 @@ export async function trainSuite(ctx: BenchContext): Promise<void> {
   const inf = await medianMs(() => ours.predict(one), { quick: ctx.quick });
   ctx.emit(line('train', `inference batch 1 seq${c.context} d${c.dModel}`, 'tilejit', 2, inf, {}, null, params));
   ours.dispose();
+  // The demo's model (airline passengers: 12 tokens, d_model 32), batch 1.
+  const small = new TilejitForecaster(rt, AIRLINE, { seed: 1 });
+  const sx = new Float32Array(AIRLINE.context).map((_, i) => Math.sin(i / 3));
+  await small.predict(sx);
+  const sms = await medianMs(() => small.predict(sx), { quick: ctx.quick });
+  ctx.emit(line('train', `inference batch 1 airline model (seq${AIRLINE.context / AIRLINE.patch} d${AIRLINE.dModel})`, 'tilejit', 2, sms, {}, null, { ...AIRLINE }));
+  small.dispose();
   rt.dispose();
 }
