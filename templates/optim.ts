@@ -5,46 +5,47 @@
  * the way in (unscaling a loss-scaled gradient costs nothing extra).
  */
 import { jit } from '../src/kernel.js';
+import { MASKED_HELPERS } from './masked.js';
 
 /**
  * Adam / AdamW (DECOUPLED). The host computes the scalars in f64: c1 = 1 - b1, c2 = 1 - b2,
  * decay = 1 - lr·wd, stepSize = lr / (1 - b1^t), invBc2 = 1 / sqrt(1 - b2^t).
  */
 export const ADAM_SOURCE = `function adam(P, G, M1, V, Copy, n, b1, c1, b2, c2, eps, wd, decay, stepSize, invBc2, gscale,
-    BLOCK, DECOUPLED, HAS_WD, HAS_COPY) {
+    BLOCK, DECOUPLED, HAS_WD, HAS_COPY, EVEN) {
   const i = programId(0) * BLOCK + arange(BLOCK);
   const m = i < n;
-  let p = load(P, i, m, 0.0);
-  let g = load(G, i, m, 0.0) * gscale;
+  let p = ld(P, i, m, 0.0, EVEN);
+  let g = ld(G, i, m, 0.0, EVEN) * gscale;
   if (HAS_WD) {
     if (DECOUPLED) { p = p * decay; } else { g = g + wd * p; }
   }
-  const m1 = b1 * load(M1, i, m, 0.0) + c1 * g;
-  const v = b2 * load(V, i, m, 0.0) + c2 * g * g;
+  const m1 = b1 * ld(M1, i, m, 0.0, EVEN) + c1 * g;
+  const v = b2 * ld(V, i, m, 0.0, EVEN) + c2 * g * g;
   p = p - stepSize * m1 / (sqrt(v) * invBc2 + eps);
-  store(M1, i, m1, m);
-  store(V, i, v, m);
-  store(P, i, p, m);
-  if (HAS_COPY) { store(Copy, i, p, m); }
+  st(M1, i, m1, m, EVEN);
+  st(V, i, v, m, EVEN);
+  st(P, i, p, m, EVEN);
+  if (HAS_COPY) { st(Copy, i, p, m, EVEN); }
 }`;
 
 /** SGD with optional momentum (FIRST: the buffer starts as the gradient); c = 1 - dampening. */
 export const SGD_SOURCE = `function sgd(P, G, Buf, Copy, n, lr, momentum, c, wd, gscale,
-    BLOCK, MOMENTUM, NESTEROV, FIRST, HAS_WD, HAS_COPY) {
+    BLOCK, MOMENTUM, NESTEROV, FIRST, HAS_WD, HAS_COPY, EVEN) {
   const i = programId(0) * BLOCK + arange(BLOCK);
   const m = i < n;
-  let p = load(P, i, m, 0.0);
-  let g = load(G, i, m, 0.0) * gscale;
+  let p = ld(P, i, m, 0.0, EVEN);
+  let g = ld(G, i, m, 0.0, EVEN) * gscale;
   if (HAS_WD) { g = g + wd * p; }
   if (MOMENTUM) {
     let b = g;
-    if (!FIRST) { b = momentum * load(Buf, i, m, 0.0) + c * g; }
-    store(Buf, i, b, m);
+    if (!FIRST) { b = momentum * ld(Buf, i, m, 0.0, EVEN) + c * g; }
+    st(Buf, i, b, m, EVEN);
     if (NESTEROV) { g = g + momentum * b; } else { g = b; }
   }
   p = p - lr * g;
-  store(P, i, p, m);
-  if (HAS_COPY) { store(Copy, i, p, m); }
+  st(P, i, p, m, EVEN);
+  if (HAS_COPY) { st(Copy, i, p, m, EVEN); }
 }`;
 
 /** g *= inv in place; Flag[pid] = how many of the program's results are inf or NaN. */
@@ -61,15 +62,18 @@ export const adamKernel = jit(ADAM_SOURCE, {
   signature: {
     P: 'ptr', G: 'ptr', M1: 'ptr', V: 'ptr', Copy: 'ptr', n: 'i32',
     b1: 'f32', c1: 'f32', b2: 'f32', c2: 'f32', eps: 'f32', wd: 'f32', decay: 'f32', stepSize: 'f32', invBc2: 'f32', gscale: 'f32',
-    BLOCK: 'constexpr', DECOUPLED: 'constexpr', HAS_WD: 'constexpr', HAS_COPY: 'constexpr',
+    BLOCK: 'constexpr', DECOUPLED: 'constexpr', HAS_WD: 'constexpr', HAS_COPY: 'constexpr', EVEN: 'constexpr',
   },
+  helpers: MASKED_HELPERS,
 });
 
 export const sgdKernel = jit(SGD_SOURCE, {
   signature: {
     P: 'ptr', G: 'ptr', Buf: 'ptr', Copy: 'ptr', n: 'i32', lr: 'f32', momentum: 'f32', c: 'f32', wd: 'f32', gscale: 'f32',
     BLOCK: 'constexpr', MOMENTUM: 'constexpr', NESTEROV: 'constexpr', FIRST: 'constexpr', HAS_WD: 'constexpr', HAS_COPY: 'constexpr',
+    EVEN: 'constexpr',
   },
+  helpers: MASKED_HELPERS,
 });
 
 export const unscaleKernel = jit(UNSCALE_SOURCE, { signature: { G: 'ptr', Flag: 'ptr', n: 'i32', inv: 'f32', BLOCK: 'constexpr' } });

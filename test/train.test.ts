@@ -94,9 +94,8 @@ describe('losses', () => {
 });
 
 describe('optimisers', () => {
-  test.each([[false, 0], [false, 0.1], [true, 0.05]] as const)('Adam (decoupled=%s, weight decay %f) over 5 steps vs the reference', async (decoupled, wd) => {
+  test.each([[false, 0, 4097], [false, 0.1, 4096], [true, 0.05, 8192]] as const)('Adam (decoupled=%s, weight decay %f, n=%i) over 5 steps vs the reference', async (decoupled, wd, n) => {
     const rt = await rtP;
-    const n = 4097;
     const p0 = rand(n, 1), P = rt.tensor(p0, [n]);
     const opt = decoupled ? new AdamW([P], { lr: 0.01, weightDecay: wd }) : new Adam([P], { lr: 0.01, weightDecay: wd });
     const p = Float64Array.from(p0), m = new Float64Array(n), v = new Float64Array(n);
@@ -112,10 +111,9 @@ describe('optimisers', () => {
     opt.dispose();
   });
 
-  test.each([[0, 0, false, 0], [0.9, 0, false, 0], [0.9, 0.1, false, 0.01], [0.9, 0, true, 0]] as const)(
-    'SGD momentum %f dampening %f nesterov %s wd %f over 4 steps', async (momentum, dampening, nesterov, weightDecay) => {
+  test.each([[0, 0, false, 0, 1001], [0.9, 0, false, 0, 2048], [0.9, 0.1, false, 0.01, 1001], [0.9, 0, true, 0, 4096]] as const)(
+    'SGD momentum %f dampening %f nesterov %s wd %f n=%i over 4 steps', async (momentum, dampening, nesterov, weightDecay, n) => {
       const rt = await rtP;
-      const n = 1001;
       const p0 = rand(n, 2), P = rt.tensor(p0, [n]);
       const opt = new SGD([P], { lr: 0.1, momentum, dampening, nesterov, weightDecay });
       const p = Float64Array.from(p0), buf = momentum ? new Float64Array(n) : undefined;

@@ -67,7 +67,10 @@ export async function adamStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor
   const bc1 = 1 - b1 ** step;
   const bc2 = 1 - b2 ** step;
   await adamKernel.launch(
-    { grid: [Math.ceil(n / BLOCK)], BLOCK, DECOUPLED: opts.decoupled === true, HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined, runtime: param.runtime },
+    {
+      grid: [Math.ceil(n / BLOCK)], BLOCK, DECOUPLED: opts.decoupled === true, HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined,
+      EVEN: n % BLOCK === 0, runtime: param.runtime,
+    },
     param, grad, m, v, opts.copy ?? param, n, b1, 1 - b1, b2, 1 - b2, eps, wd, 1 - lr * wd, lr / bc1, 1 / Math.sqrt(bc2), gscale,
   );
 }
@@ -89,7 +92,7 @@ export async function sgdStep(param: Tensor, grad: Tensor, buf: Tensor | undefin
   await sgdKernel.launch(
     {
       grid: [Math.ceil(n / BLOCK)], BLOCK, MOMENTUM: momentum !== 0, NESTEROV: opts.nesterov === true, FIRST: opts.firstStep === true,
-      HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined, runtime: param.runtime,
+      HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined, EVEN: n % BLOCK === 0, runtime: param.runtime,
     },
     param, grad, buf ?? param, opts.copy ?? param, n, lr, momentum, 1 - dampening, wd, gscale,
   );
