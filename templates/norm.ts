@@ -7,8 +7,9 @@
  * sums over a slab of rows, then `colsum`.
  */
 import { jit } from '../src/kernel.js';
+import { MASKED_HELPERS } from './masked.js';
 
-export const NORM_FWD_SOURCE = `function normFwd(X, W, B, Y, Mean, Rstd, M, N, eps, R, BN, RMS, HAS_W, HAS_B, SINGLE) {
+export const NORM_FWD_SOURCE = `function normFwd(X, W, B, Y, Mean, Rstd, M, N, eps, R, BN, RMS, HAS_W, HAS_B, SINGLE, EVEN) {
   const nf = cast(N, 'f32');
   if (SINGLE) {
     const rows = programId(0) * R + arange(R);
@@ -17,28 +18,28 @@ export const NORM_FWD_SOURCE = `function normFwd(X, W, B, Y, Mean, Rstd, M, N, e
     const mc = cols < N;
     const offs = expandDims(rows, 1) * N + expandDims(cols, 0);
     const m = expandDims(mr, 1) && expandDims(mc, 0);
-    const x = load(X, offs, m, 0.0);
+    const x = ld(X, offs, m, 0.0, EVEN);
     let xhat = x;
     if (RMS) {
       const rstd = rsqrt(sum(x * x, 1) / nf + eps);
-      store(Rstd, rows, rstd, mr);
+      st(Rstd, rows, rstd, mr, EVEN);
       xhat = x * expandDims(rstd, 1);
     } else {
       // Shifted by the row's first element: x - k is exact for data clustered far from 0, so the
       // mean's correction d and the deviations (x - k) - d keep their precision.
-      const k = load(X, rows * N, mr, 0.0);
-      const xk = where(m, x - expandDims(k, 1), 0.0);
+      const k = ld(X, rows * N, mr, 0.0, EVEN);
+      const xk = wh(m, x - expandDims(k, 1), 0.0, EVEN);
       const d = sum(xk, 1) / nf;
-      const xc = where(m, xk - expandDims(d, 1), 0.0);
+      const xc = wh(m, xk - expandDims(d, 1), 0.0, EVEN);
       const rstd = rsqrt(sum(xc * xc, 1) / nf + eps);
-      store(Mean, rows, k + d, mr);
-      store(Rstd, rows, rstd, mr);
+      st(Mean, rows, k + d, mr, EVEN);
+      st(Rstd, rows, rstd, mr, EVEN);
       xhat = xc * expandDims(rstd, 1);
     }
     let y = xhat;
-    if (HAS_W) { y = y * expandDims(load(W, cols, mc, 0.0), 0); }
-    if (HAS_B) { y = y + expandDims(load(B, cols, mc, 0.0), 0); }
-    store(Y, offs, y, m);
+    if (HAS_W) { y = y * expandDims(ld(W, cols, mc, 0.0, EVEN), 0); }
+    if (HAS_B) { y = y + expandDims(ld(B, cols, mc, 0.0, EVEN), 0); }
+    st(Y, offs, y, m, EVEN);
   } else {
     const row = programId(0);
     const base = row * N;
@@ -80,7 +81,7 @@ export const NORM_FWD_SOURCE = `function normFwd(X, W, B, Y, Mean, Rstd, M, N, e
   }
 }`;
 
-export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N, R, BN, RMS, HAS_W, SINGLE) {
+export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N, R, BN, RMS, HAS_W, SINGLE, EVEN) {
   const nf = cast(N, 'f32');
   if (SINGLE) {
     const rows = programId(0) * R + arange(R);
@@ -89,18 +90,18 @@ export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N,
     const mc = cols < N;
     const offs = expandDims(rows, 1) * N + expandDims(cols, 0);
     const m = expandDims(mr, 1) && expandDims(mc, 0);
-    const x = load(X, offs, m, 0.0);
-    const rstd = expandDims(load(Rstd, rows, mr, 0.0), 1);
+    const x = ld(X, offs, m, 0.0, EVEN);
+    const rstd = expandDims(ld(Rstd, rows, mr, 0.0, EVEN), 1);
     let xhat = x * rstd;
-    if (!RMS) { xhat = where(m, (x - expandDims(load(Mean, rows, mr, 0.0), 1)) * rstd, 0.0); }
-    let g = load(Dy, offs, m, 0.0);
-    if (HAS_W) { g = g * expandDims(load(W, cols, mc, 0.0), 0); }
+    if (!RMS) { xhat = wh(m, (x - expandDims(ld(Mean, rows, mr, 0.0, EVEN), 1)) * rstd, 0.0, EVEN); }
+    let g = ld(Dy, offs, m, 0.0, EVEN);
+    if (HAS_W) { g = g * expandDims(ld(W, cols, mc, 0.0, EVEN), 0); }
     const c2 = expandDims(sum(g * xhat, 1) / nf, 1);
     if (RMS) {
-      store(Dx, offs, rstd * (g - xhat * c2), m);
+      st(Dx, offs, rstd * (g - xhat * c2), m, EVEN);
     } else {
       const c1 = expandDims(sum(g, 1) / nf, 1);
-      store(Dx, offs, rstd * (g - c1 - xhat * c2), m);
+      st(Dx, offs, rstd * (g - c1 - xhat * c2), m, EVEN);
     }
   } else {
     const row = programId(0);
@@ -169,15 +170,17 @@ export const COLSUM_SOURCE = `function colsum(P, Out, rows, N, BN) {
 export const normFwdKernel = jit(NORM_FWD_SOURCE, {
   signature: {
     X: 'ptr', W: 'ptr', B: 'ptr', Y: 'ptr', Mean: 'ptr', Rstd: 'ptr', M: 'i32', N: 'i32', eps: 'f32',
-    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', HAS_B: 'constexpr', SINGLE: 'constexpr',
+    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', HAS_B: 'constexpr', SINGLE: 'constexpr', EVEN: 'constexpr',
   },
+  helpers: MASKED_HELPERS,
 });
 
 export const normBwdKernel = jit(NORM_BWD_SOURCE, {
   signature: {
     X: 'ptr', W: 'ptr', Dy: 'ptr', Mean: 'ptr', Rstd: 'ptr', Dx: 'ptr', M: 'i32', N: 'i32',
-    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', SINGLE: 'constexpr',
+    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', SINGLE: 'constexpr', EVEN: 'constexpr',
   },
+  helpers: MASKED_HELPERS,
 });
 
 export const normGradKernel = jit(NORM_GRAD_SOURCE, {

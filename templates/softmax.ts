@@ -6,8 +6,9 @@
  * pass writes.
  */
 import { jit } from '../src/kernel.js';
+import { MASKED_HELPERS } from './masked.js';
 
-export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BWD, SINGLE) {
+export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BWD, SINGLE, EVEN) {
   if (SINGLE) {
     const rows = programId(0) * R + arange(R);
     const cols = arange(BN);
@@ -15,21 +16,21 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
     const m = expandDims(rows < M, 1) && expandDims(cols < N, 0);
     if (BWD) {
       // X holds the forward's output y.
-      const y = load(X, offs, m, 0.0);
-      const dy = load(Dy, offs, m, 0.0);
+      const y = ld(X, offs, m, 0.0, EVEN);
+      const dy = ld(Dy, offs, m, 0.0, EVEN);
       if (LOG) {
-        store(Out, offs, dy - exp(y) * expandDims(sum(dy, 1), 1), m);
+        st(Out, offs, dy - exp(y) * expandDims(sum(dy, 1), 1), m, EVEN);
       } else {
-        store(Out, offs, y * (dy - expandDims(sum(dy * y, 1), 1)), m);
+        st(Out, offs, y * (dy - expandDims(sum(dy * y, 1), 1)), m, EVEN);
       }
     } else {
-      const x = load(X, offs, m, -Infinity);
+      const x = ld(X, offs, m, -Infinity, EVEN);
       const z = x - expandDims(max(x, 1), 1);
       const e = exp(z);
       if (LOG) {
-        store(Out, offs, z - expandDims(log(sum(e, 1)), 1), m);
+        st(Out, offs, z - expandDims(log(sum(e, 1)), 1), m, EVEN);
       } else {
-        store(Out, offs, e * expandDims(1.0 / sum(e, 1), 1), m);
+        st(Out, offs, e * expandDims(1.0 / sum(e, 1), 1), m, EVEN);
       }
     }
   } else {
@@ -77,20 +78,24 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
 export const softmaxKernel = jit(SOFTMAX_SOURCE, {
   signature: {
     X: 'ptr', Dy: 'ptr', Out: 'ptr', M: 'i32', N: 'i32',
-    R: 'constexpr', BN: 'constexpr', LOG: 'constexpr', BWD: 'constexpr', SINGLE: 'constexpr',
+    R: 'constexpr', BN: 'constexpr', LOG: 'constexpr', BWD: 'constexpr', SINGLE: 'constexpr', EVEN: 'constexpr',
   },
+  helpers: MASKED_HELPERS,
 });
 
 /** Widest row held in one tile; longer rows stream in chunks. */
 export const ROW_TILE_MAX = 8192;
 
-/** Row-kernel tiling: rows per program and the tile width for rows of N. */
-export function chooseRowConfig(M: number, N: number): { R: number; BN: number; SINGLE: boolean } {
+/**
+ * Row-kernel tiling: rows per program and the tile width for rows of N; EVEN when every row
+ * fills its tile and the programs tile the rows exactly (no masks at all).
+ */
+export function chooseRowConfig(M: number, N: number): { R: number; BN: number; SINGLE: boolean; EVEN: boolean } {
   let BN = 1;
   while (BN < N) BN *= 2;
-  if (BN > ROW_TILE_MAX) return { R: 1, BN: 2048, SINGLE: false };
+  if (BN > ROW_TILE_MAX) return { R: 1, BN: 2048, SINGLE: false, EVEN: false };
   // About 4K elements per program, but keep at least ~16 programs to spread over threads.
   let R = Math.max(1, Math.min(256, Math.floor(4096 / BN)));
   while (R > 1 && Math.ceil(M / R) < 16) R /= 2;
-  return { R, BN, SINGLE: true };
+  return { R, BN, SINGLE: true, EVEN: BN === N && M % R === 0 };
 }

@@ -75,7 +75,7 @@ async function forward(op: string, rms: boolean, x: Tensor, opts: NormOptions): 
   if (M === 0) return { y, mean, rstd };
   const c = chooseRowConfig(M, N);
   await normFwdKernel.launch(
-    { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, HAS_B: b !== undefined, SINGLE: c.SINGLE, runtime: rt },
+    { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, HAS_B: b !== undefined, SINGLE: c.SINGLE, EVEN: c.EVEN, runtime: rt },
     x, w ?? x, b ?? x, y, mean ?? rstd, rstd, M, N, eps,
   );
   return { y, mean, rstd };
@@ -108,7 +108,7 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
     if (M === 0) return { dx, dweight, dbias };
     const c = chooseRowConfig(M, N);
     await normBwdKernel.launch(
-      { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, SINGLE: c.SINGLE, runtime: rt },
+      { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, SINGLE: c.SINGLE, EVEN: c.EVEN, runtime: rt },
       x, w ?? x, dy, mean ?? rstd!, rstd!, dx, M, N,
     );
     if (dweight || dbias) {

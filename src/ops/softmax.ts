@@ -28,7 +28,7 @@ async function run(op: string, log: boolean, x: Tensor, dy: Tensor | undefined, 
   if (M === 0) return out;
   const c = chooseRowConfig(M, N);
   await softmaxKernel.launch(
-    { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, LOG: log, BWD: dy !== undefined, SINGLE: c.SINGLE, runtime: x.runtime },
+    { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, LOG: log, BWD: dy !== undefined, SINGLE: c.SINGLE, EVEN: c.EVEN, runtime: x.runtime },
     x, dy ?? x, out, M, N,
   );
   return out;
