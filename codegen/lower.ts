@@ -235,12 +235,38 @@ export class KernelLowering implements TileEnv {
     const initScalar = (): Ref => (dt === 'f32' ? m.f32.const(initS) : m.i32.const(initS));
     const init = accs.map((a) => m.local.set(a, mode === 'v' ? (dt === 'f32' ? m.f32x4.splat(initScalar()) : m.i32x4.splat(initScalar())) : initScalar()));
     const fn = v.fn === 'sum' ? 'add' : v.fn;
+    // f32 max/min over vectors: f32x4.max/min are long instruction sequences with a long latency
+    // (they order NaN and -0 < +0), which bound the loop. Accumulate with pmax/pmin (one
+    // instruction) and record, per lane, whether a NaN or the winning zero (+0 for max, -0 for
+    // min) went by; the fix-up after the loop restores f32x4.max/min's answer exactly.
+    const fast = dt === 'f32' && mode === 'v' && (v.fn === 'max' || v.fn === 'min');
+    const nanSeen = fast ? e.local(binaryen.v128) : -1;
+    const zeroSeen = fast ? e.local(binaryen.v128) : -1;
+    const vget = (l: number): Ref => m.local.get(l, binaryen.v128);
+    if (fast) init.push(m.local.set(nanSeen, m.v128.const([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])), m.local.set(zeroSeen, m.v128.const([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])));
     let copy = 0;
     const body = (): Ref[] => {
       const k = copy++ % 2;
-      return [m.local.set(accs[k]!, emitBinary(e, fn, dt, mode, get(k), tl.eval(src, pos)))];
+      if (!fast) return [m.local.set(accs[k]!, emitBinary(e, fn, dt, mode, get(k), tl.eval(src, pos)))];
+      const x = e.bind(binaryen.v128, tl.eval(src, pos));
+      const zeroBits = m.i32x4.splat(m.i32.const(v.fn === 'max' ? 0 : -2147483648));
+      return [
+        x.set,
+        m.local.set(accs[k]!, v.fn === 'max' ? m.f32x4.pmax(get(k), x.get()) : m.f32x4.pmin(get(k), x.get())),
+        m.local.set(nanSeen, m.v128.or(vget(nanSeen), m.f32x4.ne(x.get(), x.get()))),
+        m.local.set(zeroSeen, m.v128.or(vget(zeroSeen), m.i32x4.eq(x.get(), zeroBits))),
+      ];
     };
-    const merge = m.local.set(accs[0]!, emitBinary(e, fn, dt, mode, get(0), get(1)));
+    const merge = fast
+      ? m.block(null, [
+        m.local.set(accs[0]!, emitBinary(e, fn, dt, mode, get(0), get(1))),
+        m.local.set(accs[0]!, m.v128.bitselect(m.f32x4.splat(m.f32.const(NaN)), get(0), vget(nanSeen))),
+        m.local.set(accs[0]!, m.v128.bitselect(
+          m.f32x4.splat(m.f32.const(v.fn === 'max' ? 0 : -0)), get(0),
+          m.v128.and(m.f32x4.eq(get(0), m.f32x4.splat(m.f32.const(0))), vget(zeroSeen)),
+        )),
+      ])
+      : m.local.set(accs[0]!, emitBinary(e, fn, dt, mode, get(0), get(1)));
     // Lanes fold pairwise: ((l0 op l1) op (l2 op l3)).
     const horizontal = (): Ref => {
       if (mode === 's') return get();

@@ -1,0 +1,63 @@
+/**
+ * @fileoverview max/min reductions on special values: NaN anywhere makes the result NaN, +0
+ * beats -0 in max and -0 beats +0 in min, infinities order as numbers. Compiled (the pmax/pmin
+ * accumulation with its fix-up) against the interpreter and against Math.max/min, for 1-D
+ * tiles and both axes of 2-D tiles.
+ */
+import { afterAll, describe, expect, test } from 'vitest';
+import { jit, Runtime } from '../src/index.js';
+
+const rtP = Runtime.create({ threads: 0 });
+afterAll(async () => (await rtP).dispose());
+
+const red = (fn: 'max' | 'min', axis: 0 | 1) => jit(`function r(X, Out, R, C) {
+  const x = load(X, expandDims(arange(R), 1) * C + expandDims(arange(C), 0));
+  store(Out, arange(${axis === 0 ? 'C' : 'R'}), ${fn}(x, ${axis}));
+}`, { signature: { X: 'ptr', Out: 'ptr', R: 'constexpr', C: 'constexpr' } });
+const red1 = (fn: 'max' | 'min') => jit(`function r1(X, Out, C) {
+  store(Out, 0, ${fn}(load(X, arange(C)), 0));
+}`, { signature: { X: 'ptr', Out: 'ptr', C: 'constexpr' } });
+
+const same = (a: number, b: number): boolean => Object.is(a, b);
+
+const SPECIALS = [NaN, 0, -0, Infinity, -Infinity, 1, -1];
+
+describe.each(['max', 'min'] as const)('%s with special values', (fn) => {
+  const ref = fn === 'max' ? Math.max : Math.min;
+  test('1-D tiles: every pattern of two specials planted among ordinary values', async () => {
+    const rt = await rtP;
+    const k = red1(fn);
+    const C = 32;
+    for (const a of SPECIALS) for (const b of SPECIALS) for (const at of [[0, 1], [5, 30], [31, 2]]) {
+      // Ordinary values that never win: below the specials for max, above for min.
+      const x = new Float32Array(C).fill(fn === 'max' ? -5 : 5);
+      x[at[0]!] = a;
+      x[at[1]!] = b;
+      const X = rt.tensor(x, [C]), O = rt.empty([1]), I = rt.empty([1]);
+      await k.launch({ grid: [1], C }, X, O);
+      await k.interpret({ grid: [1], C }, X, I);
+      const want = ref(...x);
+      if (!same(O.toArray()[0]!, want) || !same(I.toArray()[0]!, want)) {
+        expect.fail(`${fn} of ${a}, ${b} at ${at}: compiled ${O.toArray()[0]}, interpreted ${I.toArray()[0]}, want ${want}`);
+      }
+    }
+  });
+
+  test.each([0, 1] as const)('2-D tiles along axis %i', async (axis) => {
+    const rt = await rtP;
+    const [R, C] = [8, 16];
+    const k = red(fn, axis);
+    let s = 9;
+    const x = Float32Array.from({ length: R * C }, () => SPECIALS[(s = (s * 1103515245 + 12345) >>> 0) % 11] ?? ((s % 100) - 50) / 7);
+    const X = rt.tensor(x, [R, C]), n = axis === 0 ? C : R;
+    const O = rt.empty([n]), I = rt.empty([n]);
+    await k.launch({ grid: [1], R, C }, X, O);
+    await k.interpret({ grid: [1], R, C }, X, I);
+    for (let j = 0; j < n; j++) {
+      const vals = axis === 0 ? Array.from({ length: R }, (_, r) => x[r * C + j]!) : Array.from(x.subarray(j * C, (j + 1) * C));
+      const want = ref(...vals);
+      expect(same(O.toArray()[j]!, want), `compiled [${j}] of ${vals}`).toBe(true);
+      expect(same(I.toArray()[j]!, want), `interpreted [${j}] of ${vals}`).toBe(true);
+    }
+  });
+});
