@@ -103,3 +103,11 @@ describe('ops.matmul validation', () => {
     expect(Array.from(out.toArray())).toEqual([7, 7, 7, 7]);
   });
 });
+
+test('relaxedSimd: false compiles the mul+add path and agrees with the reference', async () => {
+  const rt = await rts[0];
+  const [M, N, K] = [33, 65, 17];
+  const a = rand(M * K, 3), b = rand(K * N, 4);
+  const out = await ops.matmul(rt.tensor(a, [M, K]), rt.tensor(b, [K, N]), { relaxedSimd: false });
+  check(out.toArray(), gemmReference(a, b, M, N, K), K, 'f32');
+});

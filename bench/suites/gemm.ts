@@ -25,6 +25,12 @@ export async function gemmSuite(ctx: BenchContext): Promise<void> {
         const ms = await medianMs(() => ops.matmul(A, B, { out: C }), { quick: ctx.quick });
         const err = want && dtype === 'f32' ? maxAbsErr(C.toArray(), want) : null;
         ctx.emit(line('gemm', name, 'tilejit', threads, ms, { flops, bytes: M === 1 ? K * N * (dtype === 'f32' ? 4 : 2) : undefined }, err, params));
+        if (M > 1) {
+          // The plain mul+add path, for engines without relaxed SIMD.
+          await ops.matmul(A, B, { out: C, relaxedSimd: false });
+          const plain = await medianMs(() => ops.matmul(A, B, { out: C, relaxedSimd: false }), { quick: ctx.quick });
+          ctx.emit(line('gemm', name, 'tilejit-mul+add', threads, plain, { flops }, want ? maxAbsErr(C.toArray(), want) : null, { ...params, relaxed: false }));
+        }
         rt.dispose();
       }
       if (dtype !== 'f32') continue;

@@ -24,6 +24,8 @@ export interface MatmulOptions {
   readonly out?: Tensor;
   /** Force a tile configuration (tuning, tests). */
   readonly config?: GemmConfig;
+  /** Compile with relaxed-SIMD FMA (default: when the engine has it); false gives the mul+add path. */
+  readonly relaxedSimd?: boolean;
 }
 
 const ACTS = new Set(['none', 'relu', 'gelu', 'gelu_tanh', 'silu']);
@@ -116,7 +118,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
     await gemvKernel.launch(
       {
         grid: [Math.ceil(N / g.BN), 1, count], BN: g.BN, BK: g.BK, TRANS_B: transB, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined,
-        ACT: activation, EVEN: N % g.BN === 0 && K % g.BK === 0,
+        ACT: activation, EVEN: N % g.BN === 0 && K % g.BK === 0, relaxedSimd: opts.relaxedSimd,
       },
       a, b, opts.c ?? out, opts.bias ?? out, out,
       N, K, batchA.length ? K : 0, batchB.length ? K * N : 0, N, N, alpha, beta,
@@ -130,7 +132,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
     {
       grid: [Math.ceil(M / cfg.BM), Math.ceil(N / cfg.BN), count],
       BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB,
-      HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, EVEN: even,
+      HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, EVEN: even, relaxedSimd: opts.relaxedSimd,
     },
     a, b, opts.c ?? dummy, opts.bias ?? dummy, out,
     M, N, K,
