@@ -8,6 +8,7 @@ import {
   isValue, numel, type DotV, type ForI, type IfI, type Instr, type KernelIR, type ReduceV, type Value,
 } from '../src/ir/ir.js';
 import { LimitError, MAX_SCRATCH_BYTES } from '../src/ir/limits.js';
+import { BoundsChecks } from './bounds.js';
 import type { Emit, Ref } from './emit.js';
 import { emitDot, type MatBuf } from './microkernels/gemm.js';
 import { emitBinary, wasmType } from './ops.js';
@@ -31,8 +32,24 @@ export class KernelLowering implements TileEnv {
   /** Most scratch in use at any point (buffers of finished loop bodies and branches are reused). */
   private peak = 0;
 
-  constructor(readonly e: Emit, readonly ir: KernelIR) {
+  /** Present in a checked kernel: every tensor access is bounds-checked (see bounds.ts). */
+  readonly checks?: BoundsChecks;
+  /** Local of each tensor parameter's element count (checked kernels: hidden params after the rest). */
+  private readonly sizes = new Map<number, number>();
+
+  /**
+   * @param checked bounds-check every load and store; the element counts of the tensor params
+   *   are then extra i32 params after the kernel's own, in param order
+   * @param scratchHeader bytes of scratch header below the program's scratch base
+   */
+  constructor(readonly e: Emit, readonly ir: KernelIR, opts: { checked?: boolean; scratchHeader?: number } = {}) {
     this.plan = planKernel(ir);
+    if (opts.checked) {
+      this.checks = new BoundsChecks(e, this.sbase, opts.scratchHeader ?? 0);
+      ir.params.forEach((p, i) => {
+        if (p.kind === 'tensor') this.sizes.set(i, PROGRAM_FIXED_PARAMS + ir.params.length + this.sizes.size);
+      });
+    }
   }
 
   /** Scratch bytes one program needs (tile buffers), 64-byte aligned. */
@@ -56,10 +73,11 @@ export class KernelLowering implements TileEnv {
     return this.buffers.get(v.id);
   }
 
-  tensor(index: number): { local: number; dtype: 'f32' | 'f16' | 'bf16' | 'i32' } {
+  tensor(index: number): { local: number; dtype: 'f32' | 'f16' | 'bf16' | 'i32'; size?: number } {
     const p = this.ir.params[index];
     if (!p || p.kind !== 'tensor') throw new Error(`codegen: param ${index} is not a tensor`);
-    return { local: PROGRAM_FIXED_PARAMS + index, dtype: p.dtype };
+    const size = this.sizes.get(index);
+    return { local: PROGRAM_FIXED_PARAMS + index, dtype: p.dtype, ...(size !== undefined ? { size } : {}) };
   }
 
   /** The program body. */
@@ -112,10 +130,10 @@ export class KernelLowering implements TileEnv {
       case 'store': {
         if (ins.offsets.shape.length === 0) {
           const tl = new TileLoop(this, [1]);
-          return [tl.store(ins.ptr, ins.offsets, ins.value, ins.mask, [])];
+          return [tl.store(ins, [])];
         }
         const tl = new TileLoop(this, ins.offsets.shape);
-        return [tl.build(() => [tl.store(ins.ptr, ins.offsets, ins.value, ins.mask, tl.pos)])];
+        return [tl.build(() => [tl.store(ins, tl.pos)])];
       }
       case 'for':
         return this.forLoop(ins);

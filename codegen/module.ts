@@ -5,7 +5,10 @@
  */
 import type { KernelIR } from '../src/ir/ir.js';
 import { LimitError, MAX_LOCALS } from '../src/ir/limits.js';
+import type { AccessSite } from './bounds.js';
 import type { Target } from './emit.js';
+
+export type { AccessSite } from './bounds.js';
 
 /** What compiling one specialisation produces. */
 export interface CompiledModule {
@@ -13,11 +16,19 @@ export interface CompiledModule {
   /** Per-runner scratch: 16 reserved bytes (current program id) + tile buffers. */
   readonly scratchBytes: number;
   readonly paramTypes: readonly ('i32' | 'f32')[];
+  /**
+   * Checked modules: the load and store sites, indexed by the site id a fault records. Their
+   * paramTypes end with one hidden i32 per tensor param: its element count.
+   */
+  readonly sites?: readonly AccessSite[];
   /** Optimised WebAssembly text, when asked for. */
   readonly wat?: string;
 }
 
-/** Bytes reserved at the start of a runner's scratch: the linear program id being run. */
+/**
+ * Bytes reserved at the start of a runner's scratch: the linear program id being run (bytes
+ * 0-3); in checked modules, a bounds fault's site id + 1 (4-7, 0 = none) and offset (8-11).
+ */
 export const SCRATCH_HEADER = 16;
 
 /** Options of `compileIR`. */
@@ -32,6 +43,8 @@ export interface CompileIROptions {
   readonly deadline?: number;
   /** The compile-time budget the deadline came from, for the message. */
   readonly budgetMs?: number;
+  /** Bounds-check every tensor load and store (see bounds.ts); adds hidden size params. */
+  readonly checked?: boolean;
 }
 
 /**
@@ -48,6 +61,7 @@ export async function compileIR(ir: KernelIR, target: Target, opts: CompileIROpt
   const { default: binaryen } = await import('binaryen');
   const { Emit, moduleFeatures } = await import('./emit.js');
   const { KernelLowering, PROGRAM_FIXED_PARAMS } = await import('./lower.js');
+  const { FAULT_SITE } = await import('./bounds.js');
   const m = new binaryen.Module();
   try {
     m.setFeatures(moduleFeatures(target));
@@ -55,11 +69,12 @@ export async function compileIR(ir: KernelIR, target: Target, opts: CompileIROpt
     m.addMemoryImport('mem', 'env', 'memory', true);
     const i32 = binaryen.i32;
     const paramTypes = ir.params.map((p) => (p.kind === 'scalar' && p.dtype === 'f32' ? 'f32' : 'i32') as 'i32' | 'f32');
+    if (opts.checked) for (const p of ir.params) if (p.kind === 'tensor') paramTypes.push('i32');
     const wasmParams = paramTypes.map((t) => (t === 'f32' ? binaryen.f32 : i32));
 
     const progParams = [...new Array<number>(PROGRAM_FIXED_PARAMS).fill(i32), ...wasmParams];
     const pe = new Emit(m, progParams, target);
-    const lowering = new KernelLowering(pe, ir);
+    const lowering = new KernelLowering(pe, ir, { checked: opts.checked === true, scratchHeader: SCRATCH_HEADER });
     const body = lowering.lower();
     m.addFunction('program', binaryen.createType(progParams), binaryen.none, pe.vars, body);
 
@@ -78,6 +93,8 @@ export async function compileIR(ir: KernelIR, target: Target, opts: CompileIROpt
       ...wasmParams.map((ty, i) => m.local.get(6 + i, ty)),
     ], binaryen.none);
     const runBody = m.block(null, [
+      // No fault yet: a trap with site 0 is not a bounds fault, whatever scratch held before.
+      ...(opts.checked ? [m.i32.store(FAULT_SITE, 4, get(5), m.i32.const(0))] : []),
       m.local.set(lin, get(0)),
       m.if(m.i32.lt_u(get(lin), get(1)), m.loop('programs', m.block(null, [
         // The id of the running program, so a trap can name it.
@@ -116,6 +133,7 @@ export async function compileIR(ir: KernelIR, target: Target, opts: CompileIROpt
       bytes,
       scratchBytes: SCRATCH_HEADER + lowering.scratchBytes,
       paramTypes,
+      ...(lowering.checks ? { sites: lowering.checks.sites } : {}),
       ...(opts.wat ? { wat: m.emitText() } : {}),
     };
   } finally {

@@ -5,7 +5,8 @@
  * level it depends on (row-invariant work runs once per row, invariant work once per sink).
  */
 import binaryen from 'binaryen';
-import type { DType, LoadV, RandV, Shape, StorageDType, Value } from '../src/ir/ir.js';
+import type { DType, LoadV, RandV, Shape, StorageDType, StoreI, Value } from '../src/ir/ir.js';
+import type { BoundsChecks } from './bounds.js';
 import { loadHalf4, storeHalf4, vF16ToF32, vF32ToBf16, vF32ToF16 } from './convert.js';
 import type { Emit, Ref } from './emit.js';
 import { emitBinary, emitCast, emitSplat, emitUnary, emitWhere, wasmType, type Mode } from './ops.js';
@@ -31,8 +32,13 @@ export interface TileEnv {
   scalarLocal(v: Value): number;
   /** Materialised tiles: their buffer, or undefined if lazy. */
   buffer(v: Value): Buffer | undefined;
-  /** Tensor parameter `index`: the local with its byte address and its storage dtype. */
-  tensor(index: number): { local: number; dtype: StorageDType };
+  /**
+   * Tensor parameter `index`: the local with its byte address, its storage dtype and, in a
+   * checked kernel, the local with its element count.
+   */
+  tensor(index: number): { local: number; dtype: StorageDType; size?: number };
+  /** The bounds-check emitters of a checked kernel (undefined: accesses are not checked). */
+  readonly checks?: BoundsChecks;
 }
 
 interface LoopVar {
@@ -280,8 +286,12 @@ export class TileLoop {
    * Per-lane byte addresses of tensor elements at `offsets` (vector mode). Contiguous offsets
    * need one scalar address (lane l is at +l*esize); others extract each lane's offset.
    */
-  private lanes(offsets: Value, pos: readonly Idx[], ptrLocal: number, es: number): {
+  private lanes(offsets: Value, pos: readonly Idx[], ptrLocal: number, es: number, checked = false): {
     pre: Ref[]; laneAddr: (l: number) => Ref; laneOff: (l: number) => number; contiguous: boolean;
+    /** (checked only) lane 0's element offset when the lanes are contiguous from it. */
+    base?: () => Ref;
+    /** The four element offsets (when there is no `base`). */
+    offs?: () => Ref;
   } {
     const e = this.env.e;
     const m = e.m;
@@ -290,8 +300,10 @@ export class TileLoop {
     const contiguous = this.coefC(offsets, pos) === 1;
     const base = contiguous ? this.memoScalar(offsets, pos) : null;
     if (base) {
-      const A = e.bind(binaryen.i32, m.i32.add(ptr(), m.i32.shl(base, shift)));
-      return { pre: [A.set], laneAddr: () => A.get(), laneOff: (l) => l * es, contiguous };
+      // A checked kernel keeps the element offset too (the address alone cannot be checked).
+      const B = checked ? e.bind(binaryen.i32, base) : undefined;
+      const A = e.bind(binaryen.i32, m.i32.add(ptr(), m.i32.shl(B ? B.get() : base, shift)));
+      return { pre: B ? [B.set, A.set] : [A.set], laneAddr: () => A.get(), laneOff: (l) => l * es, contiguous, ...(B ? { base: B.get } : {}) };
     }
     const O = e.bind(binaryen.v128, this.evalAs(offsets, pos, 'v'));
     return {
@@ -299,7 +311,33 @@ export class TileLoop {
       laneAddr: (l) => m.i32.add(ptr(), m.i32.shl(m.i32x4.extract_lane(O.get(), contiguous ? 0 : l), shift)),
       laneOff: (l) => (contiguous ? l * es : 0),
       contiguous,
+      offs: O.get,
     };
+  }
+
+  /**
+   * The bounds check of a vector access (checked kernels only): a range check of lane 0 when
+   * every lane is read, else a per-lane compare with masked-off lanes exempt.
+   */
+  private checkLanes(site: LoadV | StoreI, size: number | undefined, ln: { base?: () => Ref; offs?: () => Ref }, mask?: () => Ref): Ref[] {
+    const c = this.env.checks;
+    if (!c || size === undefined) return [];
+    const m = this.env.e.m;
+    const id = c.site(site);
+    const n = (): Ref => m.local.get(size, binaryen.i32);
+    if (ln.base && !mask) return [c.run4(id, ln.base, n)];
+    const base = ln.base;
+    const offs = base ? () => m.i32x4.add(m.i32x4.splat(base()), m.v128.const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0])) : ln.offs!;
+    return [c.lanes(id, offs, n, mask)];
+  }
+
+  /** A scalar access's offset, bound once when it is checked; the check itself (or nothing). */
+  private checkScalar(site: LoadV | StoreI, size: number | undefined, offs: Ref): { off: Ref; check: Ref[]; pre: Ref[] } {
+    const c = this.env.checks;
+    if (!c || size === undefined) return { off: offs, check: [], pre: [] };
+    const m = this.env.e.m;
+    const O = this.env.e.bind(binaryen.i32, offs);
+    return { off: O.get(), pre: [O.set], check: [c.scalar(c.site(site), O.get, () => m.local.get(size, binaryen.i32))] };
   }
 
   private load(v: LoadV, pos: readonly Idx[], mode: Mode): Ref {
@@ -309,14 +347,16 @@ export class TileLoop {
     const es = ESIZE[t.dtype];
     const ptr = (): Ref => m.local.get(t.local, binaryen.i32);
     if (mode === 's') {
-      const offs = this.evalAs(v.offsets, pos, mode);
-      const addr = m.i32.add(ptr(), m.i32.shl(offs, m.i32.const(Math.log2(es))));
-      const ld = scalarLoad(e, t.dtype, addr);
-      if (!v.mask) return ld;
+      const { off, pre, check } = this.checkScalar(v, t.size, this.evalAs(v.offsets, pos, mode));
+      const addr = m.i32.add(ptr(), m.i32.shl(off, m.i32.const(Math.log2(es))));
+      const ld = check.length ? m.block(null, [...check, scalarLoad(e, t.dtype, addr)], wasmType(v.dtype, 's')) : scalarLoad(e, t.dtype, addr);
+      if (!v.mask) return pre.length ? m.block(null, [...pre, ld], wasmType(v.dtype, 's')) : ld;
       const other = v.other ? this.evalAs(v.other, pos, 's') : scalarZero(e, v.dtype);
-      return m.if(this.evalAs(v.mask, pos, 's'), ld, other);
+      const sel = m.if(this.evalAs(v.mask, pos, 's'), ld, other);
+      return pre.length ? m.block(null, [...pre, sel], wasmType(v.dtype, 's')) : sel;
     }
-    const { pre, laneAddr, laneOff, contiguous } = this.lanes(v.offsets, pos, t.local, es);
+    const ln = this.lanes(v.offsets, pos, t.local, es, t.size !== undefined);
+    const { pre, laneAddr, laneOff, contiguous } = ln;
     const full = (): Ref => {
       const a = laneAddr(0);
       if (t.dtype === 'f16' || t.dtype === 'bf16') return loadHalf4(e, a, t.dtype);
@@ -336,7 +376,7 @@ export class TileLoop {
       return m.block(null, stmts, binaryen.v128);
     };
     if (!v.mask) {
-      return m.block(null, [...pre, contiguous ? full() : gather(m.v128.const(new Array(16).fill(0)))], binaryen.v128);
+      return m.block(null, [...pre, ...this.checkLanes(v, t.size, ln), contiguous ? full() : gather(m.v128.const(new Array(16).fill(0)))], binaryen.v128);
     }
     const Mk = e.bind(binaryen.v128, this.evalAs(v.mask, pos, 'v'));
     const other = v.other ? this.evalAs(v.other, pos, 'v') : m.v128.const(new Array(16).fill(0));
@@ -344,7 +384,7 @@ export class TileLoop {
     const body = contiguous
       ? m.if(m.i32x4.all_true(Mk.get()), full(), gather(other, Mk.get))
       : gather(other, Mk.get);
-    return m.block(null, [...pre, Mk.set, body], binaryen.v128);
+    return m.block(null, [...pre, Mk.set, ...this.checkLanes(v, t.size, ln, Mk.get), body], binaryen.v128);
   }
 
   private rand(v: RandV, pos: readonly Idx[], mode: Mode): Ref {
@@ -384,23 +424,26 @@ export class TileLoop {
   }
 
   /** Statement storing `value` at tensor offsets, honouring the mask (never writes a masked lane). */
-  store(ptrIndex: number, offsets: Value, value: Value, mask: Value | undefined, pos: readonly Idx[]): Ref {
+  store(s: StoreI, pos: readonly Idx[]): Ref {
+    const { offsets, value, mask } = s;
     const e = this.env.e;
     const m = e.m;
-    const t = this.env.tensor(ptrIndex);
+    const t = this.env.tensor(s.ptr);
     const es = ESIZE[t.dtype];
     const ptr = (): Ref => m.local.get(t.local, binaryen.i32);
     const mode = this.modeAt(pos);
     const valueDt = t.dtype === 'i32' ? 'i32' : 'f32';
     const val = emitCast(e, value.dtype, valueDt, mode, this.evalAs(value, pos, mode));
     if (mode === 's') {
-      const offs = this.evalAs(offsets, pos, mode);
-      const addr = m.i32.add(ptr(), m.i32.shl(offs, m.i32.const(Math.log2(es))));
-      const st = scalarStore(e, t.dtype, addr, val);
-      return mask ? m.if(this.evalAs(mask, pos, 's'), st) : st;
+      const { off, pre, check } = this.checkScalar(s, t.size, this.evalAs(offsets, pos, mode));
+      const addr = m.i32.add(ptr(), m.i32.shl(off, m.i32.const(Math.log2(es))));
+      const st = check.length ? m.block(null, [...check, scalarStore(e, t.dtype, addr, val)]) : scalarStore(e, t.dtype, addr, val);
+      const guarded = mask ? m.if(this.evalAs(mask, pos, 's'), st) : st;
+      return pre.length ? m.block(null, [...pre, guarded]) : guarded;
     }
     const V = e.bind(binaryen.v128, val);
-    const { pre, laneAddr, laneOff } = this.lanes(offsets, pos, t.local, es);
+    const ln = this.lanes(offsets, pos, t.local, es, t.size !== undefined);
+    const { pre, laneAddr, laneOff } = ln;
     const contiguous = laneOff(1) !== 0;
     const full = (): Ref => {
       const a = laneAddr(0);
@@ -416,10 +459,11 @@ export class TileLoop {
       }
       return m.block(null, stmts);
     };
-    if (!mask) return m.block(null, [V.set, ...pre, contiguous ? full() : scatter()]);
+    // Checked kernels check every lane before the first byte is written.
+    if (!mask) return m.block(null, [V.set, ...pre, ...this.checkLanes(s, t.size, ln), contiguous ? full() : scatter()]);
     const Mk = e.bind(binaryen.v128, this.evalAs(mask, pos, 'v'));
     const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), full(), scatter(Mk.get)) : scatter(Mk.get);
-    return m.block(null, [V.set, ...pre, Mk.set, body]);
+    return m.block(null, [V.set, ...pre, Mk.set, ...this.checkLanes(s, t.size, ln, Mk.get), body]);
   }
 
   /**

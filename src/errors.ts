@@ -54,16 +54,33 @@ export class KernelCompileError extends Error {
   }
 }
 
+/** An access outside its tensor, found by a checked launch. */
+export interface BoundsFault {
+  readonly kind: 'load' | 'store';
+  /** The tensor parameter's name. */
+  readonly tensor: string;
+  /** The element offset accessed. */
+  readonly offset: number;
+  /** The tensor's element count: valid offsets are [0, size). */
+  readonly size: number;
+  /** 1-based place of the load or store in the kernel source. */
+  readonly line: number;
+  readonly column: number;
+}
+
 /** A launch that failed at run time: a trap, an out-of-bounds access, a dead worker. */
 export class KernelRuntimeError extends Error {
   override readonly name = 'KernelRuntimeError';
+  /** Set when a checked launch found an access outside its tensor (nothing was written there). */
+  readonly fault?: BoundsFault;
   constructor(
     message: string,
     readonly kernelName: string,
     /** The program that failed as [p0, p1, p2], when known. */
     readonly programId?: readonly number[],
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; fault?: BoundsFault },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    if (options?.fault) this.fault = options.fault;
   }
 }

@@ -13,7 +13,7 @@ export { Kernel, TILEJIT_VERSION } from './kernel.js';
 export type { MapFunction, MapOptions, MapCallOptions } from './map.js';
 export type { JitOptions, LaunchOptions, KernelArg, CompileRecord } from './kernel.js';
 export { KernelCompileError, KernelRuntimeError, codeFrame } from './errors.js';
-export type { Diagnostic } from './errors.js';
+export type { Diagnostic, BoundsFault } from './errors.js';
 export { Runtime } from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export { detectFeatures } from './runtime/features.js';

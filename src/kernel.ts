@@ -9,12 +9,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KernelCompileError, KernelRuntimeError } from './errors.js';
 import type { KernelIR, StorageDType } from './ir/ir.js';
+import type { AccessSite } from '../codegen/module.js';
 import { DEFAULT_LIMITS, LimitError, type CompileLimits } from './ir/limits.js';
 import { printIR } from './ir/print.js';
 import { interpret, type InterpArg } from './interp/index.js';
 import { parseKernel, specialize, type ConstexprValue, type ParamKind, type ParsedKernel, type ParseOptions, type Signature } from './lang/index.js';
 import { moduleCache, hashKey } from './runtime/cache.js';
-import type { CompiledKernel } from './runtime/compiled.js';
+import type { CheckedSite, CompiledKernel } from './runtime/compiled.js';
 import { detectFeatures, enableWasmFlags } from './runtime/features.js';
 import type { WorkFn } from './runtime/profile.js';
 import { Runtime } from './runtime/runtime.js';
@@ -45,6 +46,15 @@ export interface LaunchOptions {
   readonly runtime?: Runtime;
   /** Compile for relaxed SIMD (FMA); default: detected. */
   readonly relaxedSimd?: boolean;
+  /**
+   * Bounds-check every load and store against the tensor it addresses (default: the runtime's
+   * `checked`, false unless set). An access outside its tensor rejects the launch with a
+   * KernelRuntimeError naming the kernel, the access's line:column, the program id, the offset
+   * and the tensor's size (also in `err.fault`); nothing outside the tensor is written. Lanes a
+   * mask turns off are never checked. Checked code is compiled separately (unchecked launches
+   * run exactly the code they ran before) and costs a compare per access.
+   */
+  readonly checked?: boolean;
   /** Constexpr parameters by name. */
   readonly [constexpr: string]: unknown;
 }
@@ -66,6 +76,8 @@ interface Spec {
   readonly tensorDtypes: Record<string, StorageDType>;
   readonly divisibility: Record<string, number>;
   readonly relaxed: boolean;
+  /** Bounds-checked: `params` then end with each tensor's element count. */
+  readonly checked: boolean;
   readonly runtime: Runtime;
   readonly params: number[];
   readonly interpArgs: InterpArg[];
@@ -73,7 +85,7 @@ interface Spec {
   readonly bytes: number;
 }
 
-const RESERVED = new Set(['grid', 'runtime', 'relaxedSimd']);
+const RESERVED = new Set(['grid', 'runtime', 'relaxedSimd', 'checked']);
 
 let fingerprint: string | undefined;
 /**
@@ -229,6 +241,7 @@ export class Kernel {
     const tensorDtypes: Record<string, StorageDType> = {};
     const divisibility: Record<string, number> = {};
     const params: number[] = [];
+    const sizes: number[] = [];
     const interpArgs: InterpArg[] = [];
     let bytes = 0;
     runParams.forEach((p, i) => {
@@ -242,6 +255,7 @@ export class Kernel {
         // The same tensor often fills several pointer slots (unused ones): count it once.
         if (!params.includes(a.byteOffset)) bytes += a.byteLength;
         params.push(a.byteOffset);
+        sizes.push(a.size);
         interpArgs.push({ kind: 'tensor', byteOffset: a.byteOffset, length: a.size });
       } else {
         if (typeof a !== 'number' || Number.isNaN(a) && p.kind === 'i32') {
@@ -258,11 +272,15 @@ export class Kernel {
       }
     });
     runtime ??= Runtime.default();
+    if (opts.checked !== undefined && typeof opts.checked !== 'boolean') throw new TypeError(`${this.name}: launch option 'checked' must be a boolean, got ${typeof opts.checked}`);
+    const checked = opts.checked ?? runtime.checked;
+    // The hidden params of a checked kernel: the tensors' element counts, in param order.
+    if (checked) params.push(...sizes);
     const relaxed = opts.relaxedSimd ?? detectFeatures().relaxedSimd;
     if (relaxed && !detectFeatures().relaxedSimd) {
       throw new Error(`${this.name}: relaxedSimd requested but this WebAssembly engine does not support relaxed SIMD`);
     }
-    return { grid, constexprs, tensorDtypes, divisibility, relaxed, runtime, params, interpArgs, bytes };
+    return { grid, constexprs, tensorDtypes, divisibility, relaxed, checked, runtime, params, interpArgs, bytes };
   }
 
   /** Everything that changes the generated code, as named parts (compared to explain recompiles). */
@@ -271,6 +289,7 @@ export class Kernel {
       source: this.parsed.source,
       helpers: this.parsed.helperSources.join('\u0000'),
       target: s.relaxed ? 'simd+relaxed' : 'simd',
+      checked: s.checked ? 'bounds-checked' : 'unchecked',
       versions: `tilejit ${TILEJIT_VERSION} (${compilerFingerprint()}), binaryen ${BINARYEN_VERSION}`,
     };
     for (const k of Object.keys(s.constexprs).sort()) parts[`constexpr ${k}`] = JSON.stringify(s.constexprs[k]);
@@ -285,7 +304,7 @@ export class Kernel {
    */
   private fastKey(s: Spec): string {
     this.baseHash ??= hashKey([this.parsed.source, ...this.parsed.helperSources, TILEJIT_VERSION, compilerFingerprint(), BINARYEN_VERSION]);
-    let k = `${this.baseHash}|${s.relaxed ? 'r' : 's'}`;
+    let k = `${this.baseHash}|${s.relaxed ? 'r' : 's'}${s.checked ? 'c' : ''}`;
     for (const [name, v] of Object.entries(s.constexprs)) k += `|${name}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`;
     for (const [name, v] of Object.entries(s.tensorDtypes)) k += `|${name}:${v}`;
     for (const [name, v] of Object.entries(s.divisibility)) k += `|${name}%${v}`;
@@ -315,8 +334,8 @@ export class Kernel {
     const cached = moduleCache().get(key);
     let ck: CompiledKernel;
     if (cached) {
-      const meta = cached.meta as { scratchBytes: number; paramTypes: ('i32' | 'f32')[] };
-      ck = { name: this.name, module: new WebAssembly.Module(cached.bytes), scratchBytes: meta.scratchBytes, paramTypes: meta.paramTypes, work: this.work };
+      const meta = cached.meta as { scratchBytes: number; paramTypes: ('i32' | 'f32')[]; sites?: AccessSite[] };
+      ck = { name: this.name, module: new WebAssembly.Module(cached.bytes), scratchBytes: meta.scratchBytes, paramTypes: meta.paramTypes, work: this.work, ...this.checkedInfo(meta.sites) };
     } else {
       const out = await this.codegen(this.specialise(s), s, t0, false);
       let module: WebAssembly.Module;
@@ -325,12 +344,27 @@ export class Kernel {
       } catch (err) {
         throw new KernelRuntimeError(`${this.name}: the generated module did not compile: ${(err as Error).message}`, this.name, undefined, { cause: err });
       }
-      ck = { name: this.name, module, scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, work: this.work };
-      moduleCache().put(key, out.bytes, { scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, name: this.name });
+      ck = { name: this.name, module, scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, work: this.work, ...this.checkedInfo(out.sites) };
+      moduleCache().put(key, out.bytes, { scratchBytes: out.scratchBytes, paramTypes: out.paramTypes, name: this.name, ...(out.sites ? { sites: out.sites } : {}) });
     }
     this.compiled.set(fast, ck);
     this.log.push({ key, reason, ms: performance.now() - t0, fromDisk: cached !== undefined });
     return ck;
+  }
+
+  /** What a checked module's faults are reported with: each site's tensor name and size param. */
+  private checkedInfo(sites: readonly AccessSite[] | undefined): { checked?: CompiledKernel['checked'] } {
+    if (!sites) return {};
+    const runParams = this.parsed.params.filter((p) => p.kind !== 'constexpr');
+    const tensors = runParams.flatMap((p, i) => (p.kind === 'ptr' ? [i] : []));
+    const named: CheckedSite[] = sites.map((s) => ({
+      kind: s.kind,
+      tensor: runParams[s.param]?.name ?? `#${s.param}`,
+      sizeParam: runParams.length + tensors.indexOf(s.param),
+      line: s.line,
+      column: s.column,
+    }));
+    return { checked: { sites: named, source: this.source } };
   }
 
   /** Lower and optimise within the kernel's limits; a limit crossed is a KernelCompileError. */
@@ -338,7 +372,7 @@ export class Kernel {
     const { compileIR } = await loadCompiler();
     const { maxCodeBytes, maxCompileMs } = this.limits;
     try {
-      return await compileIR(ir, { relaxed: s.relaxed }, { wat, maxCodeBytes, deadline: t0 + maxCompileMs, budgetMs: maxCompileMs });
+      return await compileIR(ir, { relaxed: s.relaxed }, { wat, maxCodeBytes, deadline: t0 + maxCompileMs, budgetMs: maxCompileMs, checked: s.checked });
     } catch (err) {
       if (!(err instanceof LimitError)) throw err;
       const at = err.loc ?? this.parsed.fn.loc;

@@ -1,7 +1,8 @@
 /**
  * @fileoverview Differential tests: every kernel here runs compiled (WebAssembly, with and
  * without relaxed SIMD) and through the reference interpreter on the same inputs, over awkward
- * sizes and every storage dtype; the results must agree within the stated tolerances.
+ * sizes and every storage dtype; the results must agree within the stated tolerances. Checked
+ * launches (bounds-checked code) must give the unchecked results bit for bit.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { jit, type Kernel, type KernelArg } from '../src/kernel.js';
@@ -413,6 +414,25 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('compiled vs interpreter 
         const t = (a1[o] as Tensor).dtype === 'f32' ? c.tol ?? 2e-6 : tol;
         compare(got, want, t, `${c.name} out${o}`);
       }
+      for (const x of [...a1, ...a2]) if (typeof x !== 'number') x.free();
+    });
+  }
+});
+
+// Checked code differs from unchecked code only by its bounds checks: on these valid kernels
+// (masks, gathers, scatters, 2-D tiles, dot, loops, branches) the results are bit for bit equal.
+describe('checked launches agree with unchecked ones', () => {
+  for (const c of CASES) {
+    const sizes = c.sizes ?? SIZES;
+    const grid = [...new Set([sizes[0]!, sizes[sizes.length - 1]!])].map((n) => ({ n, dt: (c.dtypes ?? ['f32'])[0]! }));
+    test.each(grid)(`${c.name}: n=$n $dt`, async ({ n, dt }) => {
+      const rt = rt0;
+      const seed = n * 17 + 3;
+      const a1 = c.args(rt, n, dt, rng(seed));
+      const a2 = c.args(rt, n, dt, rng(seed));
+      await c.kernel.launch({ ...c.launch(n), runtime: rt, checked: true }, ...a1);
+      await c.kernel.launch({ ...c.launch(n), runtime: rt }, ...a2);
+      for (const o of c.outs) expect((a1[o] as Tensor).toArray(), `${c.name} out${o}`).toEqual((a2[o] as Tensor).toArray());
       for (const x of [...a1, ...a2]) if (typeof x !== 'number') x.free();
     });
   }

@@ -8,8 +8,29 @@ import type { WorkFn } from './profile.js';
  * A compiled specialisation. The module imports `env.memory` (shared) and exports
  * `run(pidStart, pidEnd, g0, g1, g2, scratch, ...params)`, which runs linear program ids
  * [pidStart, pidEnd) (p0 = lin % g0 fastest). The first 16 bytes of scratch are reserved: the
- * kernel writes the id of the program it is running there, so a trap can name it.
+ * kernel writes the id of the program it is running there (i32 0), so a trap can name it; a
+ * checked kernel that finds an access out of bounds writes the site's index + 1 (i32 1) and the
+ * element offset (i32 2) there before it traps.
  */
+
+/** A load or store of a checked kernel, as a bounds fault names it. */
+export interface CheckedSite {
+  readonly kind: 'load' | 'store';
+  /** The tensor parameter's name. */
+  readonly tensor: string;
+  /** Index in the launch's params of that tensor's element count (a hidden param). */
+  readonly sizeParam: number;
+  readonly line: number;
+  readonly column: number;
+}
+
+/** What a checked kernel's faults are reported with. */
+export interface CheckedInfo {
+  readonly sites: readonly CheckedSite[];
+  /** The kernel source, for the code frame. */
+  readonly source: string;
+}
+
 export interface CompiledKernel {
   readonly name: string;
   readonly module: WebAssembly.Module;
@@ -19,4 +40,6 @@ export interface CompiledKernel {
   readonly paramTypes: readonly ('i32' | 'f32')[];
   /** The kernel's work estimate, for the profiler (`jit(..., { work })`). */
   readonly work?: WorkFn;
+  /** Present when every load and store is bounds-checked (a checked launch). */
+  readonly checked?: CheckedInfo;
 }

@@ -9,12 +9,13 @@ import { availableParallelism } from 'node:os';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { KernelRuntimeError } from '../errors.js';
 import type { CompiledKernel } from './compiled.js';
+import { trapError } from './fault.js';
 import { WORKER_SOURCE } from './worker-source.js';
 
 /** Control block layout (Int32 slots). */
 export const CTL = {
   GEN: 0, CMD: 1, NEXT: 2, TOTAL: 3, CHUNK: 4, FINISHED: 5, EXPECTED: 6, DONE: 7, ERR: 8, ERR_PID: 9,
-  MODULE: 10, G0: 11, G1: 12, G2: 13, PARAMS: 16,
+  MODULE: 10, G0: 11, G1: 12, G2: 13, ERR_SITE: 14, ERR_OFFSET: 15, PARAMS: 16,
 } as const;
 const MAX_PARAMS = 112;
 const CMD_RUN = 1;
@@ -231,11 +232,10 @@ export class WorkerPool {
     if (onSpans) onSpans(this.readSpans(gen));
     if (running.fail) throw new KernelRuntimeError(`kernel '${ck.name}': ${running.fail.message}; the launch was abandoned`, ck.name, undefined, { cause: running.fail });
     if (Atomics.load(c, CTL.ERR)) {
-      const lin = c[CTL.ERR_PID]!;
-      const pid = [lin % grid[0], Math.floor(lin / grid[0]) % grid[1], Math.floor(lin / (grid[0] * grid[1]))];
+      const rec = { lin: c[CTL.ERR_PID]!, site: ck.checked ? c[CTL.ERR_SITE]! : 0, offset: c[CTL.ERR_OFFSET]! };
       const message = await Promise.race([trapMessage, new Promise<string>((r) => setTimeout(() => r('trap'), 1000))]);
       trapMessage = undefined;
-      throw new KernelRuntimeError(`kernel '${ck.name}' trapped in program (${pid.join(', ')}): ${message}`, ck.name, pid);
+      throw trapError(ck, grid, rec, params, message);
     }
   }
 

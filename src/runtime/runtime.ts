@@ -3,10 +3,10 @@
  * compiled kernels over a grid.
  */
 import { availableParallelism } from 'node:os';
-import { KernelRuntimeError } from '../errors.js';
 import type { StorageDType } from '../ir/ir.js';
 import type { CompiledKernel } from './compiled.js';
 import { enableWasmFlags } from './features.js';
+import { trapError } from './fault.js';
 import { Heap } from './memory.js';
 import { WorkerPool, type WorkerSpan } from './pool.js';
 import { Profile, Profiler, type ProfileOptions } from './profile.js';
@@ -25,6 +25,11 @@ export interface RuntimeOptions {
    * 128 KiB): waking workers costs more than such small work. 0 sends every launch to the pool.
    */
   readonly inlineBelowBytes?: number;
+  /**
+   * Bounds-check every load and store of every launch on this runtime (default false; see
+   * `LaunchOptions.checked`, which overrides it per launch). Also settable later: `rt.checked`.
+   */
+  readonly checked?: boolean;
 }
 
 /** Counters of `rt.stats()`. */
@@ -50,6 +55,11 @@ export class Runtime implements TensorOwner {
   readonly threads: number;
   /** See RuntimeOptions.inlineBelowBytes. */
   readonly inlineBelowBytes: number;
+  /**
+   * Launches on this runtime are bounds-checked unless they say `checked: false` (see
+   * RuntimeOptions.checked). Checked and unchecked code are compiled and cached separately.
+   */
+  checked: boolean;
   private readonly heap: Heap;
   private readonly instances = new WeakMap<WebAssembly.Module, RunFn>();
   private scratch = 0;
@@ -68,6 +78,8 @@ export class Runtime implements TensorOwner {
     this.threads = threads;
     this.inlineBelowBytes = opts.inlineBelowBytes ?? 128 << 10;
     if (!(this.inlineBelowBytes >= 0)) throw new RangeError(`Runtime.create: inlineBelowBytes must be >= 0, got ${opts.inlineBelowBytes}`);
+    if (opts.checked !== undefined && typeof opts.checked !== 'boolean') throw new TypeError(`Runtime.create: checked must be a boolean, got ${typeof opts.checked}`);
+    this.checked = opts.checked ?? false;
     this.heap = new Heap(opts.initialMemoryBytes ?? 16 << 20, opts.maxMemoryBytes ?? 2 ** 31);
     this.counters = { launches: 0, inline: 0, pooled: 0, programs: 0, busyMs: 0, memoryBytes: 0, inUseBytes: 0, threads };
     this.pool = threads > 0 ? new WorkerPool(threads, this.heap.memory, this.heap) : undefined;
@@ -230,9 +242,8 @@ export class Runtime implements TensorOwner {
       run(0, total, grid[0], grid[1], grid[2], this.scratch, ...params);
     } catch (err) {
       if (err instanceof WebAssembly.RuntimeError) {
-        const lin = new Int32Array(this.heap.memory.buffer, this.scratch, 1)[0]!;
-        const pid = [lin % grid[0], Math.floor(lin / grid[0]) % grid[1], Math.floor(lin / (grid[0] * grid[1]))];
-        throw new KernelRuntimeError(`kernel '${ck.name}' trapped in program (${pid.join(', ')}): ${err.message}`, ck.name, pid, { cause: err });
+        const [lin, site, offset] = new Int32Array(this.heap.memory.buffer, this.scratch, 3);
+        throw trapError(ck, grid, { lin: lin!, site: ck.checked ? site! : 0, offset: offset! }, params, err.message, err);
       }
       throw err;
     } finally {

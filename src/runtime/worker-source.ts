@@ -67,7 +67,11 @@ function launch() {
   } catch (err) {
     // First failure wins; the others stop taking chunks.
     if (Atomics.compareExchange(ctl, C.ERR, 0, 1) === 0) {
-      ctl[C.ERR_PID] = new Int32Array(memory.buffer, scratch, 1)[0];
+      // The scratch header: program id, and a checked kernel's bounds fault (site + 1, offset).
+      const header = new Int32Array(memory.buffer, scratch, 3);
+      ctl[C.ERR_PID] = header[0];
+      ctl[C.ERR_SITE] = header[1];
+      ctl[C.ERR_OFFSET] = header[2];
       port.postMessage({ type: 'trap', message: String(err && err.message || err) });
     }
     Atomics.store(ctl, C.NEXT, total);
