@@ -61,13 +61,21 @@ export class BoundsChecks {
     return m.if(m.i32.ge_u(off(), n()), this.fault(site, off()));
   }
 
-  /** Four contiguous elements from `base`: 0 <= base && base + 3 < n (no overflow: base <= n - 4). */
-  run4(site: number, base: () => Ref, n: () => Ref): Ref {
+  /**
+   * Four contiguous elements from `base`: base <u max(n - 3, 0) (`run4`, computed once per
+   * program) is one compare for 0 <= base && base + 3 < n, without overflow.
+   */
+  run4(site: number, base: () => Ref, run4: () => Ref, n: () => Ref): Ref {
     const m = this.e.m;
-    const bad = m.i32.or(m.i32.lt_s(base(), m.i32.const(0)), m.i32.gt_s(base(), m.i32.sub(n(), m.i32.const(4))));
     // The first lane outside: base itself when it is below 0 or at/after the end, else lane n.
     const first = m.select(m.i32.or(m.i32.lt_s(base(), m.i32.const(0)), m.i32.ge_s(base(), n())), base(), n());
-    return m.if(bad, this.fault(site, first));
+    return m.if(m.i32.ge_u(base(), run4()), this.fault(site, first));
+  }
+
+  /** The value of a tensor's `run4` local: max(n - 3, 0). */
+  run4Limit(n: () => Ref): Ref {
+    const m = this.e.m;
+    return m.select(m.i32.gt_s(n(), m.i32.const(3)), m.i32.sub(n(), m.i32.const(3)), m.i32.const(0));
   }
 
   /**

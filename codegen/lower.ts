@@ -13,7 +13,7 @@ import type { Emit, Ref } from './emit.js';
 import { emitDot, type MatBuf } from './microkernels/gemm.js';
 import { emitBinary, wasmType } from './ops.js';
 import { lazyOperands, planKernel, type Plan } from './plan.js';
-import { TileLoop, type Buffer, type TileEnv } from './tile.js';
+import { TileLoop, type Buffer, type TensorSize, type TileEnv } from './tile.js';
 
 /** Fixed leading params of the program function: p0 p1 p2 g0 g1 g2 sbase. */
 export const PROGRAM_FIXED_PARAMS = 7;
@@ -34,8 +34,8 @@ export class KernelLowering implements TileEnv {
 
   /** Present in a checked kernel: every tensor access is bounds-checked (see bounds.ts). */
   readonly checks?: BoundsChecks;
-  /** Local of each tensor parameter's element count (checked kernels: hidden params after the rest). */
-  private readonly sizes = new Map<number, number>();
+  /** Each tensor parameter's element count (checked kernels: hidden params after the rest). */
+  private readonly sizes = new Map<number, TensorSize>();
 
   /**
    * @param checked bounds-check every load and store; the element counts of the tensor params
@@ -47,7 +47,7 @@ export class KernelLowering implements TileEnv {
     if (opts.checked) {
       this.checks = new BoundsChecks(e, this.sbase, opts.scratchHeader ?? 0);
       ir.params.forEach((p, i) => {
-        if (p.kind === 'tensor') this.sizes.set(i, PROGRAM_FIXED_PARAMS + ir.params.length + this.sizes.size);
+        if (p.kind === 'tensor') this.sizes.set(i, { n: PROGRAM_FIXED_PARAMS + ir.params.length + this.sizes.size, run4: e.local(binaryen.i32) });
       });
     }
   }
@@ -73,7 +73,7 @@ export class KernelLowering implements TileEnv {
     return this.buffers.get(v.id);
   }
 
-  tensor(index: number): { local: number; dtype: 'f32' | 'f16' | 'bf16' | 'i32'; size?: number } {
+  tensor(index: number): { local: number; dtype: 'f32' | 'f16' | 'bf16' | 'i32'; size?: TensorSize } {
     const p = this.ir.params[index];
     if (!p || p.kind !== 'tensor') throw new Error(`codegen: param ${index} is not a tensor`);
     const size = this.sizes.get(index);
@@ -83,6 +83,11 @@ export class KernelLowering implements TileEnv {
   /** The program body. */
   lower(): Ref {
     const body = this.block(this.ir.body);
+    const checks = this.checks;
+    if (checks) {
+      const m = this.e.m;
+      for (const sz of this.sizes.values()) body.unshift(m.local.set(sz.run4, checks.run4Limit(() => m.local.get(sz.n, binaryen.i32))));
+    }
     if (this.scratchBytes > MAX_SCRATCH_BYTES) {
       throw new LimitError('MAX_SCRATCH_BYTES', `kernel '${this.ir.name}' needs ${this.scratchBytes} bytes of tile scratch per program; the limit (MAX_SCRATCH_BYTES) is ${MAX_SCRATCH_BYTES}: use smaller tiles`);
     }

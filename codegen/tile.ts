@@ -36,9 +36,15 @@ export interface TileEnv {
    * Tensor parameter `index`: the local with its byte address, its storage dtype and, in a
    * checked kernel, the local with its element count.
    */
-  tensor(index: number): { local: number; dtype: StorageDType; size?: number };
+  tensor(index: number): { local: number; dtype: StorageDType; size?: TensorSize };
   /** The bounds-check emitters of a checked kernel (undefined: accesses are not checked). */
   readonly checks?: BoundsChecks;
+}
+
+/** Locals of a checked tensor's element count n and of max(n - 3, 0) (the end of 4-wide runs). */
+export interface TensorSize {
+  readonly n: number;
+  readonly run4: number;
 }
 
 interface LoopVar {
@@ -316,28 +322,34 @@ export class TileLoop {
   }
 
   /**
-   * The bounds check of a vector access (checked kernels only): a range check of lane 0 when
-   * every lane is read, else a per-lane compare with masked-off lanes exempt.
+   * Bounds checks of a vector access (checked kernels only; otherwise every part is empty).
+   * `all`: the check when every lane is accessed (one unsigned compare when the lanes run
+   * contiguously from a known lane 0, else one vector compare); `lane(l)`: the check of lane l
+   * alone, for the masked paths, which put it inside the lane's own `if`.
    */
-  private checkLanes(site: LoadV | StoreI, size: number | undefined, ln: { base?: () => Ref; offs?: () => Ref }, mask?: () => Ref): Ref[] {
+  private vectorChecks(site: LoadV | StoreI, size: TensorSize | undefined, ln: { base?: () => Ref; offs?: () => Ref }): {
+    all: Ref[]; lane: (l: number) => Ref[];
+  } {
     const c = this.env.checks;
-    if (!c || size === undefined) return [];
+    if (!c || size === undefined) return { all: [], lane: () => [] };
     const m = this.env.e.m;
     const id = c.site(site);
-    const n = (): Ref => m.local.get(size, binaryen.i32);
-    if (ln.base && !mask) return [c.run4(id, ln.base, n)];
+    const n = (): Ref => m.local.get(size.n, binaryen.i32);
     const base = ln.base;
-    const offs = base ? () => m.i32x4.add(m.i32x4.splat(base()), m.v128.const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0])) : ln.offs!;
-    return [c.lanes(id, offs, n, mask)];
+    const laneOff = base ? (l: number) => (): Ref => m.i32.add(base(), m.i32.const(l)) : (l: number) => (): Ref => m.i32x4.extract_lane(ln.offs!(), l);
+    return {
+      all: [base ? c.run4(id, base, () => m.local.get(size.run4, binaryen.i32), n) : c.lanes(id, ln.offs!, n)],
+      lane: (l) => [c.scalar(id, laneOff(l), n)],
+    };
   }
 
   /** A scalar access's offset, bound once when it is checked; the check itself (or nothing). */
-  private checkScalar(site: LoadV | StoreI, size: number | undefined, offs: Ref): { off: Ref; check: Ref[]; pre: Ref[] } {
+  private checkScalar(site: LoadV | StoreI, size: TensorSize | undefined, offs: Ref): { off: Ref; check: Ref[]; pre: Ref[] } {
     const c = this.env.checks;
     if (!c || size === undefined) return { off: offs, check: [], pre: [] };
     const m = this.env.e.m;
     const O = this.env.e.bind(binaryen.i32, offs);
-    return { off: O.get(), pre: [O.set], check: [c.scalar(c.site(site), O.get, () => m.local.get(size, binaryen.i32))] };
+    return { off: O.get(), pre: [O.set], check: [c.scalar(c.site(site), O.get, () => m.local.get(size.n, binaryen.i32))] };
   }
 
   private load(v: LoadV, pos: readonly Idx[], mode: Mode): Ref {
@@ -357,6 +369,7 @@ export class TileLoop {
     }
     const ln = this.lanes(v.offsets, pos, t.local, es, t.size !== undefined);
     const { pre, laneAddr, laneOff, contiguous } = ln;
+    const check = this.vectorChecks(v, t.size, ln);
     const full = (): Ref => {
       const a = laneAddr(0);
       if (t.dtype === 'f16' || t.dtype === 'bf16') return loadHalf4(e, a, t.dtype);
@@ -370,21 +383,23 @@ export class TileLoop {
         const set = m.local.set(R, v.dtype === 'f32'
           ? m.f32x4.replace_lane(m.local.get(R, binaryen.v128), l, val)
           : m.i32x4.replace_lane(m.local.get(R, binaryen.v128), l, val));
-        stmts.push(M ? m.if(m.i32x4.extract_lane(M(), l), set) : set);
+        const lane = M ? check.lane(l) : [];
+        stmts.push(M ? m.if(m.i32x4.extract_lane(M(), l), lane.length ? m.block(null, [...lane, set]) : set) : set);
       }
       stmts.push(m.local.get(R, binaryen.v128));
       return m.block(null, stmts, binaryen.v128);
     };
     if (!v.mask) {
-      return m.block(null, [...pre, ...this.checkLanes(v, t.size, ln), contiguous ? full() : gather(m.v128.const(new Array(16).fill(0)))], binaryen.v128);
+      return m.block(null, [...pre, ...check.all, contiguous ? full() : gather(m.v128.const(new Array(16).fill(0)))], binaryen.v128);
     }
     const Mk = e.bind(binaryen.v128, this.evalAs(v.mask, pos, 'v'));
     const other = v.other ? this.evalAs(v.other, pos, 'v') : m.v128.const(new Array(16).fill(0));
     // Tails: only lanes whose mask is set are read, so a load never reads past a tensor's end.
+    // Checked: lanes that are read are checked, in the all-lanes branch at once, else one by one.
     const body = contiguous
-      ? m.if(m.i32x4.all_true(Mk.get()), full(), gather(other, Mk.get))
+      ? m.if(m.i32x4.all_true(Mk.get()), check.all.length ? m.block(null, [...check.all, full()], binaryen.v128) : full(), gather(other, Mk.get))
       : gather(other, Mk.get);
-    return m.block(null, [...pre, Mk.set, ...this.checkLanes(v, t.size, ln, Mk.get), body], binaryen.v128);
+    return m.block(null, [...pre, Mk.set, body], binaryen.v128);
   }
 
   private rand(v: RandV, pos: readonly Idx[], mode: Mode): Ref {
@@ -444,6 +459,7 @@ export class TileLoop {
     const V = e.bind(binaryen.v128, val);
     const ln = this.lanes(offsets, pos, t.local, es, t.size !== undefined);
     const { pre, laneAddr, laneOff } = ln;
+    const check = this.vectorChecks(s, t.size, ln);
     const contiguous = laneOff(1) !== 0;
     const full = (): Ref => {
       const a = laneAddr(0);
@@ -455,15 +471,16 @@ export class TileLoop {
       for (let l = 0; l < 4; l++) {
         const lane = valueDt === 'f32' ? m.f32x4.extract_lane(V.get(), l) : m.i32x4.extract_lane(V.get(), l);
         const st = scalarStore(e, t.dtype, laneAddr(l), lane, laneOff(l));
-        stmts.push(M ? m.if(m.i32x4.extract_lane(M(), l), st) : st);
+        const ck = M ? check.lane(l) : [];
+        stmts.push(M ? m.if(m.i32x4.extract_lane(M(), l), ck.length ? m.block(null, [...ck, st]) : st) : st);
       }
       return m.block(null, stmts);
     };
     // Checked kernels check every lane before the first byte is written.
-    if (!mask) return m.block(null, [V.set, ...pre, ...this.checkLanes(s, t.size, ln), contiguous ? full() : scatter()]);
+    if (!mask) return m.block(null, [V.set, ...pre, ...check.all, contiguous ? full() : scatter()]);
     const Mk = e.bind(binaryen.v128, this.evalAs(mask, pos, 'v'));
-    const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), full(), scatter(Mk.get)) : scatter(Mk.get);
-    return m.block(null, [V.set, ...pre, Mk.set, ...this.checkLanes(s, t.size, ln, Mk.get), body]);
+    const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), check.all.length ? m.block(null, [...check.all, full()]) : full(), scatter(Mk.get)) : scatter(Mk.get);
+    return m.block(null, [V.set, ...pre, Mk.set, body]);
   }
 
   /**
