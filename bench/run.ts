@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { type BenchContext, type BenchLine } from './harness.js';
 import { attentionBwdSuite, attentionSuite } from './suites/attention.js';
+import { checkedSuite } from './suites/checked.js';
 import { compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
 import { gemmSuite } from './suites/gemm.js';
 import { trainSuite } from './suites/train-e2e.js';
@@ -25,6 +26,7 @@ export const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   'attention-bwd': attentionBwdSuite,
   train: trainSuite,
   dispatch: dispatchSuite,
+  checked: checkedSuite,
 };
 
 /** Where a run writes: lines (or the table) to `out`, progress and errors to `err`. */
