@@ -15,7 +15,9 @@ import { machineSignature, signatureId } from '../src/tune/key.js';
 const SHAPES: readonly [number, number, number][] = [
   [4, 1024, 1024], [16, 1024, 1024], [32, 512, 512], [64, 64, 64], [128, 128, 128],
   [256, 256, 256], [512, 512, 512], [1024, 1024, 1024], [256, 1024, 256], [1024, 256, 1024],
-  [2048, 64, 64], [64, 4096, 1024],
+  [2048, 64, 64], [64, 4096, 1024], [64, 512, 2048],
+  // Tall and deep: a transformer's projections and their weight gradients (rows = batch x tokens).
+  [8192, 384, 128], [8192, 128, 512], [512, 128, 8192],
 ];
 
 const quick = process.argv.includes('--quick');

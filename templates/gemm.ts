@@ -84,6 +84,7 @@ export const GEMM_CONFIGS: readonly GemmConfig[] = [
   { BM: 64, BN: 64, BK: 64 }, { BM: 64, BN: 64, BK: 32 }, { BM: 32, BN: 64, BK: 64 },
   { BM: 64, BN: 32, BK: 64 }, { BM: 32, BN: 32, BK: 32 }, { BM: 16, BN: 64, BK: 64 },
   { BM: 16, BN: 16, BK: 16 }, { BM: 4, BN: 64, BK: 128 }, { BM: 1, BN: 64, BK: 256 },
+  { BM: 128, BN: 128, BK: 32 }, { BM: 128, BN: 64, BK: 64 }, { BM: 64, BN: 128, BK: 64 },
 ];
 
 /** Plain-JS reference with f64 accumulation: out[b] = act(alpha·op(A)·op(B) + beta·C + bias). */

@@ -10,7 +10,7 @@ import { naiveSgemm } from '../kernels.js';
 import { loadTf, ortRunner, timePeer } from '../peers.js';
 
 export async function gemmSuite(ctx: BenchContext): Promise<void> {
-  const shapes: [number, number, number][] = ctx.quick ? [[256, 256, 256], [1, 4096, 4096]] : [[1024, 1024, 1024], [256, 256, 256], [64, 2048, 512], [1, 4096, 4096]];
+  const shapes: [number, number, number][] = ctx.quick ? [[256, 256, 256], [1, 4096, 4096]] : [[1024, 1024, 1024], [256, 256, 256], [64, 512, 2048], [1, 4096, 4096]];
   for (const [M, N, K] of shapes) {
     const a = randArray(M * K, 1), b = randArray(K * N, 2);
     const flops = 2 * M * N * K;
