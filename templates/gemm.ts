@@ -67,6 +67,8 @@ export const gemmKernel = jit(GEMM_SOURCE, {
     BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
     HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr',
   },
+  // 2·M·N·K per batch entry (grid axis 2), for the profiler's GFLOP/s.
+  work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * params[7]! * grid[2] }),
 });
 
 /** Epilogue activations of `ops.matmul`. */

@@ -52,6 +52,8 @@ export const gemvKernel = jit(GEMV_SOURCE, {
     BN: 'constexpr', BK: 'constexpr', TRANS_B: 'constexpr', HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr',
     EVEN: 'constexpr',
   },
+  // 2·N·K per batch entry (grid axis 2), for the profiler's GFLOP/s.
+  work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * grid[2] }),
 });
 
 /**

@@ -4,7 +4,7 @@
  * outside `rt.profile`, no nesting.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { jit, Runtime, type TraceEvent } from '../src/index.js';
+import { jit, ops, Runtime, type TraceEvent } from '../src/index.js';
 
 const scale = jit(`function scale(X, Out, s, n, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
@@ -99,4 +99,15 @@ describe('rt.profile', () => {
     expect(again.launches).toEqual([]);
     expect(again.trace().traceEvents.filter((e) => e.ph === 'X')).toEqual([]);
   });
+});
+
+test('ops.matmul states its work: the profile has GEMM and GEMV flops without a work option', async () => {
+  const rt = await inline;
+  const a = rt.zeros([2, 32, 48]), b = rt.zeros([48, 40]), v = rt.zeros([1, 48]);
+  const p = await rt.profile(async () => {
+    await ops.matmul(a, b);
+    await ops.matmul(v, b);
+  });
+  const by = Object.fromEntries(p.kernels.map((r) => [r.kernel, r.flops]));
+  expect(by).toEqual({ gemm: 2 * 2 * 32 * 40 * 48, gemv: 2 * 40 * 48 });
 });
