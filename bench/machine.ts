@@ -43,7 +43,8 @@ export async function measureCeilings(quick = false): Promise<MachineCeilings> {
   const bandwidthGbps: Record<number, number> = {};
   const cores = availableParallelism();
   for (const threads of cores > 1 ? [1, cores] : [1]) {
-    const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
+    // inlineBelowBytes 0: the peak kernel touches a few KB, which would otherwise run inline.
+    const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads, inlineBelowBytes: 0 });
     const x = rt.tensor(new Float32Array(64 * 64).fill(1e-3), [64 * 64]);
     let gflops = 0;
     for (const [BM, BN, BK] of [[8, 16, 32], [4, 8, 64], [16, 16, 16]] as const) {
