@@ -15,6 +15,7 @@ export type { JitOptions, LaunchOptions, KernelArg, CompileRecord } from './kern
 export { KernelCompileError, KernelRuntimeError, codeFrame } from './errors.js';
 export type { Diagnostic, BoundsFault } from './errors.js';
 export { Runtime } from './runtime/runtime.js';
+export type { RuntimeOptions, RuntimeStats } from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export { detectFeatures } from './runtime/features.js';
 export { ops } from './ops/index.js';
