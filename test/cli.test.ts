@@ -46,7 +46,8 @@ describe('tilejit', () => {
     [['cache', 'purge'], /got 'cache purge'/],
     [['inspect', 'matmul'], /choose one of --wat or --ir/],
     [['inspect', 'matmul', '--wat', '--ir'], /choose one of --wat or --ir/],
-    [['inspect', 'no-such-thing', '--ir'], /neither an op \(matmul\) nor a file/],
+    [['inspect', 'no-such-thing', '--ir'], /neither an op \(matmul, gelu, softmax, layernorm, attention\) nor a file/],
+    [['inspect', 'softmax', '--ir', '--shape', '4x4x4'], /--shape must be MxN with positive integers/],
     [['tune'], /expected one op to tune/],
     [['tune', 'conv'], /unknown op 'conv'/],
     [['tune', 'matmul', '--shape', '12x'], /--shape must be MxNxK/],
@@ -74,6 +75,15 @@ describe('tilejit', () => {
     const text = await cli('info');
     expect(text.out).toMatch(/^relaxed SIMD \(FMA\)\s+(yes|no)/m);
     expect(text.out).toContain(`cache dir            ${dir}`);
+  });
+
+  test.each([['gelu', '1000'], ['softmax', '7x100'], ['layernorm', '8x1024'], ['attention', '100x32']])('inspect %s --shape %s prints its IR and WebAssembly', async (op, shape) => {
+    const ir = await cli('inspect', op, '--ir', '--shape', shape);
+    expect(ir.code).toBe(0);
+    expect(ir.out).toMatch(/store/);
+    const wat = await cli('inspect', op, '--wat', '--shape', shape);
+    expect(wat.code).toBe(0);
+    expect(wat.out).toMatch(/^\(module/);
   });
 
   test('inspect prints IR or WebAssembly text for an op or a kernel file', async () => {

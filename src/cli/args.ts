@@ -66,10 +66,15 @@ export function intFlag(p: Parsed, name: string, dflt: number, command: string):
 
 /** `MxNxK` (or `M,N,K`) as three positive integers. */
 export function parseShape(text: string, command: string): [number, number, number] {
+  return parseDims(text, 'MxNxK', command) as [number, number, number];
+}
+
+/** `--shape` with as many dims as `form` names (e.g. 'MxN'), each a positive integer <= 65536. */
+export function parseDims(text: string, form: string, command: string): number[] {
   const parts = text.split(/[x,]/);
   const dims = parts.map(Number);
-  if (parts.length !== 3 || !dims.every((d) => Number.isInteger(d) && d > 0 && d <= 1 << 16)) {
-    throw new UsageError(`--shape must be MxNxK with positive integers (at most 65536), got '${text}'`, command);
+  if (parts.length !== form.split('x').length || !dims.every((d) => Number.isInteger(d) && d > 0 && d <= 1 << 16)) {
+    throw new UsageError(`--shape must be ${form} with positive integers (at most 65536), got '${text}'`, command);
   }
-  return dims as [number, number, number];
+  return dims;
 }

@@ -15,11 +15,76 @@ import { gemmArgs, PLAIN_GEMM, tunedGemm } from '../tune/gemm.js';
 import { plotTuneReport } from '../tune/plot.js';
 import type { ConfigResult } from '../tune/store.js';
 import type { TuneEvent } from '../tune/autotune.js';
-import { intFlag, parseArgs, parseShape, UsageError, type CliIO } from './args.js';
+import { intFlag, parseArgs, parseDims, parseShape, UsageError, type CliIO } from './args.js';
 import { gemmKernel } from '../../templates/gemm.js';
+import { activationKernel, ELEMENTWISE_BLOCK } from '../../templates/activation.js';
+import { attnFwdKernel, chooseAttentionConfig } from '../../templates/attention.js';
+import { normFwdKernel } from '../../templates/norm.js';
+import { chooseRowConfig, softmaxKernel } from '../../templates/softmax.js';
 
-/** Ops the `inspect` and `tune` commands know by name. */
+/** Ops the `tune` command knows by name. */
 export const CLI_OPS = ['matmul'] as const;
+
+const deterministic = (n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37));
+
+/** Ops `inspect` knows: the shape form, its default, and the kernel launch `ops.*` would make. */
+const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: number[]) => InspectSpec }> = {
+  matmul: {
+    form: 'MxNxK', fallback: '64x64x64',
+    spec: ([M, N, K]) => {
+      const c = chooseGemmConfig(M!, N!, K!);
+      const even = M! % c.BM === 0 && N! % c.BN === 0 && K! % c.BK === 0;
+      return { kernel: gemmKernel, options: { grid: [Math.ceil(M! / c.BM), Math.ceil(N! / c.BN), 1], ...c, ...PLAIN_GEMM, EVEN: even }, args: (r) => gemmArgs(r, M!, N!, K!) };
+    },
+  },
+  gelu: {
+    form: 'N', fallback: '4096',
+    spec: ([n]) => ({
+      kernel: activationKernel,
+      options: { grid: [Math.ceil(n! / ELEMENTWISE_BLOCK)], BLOCK: ELEMENTWISE_BLOCK, ACT: 'gelu', BWD: false, EVEN: n! % ELEMENTWISE_BLOCK === 0 },
+      args: (r) => { const x = r.tensor(deterministic(n!), [n!]); return [x, x, r.empty([n!]), n!]; },
+    }),
+  },
+  softmax: {
+    form: 'MxN', fallback: '64x1024',
+    spec: ([M, N]) => {
+      const c = chooseRowConfig(M!, N!);
+      return {
+        kernel: softmaxKernel,
+        options: { grid: [c.SINGLE ? Math.ceil(M! / c.R) : M!], R: c.R, BN: c.BN, LOG: false, BWD: false, SINGLE: c.SINGLE, EVEN: c.EVEN },
+        args: (r) => { const x = r.tensor(deterministic(M! * N!), [M!, N!]); return [x, x, r.empty([M!, N!]), M!, N!]; },
+      };
+    },
+  },
+  layernorm: {
+    form: 'MxN', fallback: '64x1024',
+    spec: ([M, N]) => {
+      const c = chooseRowConfig(M!, N!);
+      return {
+        kernel: normFwdKernel,
+        options: { grid: [c.SINGLE ? Math.ceil(M! / c.R) : M!], R: c.R, BN: c.BN, RMS: false, HAS_W: true, HAS_B: true, SINGLE: c.SINGLE, EVEN: c.EVEN },
+        args: (r) => {
+          const x = r.tensor(deterministic(M! * N!), [M!, N!]), w = r.tensor(deterministic(N!), [N!]), st = r.empty([M!]);
+          return [x, w, w, r.empty([M!, N!]), st, r.empty([M!]), M!, N!, 1e-5];
+        },
+      };
+    },
+  },
+  attention: {
+    form: 'NxD', fallback: '1024x64',
+    spec: ([N, D]) => {
+      const { BM, BN } = chooseAttentionConfig(N!, D!);
+      return {
+        kernel: attnFwdKernel,
+        options: { grid: [Math.ceil(N! / BM), 1], BM, BN, D: D!, CAUSAL: true, WINDOW: 0, HAS_LENS: false, DROPOUT: false },
+        args: (r) => {
+          const q = r.tensor(deterministic(N! * D!), [1, 1, N!, D!]), lse = r.empty([N!]);
+          return [q, q, q, r.empty([1, 1, N!, D!]), lse, lse, N!, 1, 1, 1 / Math.sqrt(D!), 0, 0];
+        },
+      };
+    },
+  },
+};
 
 function tuneFiles(dir: string): string[] {
   try {
@@ -97,7 +162,7 @@ export interface InspectSpec {
   readonly args: (rt: Runtime) => KernelArg[];
 }
 
-/** `tilejit inspect <op|file> --wat|--ir [--shape MxNxK]`. */
+/** `tilejit inspect <op|file> --wat|--ir [--shape ...]` (ops: matmul MxNxK, gelu N, softmax/layernorm MxN, attention NxD). */
 export async function inspect(args: readonly string[], io: CliIO): Promise<number> {
   const p = parseArgs(args, { switches: ['wat', 'ir'], values: ['shape'] }, 'inspect');
   if (p.positionals.length !== 1) throw new UsageError('expected one op name or file', 'inspect');
@@ -107,19 +172,13 @@ export async function inspect(args: readonly string[], io: CliIO): Promise<numbe
   const rt = await Runtime.create({ threads: 0 });
   try {
     let spec: InspectSpec;
-    if ((CLI_OPS as readonly string[]).includes(target)) {
-      const [M, N, K] = parseShape(String(p.flags.get('shape') ?? '64x64x64'), 'inspect');
-      const c = chooseGemmConfig(M, N, K);
-      const even = M % c.BM === 0 && N % c.BN === 0 && K % c.BK === 0;
-      spec = {
-        kernel: gemmKernel,
-        options: { grid: [Math.ceil(M / c.BM), Math.ceil(N / c.BN), 1], ...c, ...PLAIN_GEMM, EVEN: even },
-        args: (r) => gemmArgs(r, M, N, K),
-      };
+    const known = INSPECT_OPS[target];
+    if (known && Object.prototype.hasOwnProperty.call(INSPECT_OPS, target)) {
+      spec = known.spec(parseDims(String(p.flags.get('shape') ?? known.fallback), known.form, 'inspect'));
     } else {
       if (p.flags.has('shape')) throw new UsageError('--shape applies to ops, not files', 'inspect');
       const file = resolve(target);
-      if (!existsSync(file)) throw new UsageError(`'${target}' is neither an op (${CLI_OPS.join(', ')}) nor a file`, 'inspect');
+      if (!existsSync(file)) throw new UsageError(`'${target}' is neither an op (${Object.keys(INSPECT_OPS).join(', ')}) nor a file`, 'inspect');
       const mod = (await import(pathToFileURL(file).href)) as { inspect?: InspectSpec; default?: InspectSpec };
       const s = mod.inspect ?? mod.default;
       if (!s || !(s.kernel instanceof Kernel) || typeof s.args !== 'function' || !s.options) {

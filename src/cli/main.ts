@@ -3,7 +3,7 @@
  * 2 bad arguments). `runCli` takes its output channels so tests run it in process.
  */
 import { UsageError, type CliIO } from './args.js';
-import { cache, CLI_OPS, info, inspect, tune } from './commands.js';
+import { cache, info, inspect, tune } from './commands.js';
 
 const HELP = `tilejit: JIT tile kernels for WebAssembly SIMD
 
@@ -13,7 +13,7 @@ commands:
   info [--json]                     WebAssembly features (SIMD, relaxed SIMD, threads), cache dir and size
   cache clear                       remove compiled modules and tuning results from the cache dir
   inspect <op|file> --wat|--ir      the generated WebAssembly text or the specialised IR
-          [--shape MxNxK]           (ops: ${CLI_OPS.join(', ')}; a file is a JS module exporting
+          [--shape ...]             (ops: matmul MxNxK, gelu N, softmax MxN, layernorm MxN, attention NxD; a file is a JS module exporting
                                     inspect = { kernel, options: { grid, ...constexprs }, args: (rt) => [...] })
   bench [--suite NAME]... [--json] [--quick] [--report DIR]
                                     benchmarks; --json prints one BENCH_JSON line per measurement;
@@ -28,7 +28,7 @@ environment: TILEJIT_CACHE_DIR (cache directory), TILEJIT_NO_RELAXED=1 (no FMA)
 const USAGE: Record<string, string> = {
   info: 'tilejit info [--json]',
   cache: 'tilejit cache clear',
-  inspect: 'tilejit inspect <op|file> --wat|--ir [--shape MxNxK]',
+  inspect: 'tilejit inspect <op|file> --wat|--ir [--shape ...] (matmul MxNxK, gelu N, softmax/layernorm MxN, attention NxD)',
   bench: 'tilejit bench [--suite NAME]... [--json] [--quick] [--report DIR]',
   tune: 'tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE]',
 };
