@@ -4,11 +4,12 @@
  * and the host adds the partials in f64; the gradient carries the reduction's scale.
  */
 import { jit } from '../src/kernel.js';
+import { MASKED_HELPERS } from './masked.js';
 
-export const LOSS_SOURCE = `function loss(P, T, Out, G, Part, n, delta, gscale, BLOCK, KIND, REDUCE, GRAD) {
+export const LOSS_SOURCE = `function loss(P, T, Out, G, Part, n, delta, gscale, BLOCK, KIND, REDUCE, GRAD, EVEN) {
   const i = programId(0) * BLOCK + arange(BLOCK);
   const m = i < n;
-  const d = load(P, i, m, 0.0) - load(T, i, m, 0.0);
+  const d = ld(P, i, m, 0.0, EVEN) - ld(T, i, m, 0.0, EVEN);
   const ad = abs(d);
   const sgn = where(d > 0.0, 1.0, where(d < 0.0, -1.0, 0.0));
   let l = d * d;
@@ -18,13 +19,14 @@ export const LOSS_SOURCE = `function loss(P, T, Out, G, Part, n, delta, gscale, 
     l = where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta));
     g = where(ad < delta, d, delta * sgn);
   }
-  if (REDUCE) { store(Part, programId(0), sum(where(m, l, 0.0), 0)); } else { store(Out, i, l, m); }
-  if (GRAD) { store(G, i, g * gscale, m); }
+  if (REDUCE) { store(Part, programId(0), sum(wh(m, l, 0.0, EVEN), 0)); } else { st(Out, i, l, m, EVEN); }
+  if (GRAD) { st(G, i, g * gscale, m, EVEN); }
 }`;
 
 export const lossKernel = jit(LOSS_SOURCE, {
   signature: {
     P: 'ptr', T: 'ptr', Out: 'ptr', G: 'ptr', Part: 'ptr', n: 'i32', delta: 'f32', gscale: 'f32',
-    BLOCK: 'constexpr', KIND: 'constexpr', REDUCE: 'constexpr', GRAD: 'constexpr',
+    BLOCK: 'constexpr', KIND: 'constexpr', REDUCE: 'constexpr', GRAD: 'constexpr', EVEN: 'constexpr',
   },
+  helpers: MASKED_HELPERS,
 });

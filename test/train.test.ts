@@ -26,7 +26,7 @@ function close(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, abs
 const KINDS = [['mse', ops.mseLoss], ['mae', ops.l1Loss], ['huber', ops.huberLoss]] as const;
 
 describe('losses', () => {
-  test.each(KINDS.flatMap(([k]) => [1, 3, 1000, 5000].flatMap((n) => (['mean', 'sum', 'none'] as const).map((r) => [k, n, r] as const))))(
+  test.each(KINDS.flatMap(([k]) => [1, 3, 1000, 4096, 5000].flatMap((n) => (['mean', 'sum', 'none'] as const).map((r) => [k, n, r] as const))))(
     '%s n=%i reduction=%s: value and gradient', async (kind, n, reduction) => {
       const rt = await rtP;
       const fn = KINDS.find(([k]) => k === kind)![1];

@@ -52,7 +52,7 @@ async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, targ
       const gscale = reduction === 'mean' ? gradScale / n : gradScale;
       const any = pointwise ?? part!;
       await lossKernel.launch(
-        { grid: [programs], BLOCK, KIND: kind, REDUCE: reduce, GRAD: grad !== undefined, runtime: rt },
+        { grid: [programs], BLOCK, KIND: kind, REDUCE: reduce, GRAD: grad !== undefined, EVEN: n % BLOCK === 0, runtime: rt },
         pred, target, any, grad ?? any, part ?? any, n, delta, gscale,
       );
     }
