@@ -41,7 +41,7 @@ describe('views', () => {
 });
 
 describe('splitHeads / mergeHeads', () => {
-  test.each([[2, 5, 3, 2, 16], [1, 70, 1, 4, 32], [3, 1, 3, 1, 64]])('B=%i N=%i C=%i H=%i Dh=%i', async (B, N, C, H, Dh) => {
+  test.each([[2, 5, 3, 2, 16], [1, 70, 1, 4, 32], [3, 1, 3, 1, 64], [2, 128, 3, 2, 32]])('B=%i N=%i C=%i H=%i Dh=%i', async (B, N, C, H, Dh) => {
     const rt = await rtP;
     const x = seq(B * N * C * H * Dh);
     const s = await ops.splitHeads(rt.tensor(x, [B, N, C * H * Dh]), { heads: H, components: C });

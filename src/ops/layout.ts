@@ -45,7 +45,7 @@ export async function mergeHeads(x: Tensor): Promise<Tensor> {
 async function move(x: Tensor, out: Tensor, B: number, N: number, C: number, H: number, Dh: number, split: boolean): Promise<void> {
   if (x.size === 0) return;
   const BN = Math.max(1, Math.min(64, 2048 / Dh));
-  await headsKernel.launch({ grid: [Math.ceil(N / BN), B * C * H], BN, DH: Dh, SPLIT: split, runtime: x.runtime }, x, out, B, N, C, H);
+  await headsKernel.launch({ grid: [Math.ceil(N / BN), B * C * H], BN, DH: Dh, SPLIT: split, EVEN: N % BN === 0, runtime: x.runtime }, x, out, B, N, C, H);
 }
 
 /** Sum over the leading axis: [R, ...rest] -> [...rest] (f32 accumulation; dtype of x, or `dtype`). */
