@@ -1,11 +1,13 @@
 /**
  * @fileoverview Sum over the leading axis of a [rows, N] tensor: programs sum slabs of rows
  * into f32 partials [slabs, N] (parallel over column blocks and slabs), then `colsum` adds the
- * slabs. The slab count depends only on the shape, so results do not change with threads.
+ * slabs. The slab count depends only on the shape, so results do not change with threads. EVEN:
+ * the slabs hold whole BR-row steps and the columns fill the tiles (no masks).
  */
 import { jit } from '../src/kernel.js';
+import { MASKED_HELPERS } from './masked.js';
 
-export const SUM_ROWS_SOURCE = `function sumRows(X, Part, rows, N, rowsPer, BR, BN) {
+export const SUM_ROWS_SOURCE = `function sumRows(X, Part, rows, N, rowsPer, BR, BN, EVEN) {
   const cols = programId(0) * BN + arange(BN);
   const mc = cols < N;
   const r0 = programId(1) * rowsPer;
@@ -14,11 +16,12 @@ export const SUM_ROWS_SOURCE = `function sumRows(X, Part, rows, N, rowsPer, BR, 
   for (let r = r0; r < r1; r += BR) {
     const rr = r + arange(BR);
     const m = expandDims(rr < r1, 1) && expandDims(mc, 0);
-    acc = acc + sum(load(X, expandDims(rr, 1) * N + expandDims(cols, 0), m, 0.0), 0);
+    acc = acc + sum(ld(X, expandDims(rr, 1) * N + expandDims(cols, 0), m, 0.0, EVEN), 0);
   }
-  store(Part, programId(1) * N + cols, acc, mc);
+  st(Part, programId(1) * N + cols, acc, mc, EVEN);
 }`;
 
 export const sumRowsKernel = jit(SUM_ROWS_SOURCE, {
-  signature: { X: 'ptr', Part: 'ptr', rows: 'i32', N: 'i32', rowsPer: 'i32', BR: 'constexpr', BN: 'constexpr' },
+  signature: { X: 'ptr', Part: 'ptr', rows: 'i32', N: 'i32', rowsPer: 'i32', BR: 'constexpr', BN: 'constexpr', EVEN: 'constexpr' },
+  helpers: MASKED_HELPERS,
 });

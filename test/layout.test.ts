@@ -66,7 +66,7 @@ describe('splitHeads / mergeHeads', () => {
 });
 
 describe('ops.sum over axis 0', () => {
-  test.each([[1, 1], [3, 5], [1000, 7], [4097, 130], [0, 4]])('[%i, %i]', async (R, N) => {
+  test.each([[1, 1], [3, 5], [1000, 7], [4097, 130], [0, 4], [4096, 128], [512, 64]])('[%i, %i]', async (R, N) => {
     const rt = await rtP;
     let s = 7;
     const x = Float32Array.from({ length: R * N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5);

@@ -60,13 +60,14 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   const N = rest.reduce((p, d) => p * d, 1);
   const out = rt.empty(rest, opts.dtype ?? x.dtype);
   if (N === 0) return out;
-  const BR = 8, BN = 64;
+  const BR = 16, BN = 64;
   const slabs = Math.max(1, Math.min(16, Math.ceil(rows / 256)));
   const rowsPer = Math.max(BR, Math.ceil(rows / slabs / BR) * BR);
   const P = Math.max(1, Math.ceil(rows / rowsPer));
+  const even = N % BN === 0 && rows % rowsPer === 0;
   const part = rt.empty([P, N], 'f32');
   try {
-    if (rows > 0) await sumRowsKernel.launch({ grid: [Math.ceil(N / BN), P], BR, BN, runtime: rt }, x, part, rows, N, rowsPer);
+    if (rows > 0) await sumRowsKernel.launch({ grid: [Math.ceil(N / BN), P], BR, BN, EVEN: even, runtime: rt }, x, part, rows, N, rowsPer);
     await colsumKernel.launch({ grid: [Math.ceil(N / 256)], BN: 256, runtime: rt }, part, out, rows > 0 ? P : 0, N);
   } finally {
     part.free();
