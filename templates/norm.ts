@@ -134,7 +134,7 @@ export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N,
 }`;
 
 /** Partial column sums of dy·x̂ (and dy) over slab programId(1) of `rowsPer` rows. */
-export const NORM_GRAD_SOURCE = `function normGrad(X, Dy, Mean, Rstd, Pw, Pb, M, N, rowsPer, BR, BN, RMS, HAS_B) {
+export const NORM_GRAD_SOURCE = `function normGrad(X, Dy, Mean, Rstd, Pw, Pb, M, N, rowsPer, BR, BN, RMS, HAS_B, EVEN) {
   const cols = programId(0) * BN + arange(BN);
   const mc = cols < N;
   const r0 = programId(1) * rowsPer;
@@ -146,14 +146,14 @@ export const NORM_GRAD_SOURCE = `function normGrad(X, Dy, Mean, Rstd, Pw, Pb, M,
     const mr = rows < r1;
     const m = expandDims(mr, 1) && expandDims(mc, 0);
     const offs = expandDims(rows, 1) * N + expandDims(cols, 0);
-    const dy = load(Dy, offs, m, 0.0);
-    let xc = load(X, offs, m, 0.0);
-    if (!RMS) { xc = xc - expandDims(load(Mean, rows, mr, 0.0), 1); }
-    aw = aw + sum(dy * xc * expandDims(load(Rstd, rows, mr, 0.0), 1), 0);
+    const dy = ld(Dy, offs, m, 0.0, EVEN);
+    let xc = ld(X, offs, m, 0.0, EVEN);
+    if (!RMS) { xc = xc - expandDims(ld(Mean, rows, mr, 0.0, EVEN), 1); }
+    aw = aw + sum(dy * xc * expandDims(ld(Rstd, rows, mr, 0.0, EVEN), 1), 0);
     if (HAS_B) { ab = ab + sum(dy, 0); }
   }
-  store(Pw, programId(1) * N + cols, aw, mc);
-  if (HAS_B) { store(Pb, programId(1) * N + cols, ab, mc); }
+  st(Pw, programId(1) * N + cols, aw, mc, EVEN);
+  if (HAS_B) { st(Pb, programId(1) * N + cols, ab, mc, EVEN); }
 }`;
 
 /** Out[n] = sum over r of P[r, n] (P is [rows, N]). */
@@ -186,8 +186,9 @@ export const normBwdKernel = jit(NORM_BWD_SOURCE, {
 export const normGradKernel = jit(NORM_GRAD_SOURCE, {
   signature: {
     X: 'ptr', Dy: 'ptr', Mean: 'ptr', Rstd: 'ptr', Pw: 'ptr', Pb: 'ptr', M: 'i32', N: 'i32', rowsPer: 'i32',
-    BR: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_B: 'constexpr',
+    BR: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_B: 'constexpr', EVEN: 'constexpr',
   },
+  helpers: MASKED_HELPERS,
 });
 
 export const colsumKernel = jit(COLSUM_SOURCE, { signature: { P: 'ptr', Out: 'ptr', rows: 'i32', N: 'i32', BN: 'constexpr' } });

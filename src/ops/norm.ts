@@ -114,7 +114,7 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
     if (dweight || dbias) {
       // Slabs of rows summed in parallel, then across slabs. The slab count depends only on M,
       // so results do not change with the thread count.
-      const BR = 8, BN = 64;
+      const BR = 16, BN = 64;
       const slabs = Math.max(1, Math.min(16, Math.ceil(M / 256)));
       const rowsPer = Math.ceil(M / slabs / BR) * BR;
       const P = Math.ceil(M / rowsPer);
@@ -122,7 +122,7 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
       const pb = rt.empty([P, N], 'f32');
       own.push(pw, pb);
       await normGradKernel.launch(
-        { grid: [Math.ceil(N / BN), P], BR, BN, RMS: rms, HAS_B: dbias !== undefined, runtime: rt },
+        { grid: [Math.ceil(N / BN), P], BR, BN, RMS: rms, HAS_B: dbias !== undefined, EVEN: N % BN === 0 && M % rowsPer === 0, runtime: rt },
         x, dy, mean ?? rstd!, rstd!, pw, pb, M, N, rowsPer,
       );
       const cs = { grid: [Math.ceil(N / 256)], BN: 256, runtime: rt };
