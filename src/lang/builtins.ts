@@ -238,8 +238,13 @@ const MATH: Record<string, [UnaryFn, (x: number) => number]> = {
 };
 for (const [name, [fn, fold]] of Object.entries(MATH)) {
   def(name, 1, 1, `${name}(x)`, (sp, node, [a]) => {
-    // abs keeps an integer an integer, folded or not (abs(k) of an i32 k is i32 too).
-    if (a!.kind === 'ce' && typeof a!.v === 'number') return { kind: 'ce', v: fold(a!.v), float: fn === 'abs' ? a!.float === true : true };
+    // abs keeps an integer an integer, folded or not (abs(k) of an i32 k is i32 too), and wraps
+    // as i32 does at run time: abs(-2^31) is -2^31.
+    if (a!.kind === 'ce' && typeof a!.v === 'number') {
+      const v = a!.v;
+      const i32 = fn === 'abs' && a!.float !== true && Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31;
+      return { kind: 'ce', v: i32 ? Math.abs(v) | 0 : fold(v), float: fn === 'abs' ? a!.float === true : true };
+    }
     let x = sp.toIR(a!, argNode(node, 0), 'f32');
     if (x.dtype === 'bool') sp.b.fail(argNode(node, 0), 'E_TYPE', `${name} does not apply to bool values`);
     if (x.dtype === 'i32') {
