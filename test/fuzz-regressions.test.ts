@@ -50,19 +50,22 @@ describe('fuzzer finds', () => {
     x.free();
   });
 
-  test('abs of a constexpr -2^31 wraps to -2^31 like the run-time i32 abs (it became 2^31, a float)', async () => {
+  test('abs and negation of a constexpr -2^31 wrap to -2^31 like the run-time i32 ops (they became 2^31, a float)', async () => {
     const k = jit(`function k(X, Out, n, B) {
   const i = programId(0) * B + arange(B);
   const x = load(X, i, i < n);
   store(Out, i, abs((-3) << 31) ^ x, i < n);
   store(Out, i + B, abs(x), i < n);
+  store(Out, i + 2 * B, (-((-3) << 31)) ^ x, i < n);
+  store(Out, i + 3 * B, -x, i < n);
 }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', B: 'constexpr' } });
     const x = rt.tensor(Int32Array.from([0, 5, -2147483648, -7]), [4], 'i32');
     for (const mode of ['launch', 'interpret'] as const) {
-      const out = rt.tensor(new Int32Array(8), [8], 'i32');
+      const out = rt.tensor(new Int32Array(16), [16], 'i32');
       await k[mode]({ grid: [1], B: 4 }, x, out, 4);
       const m = -2147483648;
-      expect(Array.from(out.toArray()), mode).toEqual([m ^ 0, m ^ 5, m ^ m, m ^ -7, 0, 5, m, 7]);
+      const xor = [m ^ 0, m ^ 5, m ^ m, m ^ -7];
+      expect(Array.from(out.toArray()), mode).toEqual([...xor, 0, 5, m, 7, ...xor, 0, -5, m, 7]);
       out.free();
     }
     x.free();

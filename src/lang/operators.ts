@@ -14,7 +14,11 @@ export function unaryOp(sp: Specializer, node: acorn.UnaryExpression, a: Val): V
   const op = node.operator;
   if (a.kind === 'ce') {
     const v = a.v;
-    if (op === '-' && typeof v === 'number') return { kind: 'ce', v: -v, float: a.float };
+    if (op === '-' && typeof v === 'number') {
+      // An i32 negates with wrap-around at run time (-(-2^31) is -2^31); so does its constexpr.
+      const i32 = a.float !== true && Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31;
+      return { kind: 'ce', v: i32 ? -v | 0 : -v, float: a.float };
+    }
     if (op === '+' && typeof v === 'number') return a;
     if (op === '!' && typeof v === 'boolean') return { kind: 'ce', v: !v };
     if (op === '~' && typeof v === 'number' && Number.isInteger(v)) return { kind: 'ce', v: ~v };
