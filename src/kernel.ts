@@ -89,14 +89,15 @@ const RESERVED = new Set(['grid', 'runtime', 'relaxedSimd', 'checked']);
 
 let fingerprint: string | undefined;
 /**
- * A hash of the code generator's own files: a disk cache written by another build of the
- * compiler must never be reused, even when the version string did not change.
+ * A hash of the compiler's own files (front end and code generator): a disk cache written by
+ * another build of the compiler must never be reused, even when the version string did not change.
  */
 export function compilerFingerprint(): string {
   if (fingerprint) return fingerprint;
   const h = createHash('sha256');
   try {
-    const root = fileURLToPath(new URL('../codegen/', import.meta.url));
+    // The front end (src/lang, src/ir) decides the IR and codegen/ the module: both are hashed.
+    const roots = ['../codegen/', './lang/', './ir/'].map((d) => fileURLToPath(new URL(d, import.meta.url)));
     const files: string[] = [];
     const walk = (dir: string): void => {
       for (const ent of readdirSync(dir, { withFileTypes: true })) {
@@ -105,7 +106,7 @@ export function compilerFingerprint(): string {
         else if (/\.(js|ts)$/.test(ent.name) && !ent.name.endsWith('.d.ts')) files.push(p);
       }
     };
-    walk(root);
+    for (const root of roots) walk(root);
     for (const f of files.sort()) h.update(readFileSync(f));
   } catch {
     h.update(TILEJIT_VERSION);
