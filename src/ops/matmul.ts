@@ -5,6 +5,7 @@ import { gemmKernel, type GemmActivation, type GemmConfig } from '../../template
 import { GEMM_TABLE } from '../../templates/gemm-table.js';
 import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
 import type { Tensor } from '../runtime/tensor.js';
+import { pow2AtLeast } from './common.js';
 
 /** Options of `ops.matmul`. */
 export interface MatmulOptions {
@@ -58,12 +59,6 @@ function nearestTuned(M: number, N: number, K: number): GemmConfig | undefined {
     }
   }
   return best;
-}
-
-function pow2AtLeast(x: number, min: number): number {
-  let p = min;
-  while (p < x) p *= 2;
-  return p;
 }
 
 function fail(msg: string): never {

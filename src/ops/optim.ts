@@ -5,10 +5,12 @@
  * dtype (the f16/bf16 weights used for compute).
  */
 import { adamKernel, sgdKernel, unscaleKernel } from '../../templates/optim.js';
+import { ELEMENTWISE_BLOCK } from '../../templates/activation.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { fail, finite, floatTensor, sameShape } from './common.js';
 
-const BLOCK = 2048;
+/** Elements per program, as for the other elementwise kernels. */
+const BLOCK = ELEMENTWISE_BLOCK;
 
 /** Options of an Adam / AdamW step. */
 export interface AdamStepOptions {
