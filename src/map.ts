@@ -7,6 +7,7 @@ import { ELEMENTWISE_BLOCK } from '../templates/activation.js';
 import type { StorageDType } from './ir/ir.js';
 import { jit, Kernel } from './kernel.js';
 import { sourceOf, type KernelSourceLike, type ParamKind } from './lang/parse.js';
+import { floatTensor, output } from './ops/common.js';
 import { Tensor } from './runtime/tensor.js';
 
 /** Options of a call to a mapped function, given as the last argument. */
@@ -94,12 +95,9 @@ export function map(fn: KernelSourceLike, opts: MapOptions = {}): MapFunction {
     let first: Tensor | undefined;
     inputs.forEach((v, i) => {
       if (v instanceof Tensor) {
-        if (v.isFreed) throw new TypeError(`${name}: input ${i} has been freed`);
-        if (!v.isContiguous()) throw new TypeError(`${name}: input ${i} must be contiguous`);
-        if (v.dtype === 'i32') throw new TypeError(`${name}: input ${i} is i32; jit.map takes float tensors`);
+        floatTensor(name, `input ${i}`, v, first?.runtime);
         if (!first) first = v;
         else {
-          if (v.runtime !== first.runtime) throw new TypeError(`${name}: input ${i} belongs to a different runtime`);
           if (v.shape.length !== first.shape.length || v.shape.some((d, j) => d !== first!.shape[j])) {
             throw new TypeError(`${name}: input ${i} has shape [${v.shape.join(', ')}], expected [${first.shape.join(', ')}] like the first tensor (no broadcasting)`);
           }
@@ -109,13 +107,7 @@ export function map(fn: KernelSourceLike, opts: MapOptions = {}): MapFunction {
     if (!first) throw new TypeError(`${name}: needs at least one tensor input`);
     const rt = first.runtime;
     const dtype = callOpts.dtype ?? first.dtype;
-    const out = callOpts.out ?? rt.empty(first.shape, dtype);
-    if (callOpts.out) {
-      if (!(out instanceof Tensor) || out.runtime !== rt || out.shape.length !== first.shape.length || out.shape.some((d, j) => d !== first!.shape[j])) {
-        throw new TypeError(`${name}: out must be a tensor of shape [${first.shape.join(', ')}] in the inputs' runtime`);
-      }
-      if (out.dtype === 'i32') throw new TypeError(`${name}: out must be a float tensor`);
-    }
+    const out = output(name, rt, first.shape, dtype, callOpts.out);
     const n = first.size;
     if (n === 0) return out;
     const pattern = inputs.map((v) => (v instanceof Tensor ? 't' : 's')).join('');
