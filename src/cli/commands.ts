@@ -11,7 +11,7 @@ import { chooseGemmConfig } from '../ops/matmul.js';
 import { defaultCacheDir, ModuleCache } from '../runtime/cache.js';
 import { detectFeatures } from '../runtime/features.js';
 import { Runtime } from '../runtime/runtime.js';
-import { gemmArgs, PLAIN_GEMM, tunedGemm } from '../tune/gemm.js';
+import { deterministic, gemmArgs, PLAIN_GEMM, tunedGemm } from '../tune/gemm.js';
 import { plotTuneReport } from '../tune/plot.js';
 import type { ConfigResult } from '../tune/store.js';
 import type { TuneEvent } from '../tune/autotune.js';
@@ -24,8 +24,6 @@ import { chooseRowConfig, softmaxKernel } from '../../templates/softmax.js';
 
 /** Ops the `tune` command knows by name. */
 export const CLI_OPS = ['matmul'] as const;
-
-const deterministic = (n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37));
 
 /** Ops `inspect` knows: the shape form, its default, and the kernel launch `ops.*` would make. */
 const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: number[]) => InspectSpec }> = {
@@ -42,7 +40,7 @@ const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: nu
     spec: ([n]) => ({
       kernel: activationKernel,
       options: { grid: [Math.ceil(n! / ELEMENTWISE_BLOCK)], BLOCK: ELEMENTWISE_BLOCK, ACT: 'gelu', BWD: false, EVEN: n! % ELEMENTWISE_BLOCK === 0 },
-      args: (r) => { const x = r.tensor(deterministic(n!), [n!]); return [x, x, r.empty([n!]), n!]; },
+      args: (r) => { const x = r.tensor(deterministic(n!, 1), [n!]); return [x, x, r.empty([n!]), n!]; },
     }),
   },
   softmax: {
@@ -52,7 +50,7 @@ const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: nu
       return {
         kernel: softmaxKernel,
         options: { grid: [c.SINGLE ? Math.ceil(M! / c.R) : M!], R: c.R, BN: c.BN, LOG: false, BWD: false, SINGLE: c.SINGLE, EVEN: c.EVEN },
-        args: (r) => { const x = r.tensor(deterministic(M! * N!), [M!, N!]); return [x, x, r.empty([M!, N!]), M!, N!]; },
+        args: (r) => { const x = r.tensor(deterministic(M! * N!, 1), [M!, N!]); return [x, x, r.empty([M!, N!]), M!, N!]; },
       };
     },
   },
@@ -64,7 +62,7 @@ const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: nu
         kernel: normFwdKernel,
         options: { grid: [c.SINGLE ? Math.ceil(M! / c.R) : M!], R: c.R, BN: c.BN, RMS: false, HAS_W: true, HAS_B: true, SINGLE: c.SINGLE, EVEN: c.EVEN },
         args: (r) => {
-          const x = r.tensor(deterministic(M! * N!), [M!, N!]), w = r.tensor(deterministic(N!), [N!]), st = r.empty([M!]);
+          const x = r.tensor(deterministic(M! * N!, 1), [M!, N!]), w = r.tensor(deterministic(N!, 1), [N!]), st = r.empty([M!]);
           return [x, w, w, r.empty([M!, N!]), st, r.empty([M!]), M!, N!, 1e-5];
         },
       };
@@ -78,7 +76,7 @@ const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: nu
         kernel: attnFwdKernel,
         options: { grid: [Math.ceil(N! / BM), 1], BM, BN, D: D!, CAUSAL: true, WINDOW: 0, HAS_LENS: false, DROPOUT: false },
         args: (r) => {
-          const q = r.tensor(deterministic(N! * D!), [1, 1, N!, D!]), lse = r.empty([N!]);
+          const q = r.tensor(deterministic(N! * D!, 1), [1, 1, N!, D!]), lse = r.empty([N!]);
           return [q, q, q, r.empty([1, 1, N!, D!]), lse, lse, N!, 1, 1, 1 / Math.sqrt(D!), 0, 0];
         },
       };

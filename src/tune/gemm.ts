@@ -24,7 +24,8 @@ export const PLAIN_GEMM = { TRANS_A: false, TRANS_B: false, HAS_C: false, HAS_BI
 
 const num = (x: unknown): number => x as number;
 
-function deterministic(n: number, seed: number): Float32Array {
+/** n values in [-1, 1) from a seeded linear congruential generator. */
+export function deterministic(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
