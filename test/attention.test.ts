@@ -8,23 +8,10 @@ import { ops, Runtime } from '../src/index.js';
 import { randUniform } from '../src/util/rand.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../src/util/half.js';
 import { attentionRef, type AttentionRefOptions } from '../templates/reference.js';
+import { maxErr, rand } from './util/data.js';
 
 const rtP = Runtime.create({ threads: 2 });
 afterAll(async () => (await rtP).dispose());
-
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => (((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
-}
-
-function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let e = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    if (!(d <= e)) e = Number.isNaN(d) ? Infinity : Math.max(e, d);
-  }
-  return e;
-}
 
 interface Case { B: number; H: number; Hkv: number; N: number; D: number; causal?: boolean; window?: number; kvLens?: number[]; dtype?: 'f32' | 'f16' | 'bf16' }
 

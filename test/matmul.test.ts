@@ -6,17 +6,13 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { ops } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
 import { gemmReference, type GemmActivation } from '../templates/gemm.js';
+import { rand } from './util/data.js';
 
 const rts = { 0: Runtime.create({ threads: 0 }), 2: Runtime.create({ threads: 2 }) };
 afterAll(async () => {
   (await rts[0]).dispose();
   (await rts[2]).dispose();
 });
-
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1);
-}
 
 function check(got: Float32Array | Int32Array, want: Float32Array, K: number, dt: string): void {
   const tol = dt === 'f32' ? 2e-6 * Math.sqrt(K + 1) * 4 : 1e-2;

@@ -8,23 +8,10 @@ import { afterAll, expect, test } from 'vitest';
 import { ops, Runtime } from '../src/index.js';
 import { gemmReference } from '../templates/gemm.js';
 import { attentionRef, normRef, softmaxRef } from '../templates/reference.js';
+import { maxErr, rand } from './util/data.js';
 
 const rtP = Runtime.create({ threads: 2 });
 afterAll(async () => (await rtP).dispose());
-
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1);
-}
-
-function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let e = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    e = Number.isNaN(d) ? Infinity : Math.max(e, d);
-  }
-  return e;
-}
 
 const dim = (max: number): fc.Arbitrary<number> => fc.integer({ min: 1, max });
 const SEED = { seed: 20261124, numRuns: 25 };

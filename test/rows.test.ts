@@ -7,14 +7,10 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { ops, Runtime, type Activation } from '../src/index.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../src/util/half.js';
 import { activationGradRef, activationRef, normRef, softmaxBackwardRef, softmaxRef } from '../templates/reference.js';
+import { close, rand } from './util/data.js';
 
 const rtP = Runtime.create({ threads: 2 });
 afterAll(async () => (await rtP).dispose());
-
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => (((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
-}
 
 /** The value a storage dtype keeps of x. */
 function stored(x: number, dtype: string): number {
@@ -25,14 +21,6 @@ function stored(x: number, dtype: string): number {
 
 /** Relative tolerance of one storage rounding. */
 const ULP: Record<string, number> = { f32: 2 ** -23, f16: 2 ** -10, bf16: 2 ** -7 };
-
-function close(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, abs: number, what: string): void {
-  expect(got.length).toBe(want.length);
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i]! - want[i]!);
-    if (!(err <= abs + rel * Math.abs(want[i]!))) expect.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]} (err ${err.toExponential(2)})`);
-  }
-}
 
 /** Central difference of a scalar function of x, per element. */
 function numericGrad(x: Float64Array, f: (x: Float64Array) => number, h = 1e-6): Float64Array {

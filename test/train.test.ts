@@ -6,22 +6,10 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { Adam, AdamW, jit, KernelCompileError, LossScaler, ops, Runtime, SGD, type Reduction } from '../src/index.js';
 import { bf16BitsToF32, f32ToBf16Bits, f16BitsToF32, f32ToF16Bits } from '../src/util/half.js';
 import { adamRef, lossRef, sgdRef } from '../templates/reference.js';
+import { close, rand } from './util/data.js';
 
 const rtP = Runtime.create({ threads: 2 });
 afterAll(async () => (await rtP).dispose());
-
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => (((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1) * scale);
-}
-
-function close(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, abs: number, what: string): void {
-  expect(got.length).toBe(want.length);
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i]! - want[i]!);
-    if (!(err <= abs + rel * Math.abs(want[i]!))) expect.fail(`${what}[${i}]: got ${got[i]}, want ${want[i]} (err ${err.toExponential(2)})`);
-  }
-}
 
 const KINDS = [['mse', ops.mseLoss], ['mae', ops.l1Loss], ['huber', ops.huberLoss]] as const;
 
