@@ -52,3 +52,14 @@ export function pow2AtLeast(x: number, min = 1): number {
   while (p < x) p *= 2;
   return p;
 }
+
+/**
+ * How a column sum over `rows` splits into slabs summed in parallel (then added across slabs):
+ * up to 16 slabs of whole BR-row steps. The split depends only on the shape, so results do not
+ * change with the thread count.
+ */
+export function rowSlabs(rows: number, BR: number): { rowsPer: number; slabs: number } {
+  const want = Math.max(1, Math.min(16, Math.ceil(rows / 256)));
+  const rowsPer = Math.max(BR, Math.ceil(rows / want / BR) * BR);
+  return { rowsPer, slabs: Math.max(1, Math.ceil(rows / rowsPer)) };
+}

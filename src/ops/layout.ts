@@ -6,7 +6,7 @@ import { headsKernel } from '../../templates/layout.js';
 import { colsumKernel } from '../../templates/norm.js';
 import { sumRowsKernel } from '../../templates/reduce.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, floatTensor } from './common.js';
+import { fail, floatTensor, rowSlabs } from './common.js';
 
 const isPow2 = (x: number): boolean => x > 0 && (x & (x - 1)) === 0;
 
@@ -61,9 +61,7 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   const out = rt.empty(rest, opts.dtype ?? x.dtype);
   if (N === 0) return out;
   const BR = 16, BN = 64;
-  const slabs = Math.max(1, Math.min(16, Math.ceil(rows / 256)));
-  const rowsPer = Math.max(BR, Math.ceil(rows / slabs / BR) * BR);
-  const P = Math.max(1, Math.ceil(rows / rowsPer));
+  const { rowsPer, slabs: P } = rowSlabs(rows, BR);
   const even = N % BN === 0 && rows % rowsPer === 0;
   const part = rt.empty([P, N], 'f32');
   try {

@@ -6,7 +6,7 @@ import { chooseRowConfig } from '../../templates/softmax.js';
 import { colsumKernel, normBwdKernel, normFwdKernel, normGradKernel } from '../../templates/norm.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, finite, floatTensor, output, sameShape } from './common.js';
+import { fail, finite, floatTensor, output, rowSlabs, sameShape } from './common.js';
 import { rowsOf } from './softmax.js';
 
 /** Options of the norm forwards. */
@@ -112,12 +112,9 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
       x, w ?? x, dy, mean ?? rstd!, rstd!, dx, M, N,
     );
     if (dweight || dbias) {
-      // Slabs of rows summed in parallel, then across slabs. The slab count depends only on M,
-      // so results do not change with the thread count.
+      // Partial column sums over slabs of rows, then across slabs (see rowSlabs).
       const BR = 16, BN = 64;
-      const slabs = Math.max(1, Math.min(16, Math.ceil(M / 256)));
-      const rowsPer = Math.ceil(M / slabs / BR) * BR;
-      const P = Math.ceil(M / rowsPer);
+      const { rowsPer, slabs: P } = rowSlabs(M, BR);
       const pw = rt.empty([P, N], 'f32');
       const pb = rt.empty([P, N], 'f32');
       own.push(pw, pb);
