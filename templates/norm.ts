@@ -4,7 +4,7 @@
  * from the mean (two passes over the row, never E[x²] - E[x]²). The forward saves mean and
  * 1/std per row for the backward. SINGLE: R whole rows per program in one tile; otherwise one row
  * per program in BN-wide chunks. Weight and bias gradients are column sums: per-program partial
- * sums over a slab of rows, then `colsum`.
+ * sums over a slab of rows, then `colsum` (templates/reduce.ts).
  */
 import { jit } from '../src/kernel.js';
 import { MASKED_HELPERS } from './masked.js';
@@ -156,17 +156,6 @@ export const NORM_GRAD_SOURCE = `function normGrad(X, Dy, Mean, Rstd, Pw, Pb, M,
   if (HAS_B) { st(Pb, programId(1) * N + cols, ab, mc, EVEN); }
 }`;
 
-/** Out[n] = sum over r of P[r, n] (P is [rows, N]). */
-export const COLSUM_SOURCE = `function colsum(P, Out, rows, N, BN) {
-  const cols = programId(0) * BN + arange(BN);
-  const mc = cols < N;
-  let acc = zeros([BN]);
-  for (let r = 0; r < rows; r += 1) {
-    acc = acc + load(P, r * N + cols, mc, 0.0);
-  }
-  store(Out, cols, acc, mc);
-}`;
-
 export const normFwdKernel = jit(NORM_FWD_SOURCE, {
   signature: {
     X: 'ptr', W: 'ptr', B: 'ptr', Y: 'ptr', Mean: 'ptr', Rstd: 'ptr', M: 'i32', N: 'i32', eps: 'f32',
@@ -191,4 +180,3 @@ export const normGradKernel = jit(NORM_GRAD_SOURCE, {
   helpers: MASKED_HELPERS,
 });
 
-export const colsumKernel = jit(COLSUM_SOURCE, { signature: { P: 'ptr', Out: 'ptr', rows: 'i32', N: 'i32', BN: 'constexpr' } });

@@ -25,3 +25,16 @@ export const sumRowsKernel = jit(SUM_ROWS_SOURCE, {
   signature: { X: 'ptr', Part: 'ptr', rows: 'i32', N: 'i32', rowsPer: 'i32', BR: 'constexpr', BN: 'constexpr', EVEN: 'constexpr' },
   helpers: MASKED_HELPERS,
 });
+
+/** Out[n] = sum over r of P[r, n] (P is [rows, N]). */
+export const COLSUM_SOURCE = `function colsum(P, Out, rows, N, BN) {
+  const cols = programId(0) * BN + arange(BN);
+  const mc = cols < N;
+  let acc = zeros([BN]);
+  for (let r = 0; r < rows; r += 1) {
+    acc = acc + load(P, r * N + cols, mc, 0.0);
+  }
+  store(Out, cols, acc, mc);
+}`;
+
+export const colsumKernel = jit(COLSUM_SOURCE, { signature: { P: 'ptr', Out: 'ptr', rows: 'i32', N: 'i32', BN: 'constexpr' } });

@@ -3,8 +3,7 @@
  * attention) and `ops.sum` over the leading axis (bias gradients, batch sums).
  */
 import { headsKernel } from '../../templates/layout.js';
-import { colsumKernel } from '../../templates/norm.js';
-import { sumRowsKernel } from '../../templates/reduce.js';
+import { colsumKernel, sumRowsKernel } from '../../templates/reduce.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { fail, floatTensor, rowSlabs } from './common.js';
 

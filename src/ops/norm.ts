@@ -3,7 +3,8 @@
  * optional per-column weight and bias ([N]) and their gradients.
  */
 import { chooseRowConfig } from '../../templates/softmax.js';
-import { colsumKernel, normBwdKernel, normFwdKernel, normGradKernel } from '../../templates/norm.js';
+import { normBwdKernel, normFwdKernel, normGradKernel } from '../../templates/norm.js';
+import { colsumKernel } from '../../templates/reduce.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { fail, finite, floatTensor, output, rowSlabs, sameShape } from './common.js';
