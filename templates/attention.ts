@@ -54,16 +54,31 @@ const NEEDS_MASK = `function needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW) {
   return need;
 }`;
 
-const HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK };
+/** Valid keys of batch entry b: its length from Lens (capped at N), or N. */
+const KV_LEN = `function kvLength(Lens, b, N, HAS_LENS) {
+  if (HAS_LENS) { return minimum(load(Lens, b), N); }
+  return N;
+}`;
+
+/** The kv head (b·Hkv + h / group) that query head bh = b·H + h reads. */
+const KV_HEAD = `function kvHead(bh, H, group) {
+  const b = idiv(bh, H);
+  return b * idiv(H, group) + idiv(bh - b * H, group);
+}`;
+
+/** The dropout keep mask of (query rm, key rn) in head bh: the one contract forward and backward share. */
+const KEEP = `function keepMask(seed, bh, rm, rn, N, pdrop) {
+  return rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
+}`;
+
+const HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK, kvLength: KV_LEN, kvHead: KV_HEAD, keepMask: KEEP };
 
 export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, group, scale, seed, pdrop,
     BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
   const mb = programId(0);
   const bh = programId(1);
-  const b = idiv(bh, H);
-  const bhk = b * idiv(H, group) + idiv(bh - b * H, group);
-  let kvLen = N;
-  if (HAS_LENS) { kvLen = minimum(load(Lens, b), N); }
+  const bhk = kvHead(bh, H, group);
+  const kvLen = kvLength(Lens, idiv(bh, H), N, HAS_LENS);
   const rm = mb * BM + arange(BM);
   const rd = arange(D);
   const mq = expandDims(rm < N, 1);
@@ -91,7 +106,7 @@ export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, gr
     let p = exp2(s - expandDims(msafe, 1));
     li = li * alpha + sum(p, 1);
     if (DROPOUT) {
-      const keep = rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
+      const keep = keepMask(seed, bh, rm, rn, N, pdrop);
       p = where(keep, p * (1.0 / (1.0 - pdrop)), 0.0);
     }
     const v = load(V, kvoffs, mk, 0.0);
@@ -118,8 +133,7 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
   const bhk = programId(1);
   const Hkv = idiv(H, group);
   const b = idiv(bhk, Hkv);
-  let kvLen = N;
-  if (HAS_LENS) { kvLen = minimum(load(Lens, b), N); }
+  const kvLen = kvLength(Lens, b, N, HAS_LENS);
   const rn = nb * BN + arange(BN);
   const rd = arange(D);
   const mk = expandDims(rn < N, 1);
@@ -151,7 +165,7 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
       let dp = dot(d0, trans(v));
       let pd = p;
       if (DROPOUT) {
-        const keep = rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
+        const keep = keepMask(seed, bh, rm, rn, N, pdrop);
         const r = 1.0 / (1.0 - pdrop);
         pd = where(keep, p * r, 0.0);
         dp = where(keep, dp * r, 0.0);
@@ -169,10 +183,8 @@ export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq,
     BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
   const mb = programId(0);
   const bh = programId(1);
-  const b = idiv(bh, H);
-  const bhk = b * idiv(H, group) + idiv(bh - b * H, group);
-  let kvLen = N;
-  if (HAS_LENS) { kvLen = minimum(load(Lens, b), N); }
+  const bhk = kvHead(bh, H, group);
+  const kvLen = kvLength(Lens, idiv(bh, H), N, HAS_LENS);
   const rm = mb * BM + arange(BM);
   const rd = arange(D);
   const mq = expandDims(rm < N, 1);
@@ -196,7 +208,7 @@ export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq,
     }
     let dp = dot(d0, trans(load(V, kvoffs, mk, 0.0)));
     if (DROPOUT) {
-      const keep = rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
+      const keep = keepMask(seed, bh, rm, rn, N, pdrop);
       dp = where(keep, dp * (1.0 / (1.0 - pdrop)), 0.0);
     }
     dq = dot(p * (dp - delta), k, dq);
