@@ -110,6 +110,7 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('vector math (relaxed FMA
         at = x;
       }
     }
+    if (process.env.MATH_WORST) console.log(`${name} relaxed=${relaxed}: worst ${worst.toFixed(3)} ulp at x = ${at}`);
     expect(worst, `${name}: worst ${worst.toFixed(3)} ulp at x = ${at}`).toBeLessThanOrEqual(MATH_ULP[name]);
 
     const sx = Float32Array.from([...specials.map((s) => s[0]), NaN, -NaN]);
