@@ -108,12 +108,19 @@ export function planKernel(ir: KernelIR): Plan {
     if (v.shape.length === 0 || materialised.has(v.id)) return false;
     const known = expensive.get(v.id);
     if (known !== undefined) return known;
-    let e = v.op === 'load' || v.op === 'rand' || (v.op === 'unary' && EXPENSIVE_UNARY.has(v.fn)) ||
-      (v.op === 'binary' && (v.fn === 'div' || v.fn === 'rem'));
-    if (!e) e = lazyOperands(v).some(isExpensive);
+    const e = selfExpensive(v) || lazyOperands(v).some(isExpensive);
     expensive.set(v.id, e);
     return e;
   };
+  // An unmasked f32/i32 load is one vector load wherever it is evaluated: reading the tensor
+  // again costs no more than reading a scratch copy, so it is not worth a copy pass.
+  const plainLoad = (v: Value & { op: 'load' }): boolean => {
+    const p = ir.params[v.ptr];
+    return !v.mask && p?.kind === 'tensor' && (p.dtype === 'f32' || p.dtype === 'i32');
+  };
+  const selfExpensive = (v: Value): boolean =>
+    (v.op === 'load' && !plainLoad(v)) || v.op === 'rand' || (v.op === 'unary' && EXPENSIVE_UNARY.has(v.fn)) ||
+    (v.op === 'binary' && (v.fn === 'div' || v.fn === 'rem'));
   const hasLoad = (v: Value, seen = new Set<number>()): boolean => {
     if (v.shape.length === 0 || materialised.has(v.id) || seen.has(v.id)) return false;
     seen.add(v.id);
@@ -166,21 +173,26 @@ export function planKernel(ir: KernelIR): Plan {
       const v = def.block[def.index] as Value;
       const exp = isExpensive(v);
       const load = hasLoad(v);
-      let must = exp && sites.length > 1;
+      // Only the values where the cost or the hazard starts are materialised: the expensive op
+      // itself, the load itself. What is built on them (a broadcast of a row statistic, a cheap
+      // op on a loaded tile) stays lazy and reads their buffers, instead of becoming a full tile
+      // copy of its own. Their own sites include every site of v, so the same rule fires for them.
+      let mustExp = exp && selfExpensive(v) && sites.length > 1;
+      let mustLoad = false;
       for (const s of sites) {
-        if (must) break;
         if (s.block !== def.block) {
           // Crossing into a nested block: a loop body would recompute it every iteration, and a
           // load could be overtaken by a store in between.
-          if (load || (exp && crossesLoop(s.block, def.block, loopOf, blockIsLoopBody))) must = true;
+          if (load) mustLoad = true;
+          if (exp && selfExpensive(v) && crossesLoop(s.block, def.block, loopOf, blockIsLoopBody)) mustExp = true;
         } else if (load) {
           for (let i = def.index + 1; i < s.index; i++) {
             const op = def.block[i]!.op;
-            if (op === 'store' || op === 'for' || op === 'if') must = true;
+            if (op === 'store' || op === 'for' || op === 'if') mustLoad = true;
           }
         }
       }
-      if (must) {
+      if (mustExp || (mustLoad && v.op === 'load')) {
         materialised.add(id);
         changed = true;
       }
