@@ -23,11 +23,21 @@ let nextLabel = 0;
 /** Scratch bytes above which a kernel is refused (tiles live in scratch; keep them in cache). */
 export { MAX_SCRATCH_BYTES };
 
+/** Where a reduction's result goes: a scalar local, or a buffer for a tile. */
+type ReduceOut = { kind: 'local'; local: number } | { kind: 'buf'; buf: Buffer };
+
+/** Materialised ops written by one plain loop over their shape (a reduction can ride along). */
+const PLAIN_MATERIALISE = new Set(['load', 'unary', 'binary', 'where', 'cast', 'broadcast', 'rand', 'arange']);
+
 export class KernelLowering implements TileEnv {
   readonly sbase = 6;
   private readonly plan: Plan;
   private readonly locals = new Map<number, number>();
   private readonly buffers = new Map<number, Buffer>();
+  /** Materialised value id -> the reductions of it computed in its own loop (see `block`). */
+  private readonly fusedReduces = new Map<number, ReduceV[]>();
+  /** Reductions already computed in their source's loop: nothing left to emit at their own place. */
+  private readonly fusedDone = new Set<number>();
   private top = 0;
   /** Most scratch in use at any point (buffers of finished loop bodies and branches are reused). */
   private peak = 0;
@@ -119,6 +129,20 @@ export class KernelLowering implements TileEnv {
   }
 
   private block(instrs: readonly Instr[]): Ref[] {
+    // A sum/max/min along the last axis of a tile that this block materialises with a plain loop
+    // is folded into that loop: the elements are in registers as they are written, so the
+    // reduction costs no second pass over the buffer (softmax's sum of exponentials, a norm's sums).
+    for (const ins of instrs) {
+      if (!isValue(ins) || ins.op !== 'reduce') continue;
+      const src = ins.src;
+      const def = this.plan.defSite.get(src.id);
+      const lastAxis = src.shape.length === 1 || (src.shape.length === 2 && ins.axis === 1);
+      if (!def || def.block !== instrs || !lastAxis || src.dtype === 'bool' || !this.plan.materialised.has(src.id)) continue;
+      if (!PLAIN_MATERIALISE.has(src.op) || this.plan.dotInPlace.has(src.id)) continue;
+      const list = this.fusedReduces.get(src.id) ?? [];
+      list.push(ins);
+      this.fusedReduces.set(src.id, list);
+    }
     const out: Ref[] = [];
     for (const ins of instrs) out.push(...this.instr(ins));
     return out;
@@ -127,6 +151,7 @@ export class KernelLowering implements TileEnv {
   private instr(ins: Instr): Ref[] {
     const m = this.e.m;
     if (isValue(ins)) {
+      if (this.fusedDone.has(ins.id)) return [];
       if (ins.shape.length === 0) return this.scalar(ins);
       if (!this.plan.materialised.has(ins.id)) return [];
       return [this.materialise(ins)];
@@ -196,7 +221,21 @@ export class KernelLowering implements TileEnv {
         return this.generalReshape(v, buf);
       default: {
         const tl = new TileLoop(this, v.shape);
-        return tl.build(() => [tl.writeBuffer(buf, tl.pos, tl.computeRoot(v, tl.pos))]);
+        const fused = this.fusedReduces.get(v.id) ?? [];
+        if (fused.length === 0) return tl.build(() => [tl.writeBuffer(buf, tl.pos, tl.computeRoot(v, tl.pos))]);
+        const parts = fused.map((r) => {
+          this.fusedDone.add(r.id);
+          const out = r.shape.length === 0
+            ? { kind: 'local' as const, local: this.newLocal(r) }
+            : { kind: 'buf' as const, buf: this.alloc(r) };
+          return this.reduceParts(r, out, tl);
+        });
+        const ty = wasmType(v.dtype, tl.modeAt(tl.pos));
+        const loop = tl.build(() => {
+          const x = this.e.bind(ty, tl.computeRoot(v, tl.pos));
+          return [x.set, tl.writeBuffer(buf, tl.pos, x.get()), ...parts.flatMap((p) => p.body(x.get))];
+        });
+        return this.e.m.block(null, [loop, ...parts.flatMap((p) => p.after)]);
       }
     }
   }
@@ -239,14 +278,27 @@ export class KernelLowering implements TileEnv {
     return { offset: b.offset, rows: v.shape[0]!, cols: v.shape[1]!, pitch: b.pitch };
   }
 
-  private reduce(v: ReduceV, out: { kind: 'local'; local: number } | { kind: 'buf'; buf: Buffer }): Ref {
+  private reduce(v: ReduceV, out: ReduceOut): Ref {
+    const src = v.src;
+    if (src.dtype === 'bool') throw new Error('codegen: reductions over bool tiles are not supported');
+    const order = src.shape.length === 2 && v.axis === 0 ? 'cr' : 'rc';
+    const tl = new TileLoop(this, src.shape, order);
+    const parts = this.reduceParts(v, out, tl);
+    const loop = tl.build(() => parts.body(() => tl.eval(src, tl.pos)));
+    return parts.after.length ? this.e.m.block(null, [loop, ...parts.after]) : loop;
+  }
+
+  /**
+   * A reduction as pieces of the loop nest `tl` walks over its source: the accumulator set-up
+   * and the per-row write go into tl's hooks; `body(x)` folds one element (called once per
+   * unrolled copy); `after` runs once the nest is done (1-D: the scalar result).
+   */
+  private reduceParts(v: ReduceV, out: ReduceOut, tl: TileLoop): { body: (x: () => Ref) => Ref[]; after: Ref[] } {
     const e = this.e;
     const m = e.m;
     const src = v.src;
-    if (src.dtype === 'bool') throw new Error('codegen: reductions over bool tiles are not supported');
     const dt = src.dtype;
-    const order = src.shape.length === 2 && v.axis === 0 ? 'cr' : 'rc';
-    const tl = new TileLoop(this, src.shape, order);
+    if (dt === 'bool') throw new Error('codegen: reductions over bool tiles are not supported');
     const pos = tl.pos;
     const mode = tl.modeAt(pos);
     const ty = wasmType(dt, mode);
@@ -268,10 +320,10 @@ export class KernelLowering implements TileEnv {
     const vget = (l: number): Ref => m.local.get(l, binaryen.v128);
     if (fast) init.push(m.local.set(nanSeen, m.v128.const([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])), m.local.set(zeroSeen, m.v128.const([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])));
     let copy = 0;
-    const body = (): Ref[] => {
+    const body = (value: () => Ref): Ref[] => {
       const k = copy++ % 2;
-      if (!fast) return [m.local.set(accs[k]!, emitBinary(e, fn, dt, mode, get(k), tl.eval(src, pos)))];
-      const x = e.bind(binaryen.v128, tl.eval(src, pos));
+      if (!fast) return [m.local.set(accs[k]!, emitBinary(e, fn, dt, mode, get(k), value()))];
+      const x = e.bind(binaryen.v128, value());
       const zeroBits = m.i32x4.splat(m.i32.const(v.fn === 'max' ? 0 : -2147483648));
       return [
         x.set,
@@ -298,16 +350,15 @@ export class KernelLowering implements TileEnv {
     };
     if (src.shape.length === 1) {
       tl.pre.push(...init);
-      const loop = tl.build(body);
       if (out.kind !== 'local') throw new Error('codegen: 1-D reduce yields a scalar');
-      return m.block(null, [loop, merge, m.local.set(out.local, horizontal())]);
+      return { body, after: [merge, m.local.set(out.local, horizontal())] };
     }
     if (out.kind !== 'buf') throw new Error('codegen: 2-D reduce yields a tile');
     tl.outerPre.push(...init);
     tl.outerPost.push(merge);
     if (v.axis === 1) tl.outerPost.push(tl.writeBuffer(out.buf, ['r'], horizontal()));
     else tl.outerPost.push(tl.writeBuffer(out.buf, ['c'], get()));
-    return tl.build(body);
+    return { body, after: [] };
   }
 
   /**
