@@ -9,7 +9,7 @@ import type { DType, LoadV, RandV, Shape, StorageDType, StoreI, Value } from '..
 import type { BoundsChecks } from './bounds.js';
 import { loadHalf4, storeHalf4, vF16ToF32, vF32ToBf16, vF32ToF16 } from './convert.js';
 import type { Emit, Ref } from './emit.js';
-import { emitBinary, emitCast, emitSplat, emitUnary, emitWhere, wasmType, type Mode } from './ops.js';
+import { emitBinary, emitCast, emitMinMaxConst, emitSplat, emitUnary, emitWhere, wasmType, type Mode } from './ops.js';
 import { isUnitReshape } from './plan.js';
 
 /** Which loop variable indexes an axis: the row var, the column var, or the constant 0. */
@@ -174,6 +174,13 @@ export class TileLoop {
         const shiftByScalar = (v.fn === 'shl' || v.fn === 'shr' || v.fn === 'shru') && v.b.op === 'broadcast' && v.b.src.shape.length === 0;
         if (shiftByScalar && mode === 'v' && v.b.op === 'broadcast') {
           return emitBinary(e, v.fn, v.a.dtype, mode, a, m.i32.const(0), this.eval(v.b.src, []));
+        }
+        if ((v.fn === 'min' || v.fn === 'max') && v.a.dtype === 'f32') {
+          const kb = constValue(v.b);
+          const ka = kb === null ? constValue(v.a) : null;
+          const r = kb !== null ? emitMinMaxConst(e, v.fn, mode, a, kb)
+            : ka !== null ? emitMinMaxConst(e, v.fn, mode, this.evalAs(v.b, pos, mode), ka) : undefined;
+          if (r !== undefined) return r;
         }
         return emitBinary(e, v.fn, v.a.dtype, mode, a, this.evalAs(v.b, pos, mode));
       }
@@ -541,6 +548,7 @@ export function reshapePos(src: Shape, dst: Shape, pos: readonly Idx[]): Idx[] {
   return src.map((d) => (d === 1 ? '0' : carried[k++]!));
 }
 
+/** The value of a constant, or of a broadcast constant; null for anything else. */
 function constValue(v: Value): number | null {
   if (v.op === 'const') return v.value;
   if (v.op === 'broadcast') return constValue(v.src);

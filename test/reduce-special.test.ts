@@ -61,3 +61,43 @@ describe.each(['max', 'min'] as const)('%s with special values', (fn) => {
     }
   });
 });
+
+describe('minimum / maximum against a constant (lowered to pmin / pmax)', () => {
+  // Each constant on either side, as a tile (vector lanes) and as a scalar; the zeros are the
+  // cases where pmin/pmax and Math.min/max part ways without the fix-up.
+  const KS = ['0.0', '-0.0', '2.5', '-1.0', 'Infinity', '-Infinity'];
+  const exprs = KS.flatMap((k) => [`maximum(x, ${k})`, `minimum(x, ${k})`, `maximum(${k}, x)`, `minimum(${k}, x)`]);
+  const kern = (tile: boolean) => jit(`function mm(X, Out, n) {
+    ${tile ? 'const x = load(X, arange(8));' : 'const x = load(X, 0);'}
+    ${exprs.map((ex, j) => `store(Out, ${j * 8} + ${tile ? 'arange(8)' : '0'}, ${ex});`).join('\n    ')}
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32' } });
+  const k = (expr: string, x: number, k: number): number => {
+    const f = expr.startsWith('maximum') ? Math.max : Math.min;
+    return f(x, k);
+  };
+  const values = (s: string): number => (s === 'Infinity' ? Infinity : s === '-Infinity' ? -Infinity : Number(s));
+
+  test.each([true, false])('tile %s: every special value, bit for bit against Math.min/max and the interpreter', async (tile) => {
+    const rt = await rtP;
+    const kernel = kern(tile);
+    const inputs = [NaN, 0, -0, Infinity, -Infinity, 2.5, -1, 3, -7, 1e-45];
+    for (let start = 0; start < inputs.length; start += tile ? 8 : 1) {
+      const x = new Float32Array(8).fill(1);
+      for (let j = 0; j < (tile ? 8 : 1) && start + j < inputs.length; j++) x[j] = inputs[start + j]!;
+      const X = rt.tensor(x, [8]);
+      const O = rt.empty([exprs.length * 8]), I = rt.empty([exprs.length * 8]);
+      await kernel.launch({ grid: [1] }, X, O, 8);
+      await kernel.interpret({ grid: [1] }, X, I, 8);
+      const o = O.toArray(), it = I.toArray();
+      exprs.forEach((ex, j) => {
+        const kv = values(ex.match(/\(x, (.*)\)|\((.*), x\)/)!.slice(1).find((s) => s !== undefined)!);
+        for (let l = 0; l < (tile ? 8 : 1); l++) {
+          const want = k(ex, x[l]!, kv);
+          if (!same(o[j * 8 + l]!, want) || !same(it[j * 8 + l]!, want)) {
+            expect.fail(`${ex} at x = ${x[l]}: compiled ${o[j * 8 + l]}, interpreted ${it[j * 8 + l]}, want ${want}`);
+          }
+        }
+      });
+    }
+  });
+});
