@@ -44,6 +44,20 @@ export class Emit {
     return this.m.f32x4.add(this.m.f32x4.mul(a, b), c);
   }
 
+  /**
+   * |x| on f32x4 as a bitwise and with a constant. V8 lowers f32x4.abs to three instructions
+   * (build all-ones, shift it into the mask, and), the shift on a floating-point port; the
+   * constant here is built once outside the loop, so what remains is one and.
+   */
+  fabs(x: Ref): Ref {
+    return this.m.v128.and(x, this.m.i32x4.splat(this.m.i32.const(0x7fffffff)));
+  }
+
+  /** -x on f32x4 as a bitwise xor with the sign bit (see fabs). */
+  fneg(x: Ref): Ref {
+    return this.m.v128.xor(x, this.m.i32x4.splat(this.m.i32.const(0x80000000 | 0)));
+  }
+
   /** Evaluate `value` once into a fresh local and return [set, get-factory]. */
   bind(type: BType, value: Ref): { set: Ref; get: () => Ref } {
     const idx = this.local(type);

@@ -212,7 +212,7 @@ export function vTanh(e: Emit, x: Ref): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
   // pmin keeps a NaN (it is the first operand); tanh(10) already rounds to 1 in f32.
-  const u = e.bind(v128, m.f32x4.mul(m.f32x4.pmin(m.f32x4.abs(X.get()), f(e, 10)), f(e, -2)));
+  const u = e.bind(v128, m.f32x4.mul(m.f32x4.pmin(e.fabs(X.get()), f(e, 10)), f(e, -2)));
   const n = roundMagic(e, u.get, Math.LOG2E, 127);
   const HI = 0.693359375;
   const LO = Math.LN2 - HI;
@@ -223,7 +223,7 @@ export function vTanh(e: Emit, x: Ref): Ref {
   const s2 = e.bind(v128, m.i32x4.shl(n.t(), m.i32.const(23)));
   const em = e.bind(v128, e.madd(s2.get(), q, m.f32x4.sub(s2.get(), f(e, 1))));
   // em <= 0; abs (not neg) so that x = +0 gives +0, not -0.
-  const t = m.f32x4.div(m.f32x4.abs(em.get()), m.f32x4.add(em.get(), f(e, 2)));
+  const t = m.f32x4.div(e.fabs(em.get()), m.f32x4.add(em.get(), f(e, 2)));
   return m.block(null, [X.set, u.set, ...n.pre, r.set, s2.set, em.set, withSign(e, t, X.get())], v128);
 }
 
@@ -232,7 +232,7 @@ export function vSigmoid(e: Emit, x: Ref): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
   // t = e^-|x| <= 1: sigmoid is 1/(1+t) for x >= 0 and t/(1+t) below.
-  const t = e.bind(v128, vExp(e, m.f32x4.neg(m.f32x4.abs(X.get()))));
+  const t = e.bind(v128, vExp(e, e.fneg(e.fabs(X.get()))));
   const num = m.v128.bitselect(f(e, 1), t.get(), m.f32x4.ge(X.get(), f(e, 0)));
   const r = m.f32x4.div(num, m.f32x4.add(f(e, 1), t.get()));
   // NaN: ge is false, so t/(1+t) = NaN already.
@@ -252,18 +252,70 @@ const ERFC_G = fitPoly((t) => {
 export function vErf(e: Emit, x: Ref): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
-  const ax = e.bind(v128, m.f32x4.abs(X.get()));
+  const ax = e.bind(v128, e.fabs(X.get()));
   const x2 = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
   const small = m.f32x4.mul(X.get(), estrin(e, x2.get, ERF_SMALL));
   // 1 <= |x| < 4: 1 - e^{-x²} g(t). e^{-x²} g <= erfc(1) = 0.16 there, so g's error shrinks
   // sixfold in the result and a short polynomial does.
   const t = e.bind(v128, m.f32x4.mul(m.f32x4.sub(m.f32x4.pmin(ax.get(), f(e, 4)), f(e, 2.5)), f(e, 1 / 1.5)));
   const g = estrin(e, t.get, ERFC_G);
-  const mid = m.f32x4.sub(f(e, 1), m.f32x4.mul(vExp(e, m.f32x4.neg(x2.get())), g));
+  const mid = m.f32x4.sub(f(e, 1), m.f32x4.mul(vExp(e, e.fneg(x2.get())), g));
   const midOrOne = m.v128.bitselect(f(e, 1), mid, m.f32x4.ge(ax.get(), f(e, 4)));
   const out = m.v128.bitselect(small, withSign(e, midOrOne, X.get()), m.f32x4.lt(ax.get(), f(e, 1)));
   // NaN: every compare is false, so `mid` (NaN) is chosen and the sign OR keeps it NaN.
   return m.block(null, [X.set, ax.set, x2.set, t.set, out], v128);
+}
+
+/**
+ * GELU's gates t (GELU = x/2 · (1 + t)): erf(x/√2) and tanh(√(2/π)(x + 0.044715x³)) as
+ * x·P(x²)/Q(x²) on [0, X0], fitted for absolute error by `npm run fit:gelu` (bench/fit-gelu.ts,
+ * which also prints the f32 errors); pinned to reach 1 at X0.
+ */
+const GELU_GATES = {
+  gelu: {
+    X0: 5.6,
+    P: [0.7978849411010742, 0.0615285262465477, 0.008943610824644566, 0.0002708646934479475, 0.000011897945114469621, 4.811858289599513e-8],
+    Q: [1, 0.24378357827663422, 0.02683640643954277, 0.001696024788543582, 0.00006203575321706012, 0.000001206056026603619],
+  },
+  geluTanh: {
+    X0: 5.25,
+    P: [0.7978849411010742, 0.05368083715438843, 0.007110332138836384, 0.00022598174109589309, 0.000016093452359200455, 6.816220121663719e-8],
+    Q: [1, 0.23477359116077423, 0.02265677973628044, 0.0011954009532928467, 0.00007476891187252477, 0.0000016814423133837408],
+  },
+} as const;
+
+/**
+ * Promised error of the fused GELUs (both forms, FMA or not): within `ulp` ulp of the exact
+ * value for x >= 0; for x < 0, where GELU is the small difference x/2 - |x|/2·t, within
+ * `absNeg`·2^-24·|x| (as the f32 formula x/2·(1 + t) itself is) plus the result's rounding. Exactly x above X0, exactly
+ * 0 below -X0; GELU(-Infinity) is NaN, as that formula gives. Measured with FMA / without:
+ * exact 2.5 / 2.8 ulp and 2.7 / 3.3 (x < 0); tanh form 2.3 / 3.1 ulp and 2.5 / 3.2.
+ */
+export const GELU_BOUND = { ulp: 4, absNeg: 4 } as const;
+
+/**
+ * x/2 + |x|/2 · min(|x|·P(s)/Q(s), 1) with s = min(x², X0²): GELU in 18 vector ops and no
+ * exp; a throughput-bound loop (measured: two FP ops per cycle, the divide counting ~3) runs
+ * it 3x faster than 0.5·x·(1 + erf(x/√2)). Past X0 the clamped s keeps the gate at its value at
+ * X0 times |x|/X0 >= 1, so min(·, 1) saturates it without clamping x; NaN passes through.
+ */
+function geluFused(e: Emit, x: Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_GATES]): Ref {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  const s = e.bind(v128, m.f32x4.pmin(m.f32x4.mul(X.get(), X.get()), f(e, Math.fround(gate.X0 * gate.X0))));
+  const t = m.f32x4.pmin(m.f32x4.div(m.f32x4.mul(e.fabs(X.get()), poly(e, s.get, gate.P)), poly(e, s.get, gate.Q)), f(e, 1));
+  const h = e.bind(v128, m.f32x4.mul(X.get(), f(e, 0.5)));
+  return m.block(null, [X.set, s.set, h.set, e.madd(e.fabs(h.get()), t, h.get())], v128);
+}
+
+/** GELU, x·Φ(x), within GELU_BOUND. */
+export function vGelu(e: Emit, x: Ref): Ref {
+  return geluFused(e, x, GELU_GATES.gelu);
+}
+
+/** GELU's tanh form, x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))), within GELU_BOUND. */
+export function vGeluTanh(e: Emit, x: Ref): Ref {
+  return geluFused(e, x, GELU_GATES.geluTanh);
 }
 
 /** 1 / sqrt(x), ≤ 2 ulp (one correctly rounded sqrt and one division). */

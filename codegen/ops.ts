@@ -6,7 +6,7 @@
 import binaryen from 'binaryen';
 import type { BinaryFn, DType, UnaryFn } from '../src/ir/ir.js';
 import type { Emit, Ref } from './emit.js';
-import { vErf, vExp, vExp2, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from './math.js';
+import { vErf, vExp, vExp2, vGelu, vGeluTanh, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from './math.js';
 
 export type Mode = 'v' | 's';
 
@@ -28,7 +28,7 @@ function scalarViaVector(e: Emit, f: (e: Emit, x: Ref) => Ref, x: Ref): Ref {
 }
 
 const VMATH: Partial<Record<UnaryFn, (e: Emit, x: Ref) => Ref>> = {
-  exp: vExp, exp2: vExp2, log: vLog, log2: vLog2, tanh: vTanh, sigmoid: vSigmoid, erf: vErf, rsqrt: vRsqrt,
+  exp: vExp, exp2: vExp2, log: vLog, log2: vLog2, tanh: vTanh, sigmoid: vSigmoid, erf: vErf, rsqrt: vRsqrt, gelu: vGelu, geluTanh: vGeluTanh,
 };
 
 /** Unary op on a value of dtype `dt` (the operand's dtype; the result has the same dtype). */
@@ -39,8 +39,8 @@ export function emitUnary(e: Emit, fn: UnaryFn, dt: DType, mode: Mode, x: Ref): 
   if (dt === 'f32') {
     const t = mode === 'v' ? m.f32x4 : m.f32;
     switch (fn) {
-      case 'neg': return t.neg(x);
-      case 'abs': return t.abs(x);
+      case 'neg': return mode === 'v' ? e.fneg(x) : t.neg(x);
+      case 'abs': return mode === 'v' ? e.fabs(x) : t.abs(x);
       case 'floor': return t.floor(x);
       case 'ceil': return t.ceil(x);
       case 'sqrt': return t.sqrt(x);

@@ -9,11 +9,11 @@ import { jit } from '../src/kernel.js';
 export const ACTIVATIONS = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'sigmoid', 'silu', 'identity'] as const;
 export type Activation = (typeof ACTIVATIONS)[number];
 
-/** f(x): gelu_tanh as x / (1 + e^(-2u)), the same function as 0.5·x·(1 + tanh u) with one exp. */
+/** f(x): both GELUs are the language's fused builtins (a rational gate, no exp or erf chain). */
 const FORWARD = `function fwd(x, ACT) {
   if (ACT == 'relu') { return maximum(x, 0.0); }
-  if (ACT == 'gelu') { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
-  if (ACT == 'gelu_tanh') { return x / (1.0 + exp(-1.5957691216057308 * (x + 0.044715 * x * x * x))); }
+  if (ACT == 'gelu') { return gelu(x); }
+  if (ACT == 'gelu_tanh') { return geluTanh(x); }
   if (ACT == 'tanh') { return tanh(x); }
   if (ACT == 'sigmoid') { return sigmoid(x); }
   if (ACT == 'silu') { return x * sigmoid(x); }

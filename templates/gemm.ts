@@ -5,7 +5,7 @@
  * transposes, the epilogue and a mask-free body when the shapes divide the tiles.
  */
 import { jit } from '../src/kernel.js';
-import { erf64 } from '../src/util/erf.js';
+import { gelu64, geluTanh64 } from '../src/util/erf.js';
 
 export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
     BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN) {
@@ -51,8 +51,8 @@ export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, 
     else { y = y + expandDims(load(Bias, rn, rn < N), 0); }
   }
   if (ACT == 'relu') { y = maximum(y, 0.0); }
-  if (ACT == 'gelu') { y = 0.5 * y * (1.0 + erf(y * 0.7071067811865476)); }
-  if (ACT == 'gelu_tanh') { y = 0.5 * y * (1.0 + tanh(0.7978845608028654 * (y + 0.044715 * y * y * y))); }
+  if (ACT == 'gelu') { y = gelu(y); }
+  if (ACT == 'gelu_tanh') { y = geluTanh(y); }
   if (ACT == 'silu') { y = y * sigmoid(y); }
   if (EVEN) { store(Out, batch * strideOut + offC, y); }
   else { store(Out, batch * strideOut + offC, y, mask); }
@@ -111,8 +111,8 @@ export function gemmReference(
 function activate(y: number, act: GemmActivation): number {
   switch (act) {
     case 'relu': return Math.max(y, 0);
-    case 'gelu': return 0.5 * y * (1 + erf64(y / Math.SQRT2));
-    case 'gelu_tanh': return 0.5 * y * (1 + Math.tanh(0.7978845608028654 * (y + 0.044715 * y * y * y)));
+    case 'gelu': return gelu64(y);
+    case 'gelu_tanh': return geluTanh64(y);
     case 'silu': return y / (1 + Math.exp(-y));
     default: return y;
   }

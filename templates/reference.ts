@@ -3,7 +3,7 @@
  * computed in f64 from f32 inputs: what the tests compare against and what the benchmarks time as
  * the plain-JS baseline.
  */
-import { erf64 } from '../src/util/erf.js';
+import { erf64, gelu64, geluTanh64 } from '../src/util/erf.js';
 import type { Activation } from './activation.js';
 
 type Arr = ArrayLike<number>;
@@ -14,8 +14,8 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 export function activationRef(name: Activation, x: number): number {
   switch (name) {
     case 'relu': return x > 0 ? x : 0;
-    case 'gelu': return 0.5 * x * (1 + erf64(x / Math.SQRT2));
-    case 'gelu_tanh': return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x ** 3)));
+    case 'gelu': return gelu64(x);
+    case 'gelu_tanh': return geluTanh64(x);
     case 'tanh': return Math.tanh(x);
     case 'sigmoid': return sig(x);
     case 'silu': return x * sig(x);

@@ -70,6 +70,9 @@ describe('unary', () => {
     neg: (x) => -x, abs: Math.abs, floor: Math.floor, ceil: Math.ceil, sqrt: Math.sqrt,
     rsqrt: (x) => 1 / Math.sqrt(x), exp: Math.exp, exp2: (x) => Math.pow(2, x), log: Math.log, log2: Math.log2,
     tanh: Math.tanh, sigmoid: (x) => 1 / (1 + Math.exp(-x)), erf: (x) => (Number.isFinite(x) ? erf64(x) : Math.sign(x)),
+    // x·Φ(x) written out with erf: Infinity at Infinity, NaN (-Infinity · 0) at -Infinity.
+    gelu: (x) => 0.5 * x * (1 + (Number.isFinite(x) ? erf64(x / Math.SQRT2) : Math.sign(x))),
+    geluTanh: (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
   };
   test.each(Object.keys(ref) as (keyof typeof ref)[])('f32 %s is the f64 result rounded to f32', (fn) => {
     const got = mapRun('f32', xs.map(fr), xs.map(fr), (b, x) => b.un(fn, x));

@@ -4,9 +4,9 @@
  * with relaxed FMA on and off; special values exactly as Math.* gives them.
  */
 import { describe, expect, test } from 'vitest';
-import { erf64 } from '../src/util/erf.js';
-import { MATH_ULP, vErf, vExp, vExp2, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from '../codegen/math.js';
-import { bitsOf, floatOf, HAS_RELAXED, ulpError, vectorMap } from './util/wasmharness.js';
+import { erf64, gelu64, geluTanh64 } from '../src/util/erf.js';
+import { GELU_BOUND, MATH_ULP, vErf, vGelu, vGeluTanh, vExp, vExp2, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from '../codegen/math.js';
+import { bitsOf, floatOf, HAS_RELAXED, ulpAt, ulpError, vectorMap } from './util/wasmharness.js';
 import type { Emit, Ref } from '../codegen/emit.js';
 
 /** f32 values as integers that order like the values (-0 sorts with +0). */
@@ -121,5 +121,47 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('vector math (relaxed FMA
     });
     expect(floatOf(so[specials.length]!), `${name}(NaN)`).toBeNaN();
     expect(floatOf(so[specials.length + 1]!), `${name}(-NaN)`).toBeNaN();
+  });
+});
+
+test('GELU_BOUND states the promised bounds', () => {
+  expect(GELU_BOUND).toEqual({ ulp: 4, absNeg: 4 });
+});
+
+describe.each(targets.map((relaxed) => ({ relaxed })))('fused GELU (relaxed FMA: $relaxed)', ({ relaxed }) => {
+  const FORMS = [
+    { name: 'gelu', fn: vGelu, ref: gelu64, X0: 5.6 },
+    { name: 'geluTanh', fn: vGeluTanh, ref: geluTanh64, X0: 5.25 },
+  ];
+  test.each(FORMS)('$name: within GELU_BOUND over a sweep of [-9, 9] and beyond; exact past ±X0; specials', ({ name, fn, ref, X0 }) => {
+    const run = vectorMap(fn, relaxed);
+    const xs = inputs(-9, 9, 1009, [0, X0, -X0, 1, -1, 3, -3]);
+    const out = run(xs);
+    let pos = 0, neg = 0;
+    const at = [0, 0];
+    for (let k = 0; k < xs.length; k++) {
+      const x = floatOf(xs[k]!);
+      const got = floatOf(out[k]!);
+      const want = ref(x);
+      if (x >= X0) expect(got, `${name}(${x}) is x past X0`).toBe(x);
+      if (x <= -X0) expect(got, `${name}(${x}) is 0 past -X0`).toBe(0);
+      if (x >= 0) {
+        const e = ulpError(got, want);
+        if (e > pos) [pos, at[0]] = [e, x];
+      } else {
+        // The bound, plus the result's own rounding (it matters only for subnormal results).
+        const e = Math.max(0, Math.abs(got - want) - ulpAt(want) / 2) / (-x * 2 ** -24);
+        if (e > neg) [neg, at[1]] = [e, x];
+      }
+    }
+    if (process.env.MATH_WORST) console.log(`${name} relaxed=${relaxed}: x >= 0 ${pos.toFixed(3)} ulp at ${at[0]}, x < 0 ${neg.toFixed(3)}·2^-24·|x| at ${at[1]}`);
+    expect(pos, `${name}: x >= 0, worst ${pos.toFixed(3)} ulp at x = ${at[0]}`).toBeLessThanOrEqual(GELU_BOUND.ulp);
+    expect(neg, `${name}: x < 0, worst ${neg.toFixed(3)}·2^-24·|x| at x = ${at[1]}`).toBeLessThanOrEqual(GELU_BOUND.absNeg);
+
+    const sx = Float32Array.from([Infinity, 1e30, -1e30, 0, 2 ** -140, -(2 ** -140), -Infinity, NaN]);
+    const so = Array.from(run(new Uint32Array(sx.buffer)), floatOf);
+    expect(so.slice(0, 6)).toEqual([Infinity, Math.fround(1e30), 0, 0, 2 ** -141, -(2 ** -141)]);
+    expect(so[6], `${name}(-Infinity) is NaN, as x/2 · (1 + t) gives`).toBeNaN();
+    expect(so[7]).toBeNaN();
   });
 });

@@ -4,7 +4,7 @@
  * arithmetic wraps like WebAssembly's; bool is 0/1.
  */
 import type { BinaryFn, DType, UnaryFn } from '../ir/ir.js';
-import { erf64 } from '../util/erf.js';
+import { erf64, gelu64, geluTanh64 } from '../util/erf.js';
 import type { Tile } from './memory.js';
 
 /** f32 unary functions in f64 (the Float32Array store rounds the result to f32). */
@@ -23,6 +23,9 @@ const F32_UNARY: Record<Exclude<UnaryFn, 'not'>, (x: number) => number> = {
   sigmoid: (x) => 1 / (1 + Math.exp(-x)),
   // erf64's continued fraction gives NaN at ±Infinity (Infinity * 0); the limits are ±1.
   erf: (x) => (x === Infinity ? 1 : x === -Infinity ? -1 : erf64(x)),
+  // GELU(-Infinity) is NaN (-Infinity · 0), as the compiled form and PyTorch give.
+  gelu: gelu64,
+  geluTanh: geluTanh64,
 };
 
 /** out[i] = fn(x[i]) for a value of `dtype` (the operand's and the result's). */

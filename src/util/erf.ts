@@ -3,6 +3,16 @@
  * references and the vector erf's accuracy tests.
  */
 
+/** GELU, x·Φ(x) = x/2 · (1 + erf(x/√2)), in f64 (NaN at -Infinity, as the formula gives). */
+export function gelu64(x: number): number {
+  return 0.5 * x * (1 + erf64(x * Math.SQRT1_2));
+}
+
+/** GELU's tanh approximation, x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))), in f64. */
+export function geluTanh64(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+
 /** erf in f64, absolute error below 1e-12 (series below 2.5, continued fraction above). */
 export function erf64(x: number): number {
   const ax = Math.abs(x);

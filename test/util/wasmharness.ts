@@ -154,11 +154,15 @@ export function ulpError(got: number, want: number): number {
   if (Number.isNaN(want)) return Number.isNaN(got) ? 0 : Infinity;
   if (got === want) return 0;
   if (!Number.isFinite(want) || !Number.isFinite(got)) return Infinity;
+  return Math.abs(got - want) / ulpAt(want);
+}
+
+/** The f32 ulp at finite `want` (as ulpError measures it). */
+export function ulpAt(want: number): number {
   const a = Math.abs(want);
   const r = Math.fround(a);
   // The binade of fround(a), one lower when a rounded up onto a power of two.
   let e = (bitsOf(r) >>> 23) & 0xff;
   if (r > a && (bitsOf(r) & 0x7fffff) === 0) e -= 1;
-  const ulp = 2 ** (Math.max(e, 1) - 150);
-  return Math.abs(got - want) / ulp;
+  return 2 ** (Math.max(e, 1) - 150);
 }

@@ -1,0 +1,160 @@
+/**
+ * @fileoverview `npm run fit:gelu`: fits the rational gates of the fused GELU builtins in
+ * codegen/math.ts and prints their coefficients. A gate is t(x) = erf(x/√2) (exact GELU) or
+ * tanh(√(2/π)(x + 0.044715x³)) (its tanh form); GELU is then x/2 + |x|/2 · t(|x|). The gate is
+ * x·P(x²)/Q(x²) on [0, X0], fitted for the smallest largest *absolute* error (GELU needs t to
+ * 2^-24 absolute, not relative: h + |h|·t rounds like h there), by linearised least squares
+ * reweighted towards minimax (Lawson), with Q's weights from the previous iterate
+ * (Sanathanan-Koerner). The fit is pinned to 1 + PIN at X0, so that in f32 the gate reaches 1
+ * at X0 and `min(t, 1)` saturates it exactly: GELU is then exactly x above X0 and exactly 0
+ * below -X0. The printed errors simulate the f32 evaluation (Horner, with and without FMA);
+ * test/math.test.ts measures the real code.
+ */
+import { erf64 } from '../src/util/erf.js';
+
+const fr = Math.fround;
+
+/** Least squares by Householder QR. */
+function solve(A: number[][], b: number[]): number[] {
+  const m = A.length, n = A[0]!.length;
+  const a = A.map((r) => r.slice()), y = b.slice();
+  for (let k = 0; k < n; k++) {
+    let norm = 0;
+    for (let i = k; i < m; i++) norm += a[i]![k]! ** 2;
+    norm = Math.sqrt(norm) * (a[k]![k]! > 0 ? -1 : 1);
+    const v = new Array<number>(m).fill(0);
+    for (let i = k; i < m; i++) v[i] = a[i]![k]!;
+    v[k]! -= norm;
+    let vv = 0;
+    for (let i = k; i < m; i++) vv += v[i]! ** 2;
+    if (vv === 0) continue;
+    for (let j = k; j < n; j++) {
+      let d = 0;
+      for (let i = k; i < m; i++) d += v[i]! * a[i]![j]!;
+      d = (2 * d) / vv;
+      for (let i = k; i < m; i++) a[i]![j]! -= d * v[i]!;
+    }
+    let d = 0;
+    for (let i = k; i < m; i++) d += v[i]! * y[i]!;
+    d = (2 * d) / vv;
+    for (let i = k; i < m; i++) y[i]! -= d * v[i]!;
+  }
+  const x = new Array<number>(n).fill(0);
+  for (let k = n - 1; k >= 0; k--) {
+    let s = y[k]!;
+    for (let j = k + 1; j < n; j++) s -= a[k]![j]! * x[j]!;
+    x[k] = s / a[k]![k]!;
+  }
+  return x;
+}
+
+const horner = (c: readonly number[], t: number): number => c.reduceRight((acc, ck) => acc * t + ck, 0);
+
+/** Where the fit is pinned at X0: one unit of 2^-24 above 1 (the printed gate(X0) must be >= 1 with and without FMA). */
+const PIN = 2 ** -24;
+
+export interface Gate {
+  /** Coefficients of P and Q in s = x² (lowest first, f32 values); Q[0] = 1. */
+  readonly P: number[];
+  readonly Q: number[];
+  /** Largest |x·P/Q - t| of the f64 fit over [0, X0], before rounding to f32. */
+  readonly fitError: number;
+}
+
+/** The [dp/dq] gate for `t` on [0, X0]. */
+export function fitGate(t: (x: number) => number, X0: number, dp: number, dq: number): Gate {
+  const S = X0 * X0;
+  const N = 4000;
+  const xs = Array.from({ length: N }, (_, i) => (X0 * (i + 0.5)) / N);
+  xs.push(X0);
+  const u = xs.map((x) => (x * x) / S); // fitted in u = s/S in [0, 1], rescaled at the end
+  const ts = xs.map((x, i) => (i === N ? 1 + PIN : t(x)));
+  let lam: number[] = xs.map((_, i) => (i === N ? 1e8 : 1));
+  const qPrev = xs.map(() => 1);
+  let best: { err: number; P: number[]; Q: number[] } | undefined;
+  for (let it = 0; it < 80; it++) {
+    const A: number[][] = [];
+    const b: number[] = [];
+    xs.forEach((x, i) => {
+      const w = Math.sqrt(lam[i]!) / qPrev[i]!;
+      const row: number[] = [];
+      for (let k = 0; k <= dp; k++) row.push(w * x * u[i]! ** k);
+      for (let k = 1; k <= dq; k++) row.push(-w * ts[i]! * u[i]! ** k);
+      A.push(row);
+      b.push(w * ts[i]!);
+    });
+    const c = solve(A, b);
+    const P = c.slice(0, dp + 1), Q = [1, ...c.slice(dp + 1)];
+    let err = 0;
+    let pole = false;
+    const errs = xs.map((x, i) => {
+      const q = horner(Q, u[i]!);
+      if (!(q > 0)) pole = true;
+      qPrev[i] = q;
+      const e = Math.abs((x * horner(P, u[i]!)) / q - ts[i]!);
+      if (i < N) err = Math.max(err, e);
+      return e;
+    });
+    if (pole) break;
+    if (!best || err < best.err) best = { err, P, Q };
+    let sum = 0;
+    lam = lam.map((l, i) => (i === N ? l : (sum += l * errs[i]!, l * errs[i]!)));
+    lam = lam.map((l, i) => (i === N ? l : (l / sum) * N));
+  }
+  if (!best) throw new Error('fit-gelu: the fit has a pole in [0, X0]');
+  return { P: best.P.map((c, k) => fr(c / S ** k)), Q: best.Q.map((c, k) => fr(c / S ** k)), fitError: best.err };
+}
+
+/** The f32 GELU of codegen/math.ts, simulated: Horner, fused or not. */
+export function geluF32(g: Gate, X0: number, x: number, fma: boolean): number {
+  const madd = (a: number, b: number, c: number): number => (fma ? fr(a * b + c) : fr(fr(a * b) + c));
+  const poly = (c: readonly number[], s: number): number => {
+    let acc = c[c.length - 1]!;
+    for (let k = c.length - 2; k >= 0; k--) acc = madd(acc, s, c[k]!);
+    return acc;
+  };
+  const a = Math.abs(x);
+  const s = Math.min(fr(x * x), fr(X0 * X0));
+  const gate = Math.min(fr(fr(a * poly(g.P, s)) / poly(g.Q, s)), 1);
+  const h = fr(0.5 * x);
+  return madd(Math.abs(h), gate, h);
+}
+
+/** The gates, their ranges and the functions they approximate. */
+export const GATES = {
+  gelu: { t: (x: number) => erf64(x * Math.SQRT1_2), X0: 5.6, dp: 5, dq: 5 },
+  geluTanh: { t: (x: number) => Math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)), X0: 5.25, dp: 5, dq: 5 },
+} as const;
+
+function ulp(y: number): number {
+  const a = Math.abs(y);
+  return a < 2 ** -126 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(a)) - 23);
+}
+
+if (process.argv[1]?.endsWith('fit-gelu.js')) {
+  for (const [name, { t, X0, dp, dq }] of Object.entries(GATES)) {
+    const g = fitGate(t, X0, dp, dq);
+    const report: string[] = [];
+    for (const fma of [true, false]) {
+      let pos = 0, neg = 0;
+      for (let i = 0; i <= 400000; i++) {
+        const x = fr(-8 + (16 * i) / 400000);
+        const want = 0.5 * x * (1 + t(x));
+        const got = geluF32(g, X0, x, fma);
+        if (x >= 0) pos = Math.max(pos, Math.abs(got - want) / ulp(want));
+        else neg = Math.max(neg, Math.abs(got - want) / (-x * 2 ** -24));
+      }
+      report.push(`${fma ? 'fma' : 'mul+add'}: x >= 0 ${pos.toFixed(2)} ulp, x < 0 ${neg.toFixed(2)}·2^-24·|x|`);
+    }
+    const at = (fma: boolean): number => {
+      const madd = (a: number, b: number, c: number): number => (fma ? fr(a * b + c) : fr(fr(a * b) + c));
+      const poly = (c: readonly number[], s0: number): number => c.slice(0, -1).reduceRight((acc, ck) => madd(acc, s0, ck), c[c.length - 1]!);
+      const S0 = fr(X0 * X0);
+      return fr(fr(fr(X0) * poly(g.P, S0)) / poly(g.Q, S0));
+    };
+    report.push(`gate(X0) fma ${at(true)} mul+add ${at(false)}`);
+    console.log(`// ${name}: [${dp}/${dq}] on [0, ${X0}], fit error ${(g.fitError / 2 ** -24).toFixed(2)}·2^-24; ${report.join('; ')}`);
+    console.log(`const ${name.toUpperCase()}_P = [${g.P.join(', ')}];`);
+    console.log(`const ${name.toUpperCase()}_Q = [${g.Q.join(', ')}];`);
+  }
+}
