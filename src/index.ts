@@ -33,6 +33,6 @@ export {
 } from './ir/limits.js';
 export type { CompileLimits } from './ir/limits.js';
 export { autotune, TunedKernel, plotTuneReport } from './tune/index.js';
-export type { AutotuneOptions, TunedLaunchOptions, TuneConfig, TuneEvent, TuneMeta, TuneReport, VerifyOptions, NamedArgs, ConfigResult, KeyValue, MachineSignature } from './tune/index.js';
+export type { AutotuneOptions, TunedLaunchOptions, TuneConfig, TuneEvent, TuneMeta, TuneReport, VerifyOptions, NamedArgs, PruneContext, ConfigResult, KeyValue, MachineSignature } from './tune/index.js';
 export { Profile } from './runtime/profile.js';
 export type { ProfileOptions, KernelProfile, LaunchRecord, LaunchWork, WorkFn, TraceEvent } from './runtime/profile.js';

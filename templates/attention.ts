@@ -15,6 +15,8 @@
  * mask is rand(seed + 7919·(b·H + h), row·N + key), which the backward replays.
  */
 import { jit } from '../src/kernel.js';
+import { nearestRow } from './lookup.js';
+import { ATTENTION_TABLE } from './tuned-tables.js';
 
 /** Shared prologue: ids, the key range of this query block, and whether a block needs masks. */
 const RANGE = `function keyRange(mb, kvLen, BM, BN, CAUSAL, WINDOW) {
@@ -249,6 +251,22 @@ export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
  * more speed).
  */
 export function chooseAttentionConfig(N: number, D: number): { BM: number; BN: number } {
+  return ruleConfig(N, D);
+}
+
+/** The forward's candidates for the autotuner (pruned to ATTENTION_SCRATCH_MAX per shape). */
+export const ATTENTION_CONFIGS: readonly { BM: number; BN: number }[] = [16, 32, 64, 128].flatMap((BM) => [16, 32, 64, 128].map((BN) => ({ BM, BN })));
+
+/** Scratch a forward program may use when the tuner picks its tiles (the rule's 64x32 at D = 64 is 99.6 KB). */
+export const ATTENTION_SCRATCH_MAX = 100_000;
+
+/** The forward's tiles: the tuned table's (templates/tuned-tables.ts) for a nearby shape, else the rule. */
+export function chooseAttentionFwdConfig(N: number, D: number, causal: boolean): { BM: number; BN: number } {
+  const row = nearestRow(ATTENTION_TABLE, { N, D, causal }, ['N'], ['D', 'causal']);
+  return row ? { BM: row.BM, BN: row.BN } : ruleConfig(N, D);
+}
+
+function ruleConfig(N: number, D: number): { BM: number; BN: number } {
   if (N <= 16) return { BM: 16, BN: 16 };
   if (D <= 32) return { BM: 64, BN: 64 };
   return D >= 128 ? { BM: 32, BN: 32 } : { BM: 64, BN: 32 };

@@ -5,6 +5,8 @@
  * (1x4096x4096 f32, 2 threads) 7.4 GFLOP/s against 3.1 through the 1-row `dot` path.
  */
 import { jit } from '../src/kernel.js';
+import { nearestRow } from './lookup.js';
+import { GEMV_TABLE, TUNED_THREADS } from './tuned-tables.js';
 
 export const GEMV_SOURCE = `function gemv(A, B, C, Bias, Out, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
     BN, BK, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN) {
@@ -38,8 +40,8 @@ export const GEMV_SOURCE = `function gemv(A, B, C, Bias, Out, N, K, strideA, str
   if (HAS_C) { y = y + beta * load(C, batch * strideC + rn, mn); }
   if (HAS_BIAS) { y = y + load(Bias, rn, mn); }
   if (ACT == 'relu') { y = maximum(y, 0.0); }
-  if (ACT == 'gelu') { y = 0.5 * y * (1.0 + erf(y * 0.7071067811865476)); }
-  if (ACT == 'gelu_tanh') { y = 0.5 * y * (1.0 + tanh(0.7978845608028654 * (y + 0.044715 * y * y * y))); }
+  if (ACT == 'gelu') { y = gelu(y); }
+  if (ACT == 'gelu_tanh') { y = geluTanh(y); }
   if (ACT == 'silu') { y = y * sigmoid(y); }
   store(Out, batch * strideOut + rn, y, mn);
 }`;
@@ -56,12 +58,24 @@ export const gemvKernel = jit(GEMV_SOURCE, {
   work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * grid[2] }),
 });
 
+/** GEMV's config space (the autotuner's candidates): B, and Bᵀ. */
+export const GEMV_CONFIGS: Readonly<Record<'b' | 'bt', readonly { BN: number; BK: number }[]>> = {
+  b: [256, 512, 1024, 2048, 4096].flatMap((BN) => [4, 8, 16].map((BK) => ({ BN, BK }))),
+  bt: [4, 8, 16, 32].flatMap((BN) => [64, 128, 256, 512].map((BK) => ({ BN, BK }))),
+};
+
 /**
- * Tile sizes for GEMV. B: BK = 8 rows per step over BN columns, as wide as the threads allow
- * (one program per thread): 1x4096x4096 f32 measured 10.4 GFLOP/s on one thread at BN = 4096
- * and 15-16 on two at BN = 2048, against 6-9 at BN = 512. Bᵀ: 16 rows of 256.
+ * Tile sizes for GEMV: the tuned table's (templates/tuned-tables.ts) when it was measured on
+ * this many threads and has a shape near this one, else the rule. Rule for B: BK = 8 rows per
+ * step over BN columns, as wide as the threads allow (one program per thread): 1x4096x4096 f32
+ * measured 10.4 GFLOP/s on one thread at BN = 4096 and 15-16 on two at BN = 2048, against 6-9
+ * at BN = 512. Bᵀ: 16 rows of 256.
  */
-export function chooseGemvConfig(N: number, transB: boolean, threads = 1): { BN: number; BK: number } {
+export function chooseGemvConfig(N: number, K: number, transB: boolean, threads = 1): { BN: number; BK: number } {
+  if (threads === TUNED_THREADS) {
+    const row = nearestRow(GEMV_TABLE, { N, K, transB }, ['N', 'K'], ['transB']);
+    if (row) return { BN: row.BN, BK: row.BK };
+  }
   if (transB) return { BN: 16, BK: 256 };
   let BN = 4096;
   while (BN > 16 && BN * Math.max(1, threads) > N) BN /= 2;

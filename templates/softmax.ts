@@ -6,7 +6,9 @@
  * pass writes.
  */
 import { jit } from '../src/kernel.js';
+import { nearestRow } from './lookup.js';
 import { MASKED_HELPERS } from './masked.js';
+import { NORM_TABLE, SOFTMAX_TABLE } from './tuned-tables.js';
 
 export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BWD, SINGLE, EVEN) {
   if (SINGLE) {
@@ -86,14 +88,59 @@ export const softmaxKernel = jit(SOFTMAX_SOURCE, {
 /** Widest row held in one tile; longer rows stream in chunks. */
 export const ROW_TILE_MAX = 8192;
 
+/** A row kernel's config: rows per program, the tile width (SINGLE) or chunk, and whether the masks go. */
+export interface RowConfig {
+  readonly R: number;
+  readonly BN: number;
+  readonly SINGLE: boolean;
+  readonly EVEN: boolean;
+}
+
 /**
- * Row-kernel tiling: rows per program and the tile width for rows of N; EVEN when every row
- * fills its tile and the programs tile the rows exactly (no masks at all).
+ * The row kernels' config space (the autotuner's candidates): R whole rows per program in one
+ * tile as wide as the row, or one row streamed in chunks of BN. A SINGLE config's tile width is
+ * the row's, set when it is used (see `rowConfigFor`).
  */
-export function chooseRowConfig(M: number, N: number): { R: number; BN: number; SINGLE: boolean; EVEN: boolean } {
+export const ROW_CONFIGS: readonly { R: number; BN?: number; SINGLE: boolean }[] = [
+  ...[1, 2, 4, 8, 16, 32, 64, 128, 256].map((R) => ({ R, SINGLE: true })),
+  ...[1024, 2048, 4096].map((BN) => ({ R: 1, BN, SINGLE: false })),
+];
+
+/** The tile width of a SINGLE config for rows of N (a power of two), or undefined past ROW_TILE_MAX. */
+export function rowTile(N: number): number | undefined {
   let BN = 1;
   while (BN < N) BN *= 2;
-  if (BN > ROW_TILE_MAX) return { R: 1, BN: 2048, SINGLE: false, EVEN: false };
+  return BN > ROW_TILE_MAX ? undefined : BN;
+}
+
+/**
+ * A (table or candidate) config made concrete for M rows of N: a SINGLE config gets the row's
+ * tile width, with R lowered until the tile fits 2^16 elements; EVEN when every row fills its
+ * tile and the programs tile the rows exactly (no masks at all). Undefined when a SINGLE config
+ * cannot hold the row.
+ */
+export function rowConfigFor(M: number, N: number, c: { R: number; BN?: number; SINGLE: boolean }): RowConfig | undefined {
+  if (!c.SINGLE) return { R: 1, BN: c.BN ?? 2048, SINGLE: false, EVEN: false };
+  const BN = rowTile(N);
+  if (BN === undefined) return undefined;
+  let R = c.R;
+  while (R > 1 && R * BN > 1 << 16) R /= 2;
+  return { R, BN, SINGLE: true, EVEN: BN === N && M % R === 0 };
+}
+
+/**
+ * Row-kernel tiling for M rows of N: the tuned table's row for a nearby shape
+ * (templates/tuned-tables.ts: SOFTMAX_TABLE for softmax, NORM_TABLE for the norms), else the rule.
+ */
+export function chooseRowConfig(M: number, N: number, kind: 'softmax' | 'norm' = 'softmax'): RowConfig {
+  const row = nearestRow(kind === 'softmax' ? SOFTMAX_TABLE : NORM_TABLE, { M, N }, ['M', 'N']);
+  const tuned = row && rowConfigFor(M, N, row);
+  return tuned ?? ruleRowConfig(M, N);
+}
+
+function ruleRowConfig(M: number, N: number): RowConfig {
+  const BN = rowTile(N);
+  if (BN === undefined) return { R: 1, BN: 2048, SINGLE: false, EVEN: false };
   // Rows of 128 elements or more run one per program (a 1-D tile reduces faster than the rows
   // of a 2-D one: 4096x1024 softmax 5.5 GB/s at R = 1 against 4.5 at R = 4); short rows are
   // stacked up to ~128 elements a tile so a program is not all overhead.

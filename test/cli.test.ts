@@ -106,7 +106,7 @@ describe('tilejit', () => {
     const svg = join(mkdtempSync(join(tmpdir(), 'tilejit-svg-')), 'search.svg');
     const r = await cli('tune', 'matmul', '--shape', '24x40x16', '--threads', '0', '--warmup', '0', '--rep', '1', '--svg', svg);
     expect(r.code).toBe(0);
-    expect(r.err).toMatch(/tuning gemm for M=24 N=40 K=16 \(bucket M=32 N=64 K=16\): \d+ configs, 0 cached/);
+    expect(r.err).toMatch(/tuning gemm \(matmul\) for M=24 N=40 K=16 \(bucket M=32 N=64 K=16\): \d+ configs, 0 cached/);
     expect(r.err).toMatch(/\[#+\] \d+\/\d+ BM=/);
     const lines = r.out.trim().split('\n');
     expect(lines[0]!.split(/\s+/).filter(Boolean)).toEqual(['BM', 'BN', 'BK', 'median', 'ms', 'GFLOP/s', 'verified', 'status']);
@@ -127,6 +127,21 @@ describe('tilejit', () => {
     expect(clear.out).toMatch(/^removed \d+ compiled modules and 1 tuning files from /);
     expect(readdirSync(join(dir, 'tune'))).toEqual([]);
     expect(readdirSync(dir).filter((f) => f.endsWith('.tjc'))).toEqual([]);
+  });
+
+  test('tune knows the other templates: softmax rows in GB/s, attention tiles in GFLOP/s, as JSON', async () => {
+    const sm = await cli('tune', 'softmax', '--shape', '20x300', '--threads', '0', '--warmup', '0', '--rep', '1', '--no-cache');
+    expect(sm.code).toBe(0);
+    const head = sm.out.trim().split('\n')[0]!.split(/\s+/).filter(Boolean);
+    expect(head).toEqual(['R', 'SINGLE', 'median', 'ms', 'GB/s', 'verified', 'status']);
+    expect(sm.out).toMatch(/best: R=\d+ SINGLE=true [\d.]+ ms, [\d.]+ GB\/s on 0 threads \(\d+ measured now\)/);
+    const at = await cli('tune', 'attention-causal', '--shape', '70x16', '--threads', '0', '--warmup', '0', '--rep', '1', '--no-cache', '--json');
+    expect(at.code).toBe(0);
+    const j = JSON.parse(at.out);
+    expect(j).toMatchObject({ op: 'attention-causal', shape: { N: 70, D: 16 }, key: { N: 128, D: 16, CAUSAL: true }, file: null });
+    expect(j.results.every((x: { gflops: number | null }) => typeof x.gflops === 'number')).toBe(true);
+    expect(Object.keys(j.best).sort()).toEqual(['BM', 'BN']);
+    expect((await cli('tune', 'softmax', '--shape', '4x4x4')).err).toMatch(/--shape must be MxN/);
   });
 
   test('bench --json --quick --suite dispatch prints only contract lines', async () => {

@@ -11,19 +11,20 @@ import { chooseGemmConfig } from '../ops/matmul.js';
 import { defaultCacheDir, ModuleCache } from '../runtime/cache.js';
 import { detectFeatures } from '../runtime/features.js';
 import { Runtime } from '../runtime/runtime.js';
-import { deterministic, gemmArgs, PLAIN_GEMM, tunedGemm } from '../tune/gemm.js';
+import { deterministic, gemmArgs, PLAIN_GEMM } from '../tune/gemm.js';
+import { freeProblem, TUNE_OPS } from '../tune/ops.js';
 import { plotTuneReport } from '../tune/plot.js';
 import type { ConfigResult } from '../tune/store.js';
 import type { TuneEvent } from '../tune/autotune.js';
-import { intFlag, parseArgs, parseDims, parseShape, UsageError, type CliIO } from './args.js';
+import { intFlag, parseArgs, parseDims, UsageError, type CliIO } from './args.js';
 import { gemmKernel } from '../../templates/gemm.js';
 import { activationKernel, ELEMENTWISE_BLOCK } from '../../templates/activation.js';
-import { attnFwdKernel, chooseAttentionConfig } from '../../templates/attention.js';
+import { attnFwdKernel, chooseAttentionFwdConfig } from '../../templates/attention.js';
 import { normFwdKernel } from '../../templates/norm.js';
 import { chooseRowConfig, softmaxKernel } from '../../templates/softmax.js';
 
 /** Ops the `tune` command knows by name. */
-export const CLI_OPS = ['matmul'] as const;
+export const CLI_OPS = Object.keys(TUNE_OPS);
 
 /** Ops `inspect` knows: the shape form, its default, and the kernel launch `ops.*` would make. */
 const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: number[]) => InspectSpec }> = {
@@ -57,7 +58,7 @@ const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: nu
   layernorm: {
     form: 'MxN', fallback: '64x1024',
     spec: ([M, N]) => {
-      const c = chooseRowConfig(M!, N!);
+      const c = chooseRowConfig(M!, N!, 'norm');
       return {
         kernel: normFwdKernel,
         options: { grid: [c.SINGLE ? Math.ceil(M! / c.R) : M!], R: c.R, BN: c.BN, RMS: false, HAS_W: true, HAS_B: true, SINGLE: c.SINGLE, EVEN: c.EVEN },
@@ -71,7 +72,7 @@ const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: nu
   attention: {
     form: 'NxD', fallback: '1024x64',
     spec: ([N, D]) => {
-      const { BM, BN } = chooseAttentionConfig(N!, D!);
+      const { BM, BN } = chooseAttentionFwdConfig(N!, D!, true);
       return {
         kernel: attnFwdKernel,
         options: { grid: [Math.ceil(N! / BM), 1], BM, BN, D: D!, CAUSAL: true, WINDOW: 0, HAS_LENS: false, DROPOUT: false },
@@ -199,13 +200,16 @@ function bar(done: number, total: number, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
 }
 
-/** `tilejit tune <op> [--shape MxNxK] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE]`. */
+/** `tilejit tune <op> [--shape ...] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE]`. */
 export async function tune(args: readonly string[], io: CliIO): Promise<number> {
   const p = parseArgs(args, { switches: ['json', 'no-cache'], values: ['shape', 'threads', 'warmup', 'rep', 'svg'] }, 'tune');
   if (p.positionals.length !== 1) throw new UsageError(`expected one op to tune (${CLI_OPS.join(', ')})`, 'tune');
   const op = p.positionals[0]!;
   if (!(CLI_OPS as readonly string[]).includes(op)) throw new UsageError(`unknown op '${op}' (ops: ${CLI_OPS.join(', ')})`, 'tune');
-  const [M, N, K] = parseShape(String(p.flags.get('shape') ?? '512x512x512'), 'tune');
+  const spec = TUNE_OPS[op]!;
+  const dims = parseDims(String(p.flags.get('shape') ?? spec.fallback), spec.form, 'tune');
+  const shape = Object.fromEntries(spec.form.split('x').map((k, i) => [k, dims[i]!]));
+  const shapeText = Object.entries(shape).map(([k, v]) => `${k}=${v}`).join(' ');
   const threads = intFlag(p, 'threads', availableParallelism(), 'tune');
   const warmup = intFlag(p, 'warmup', 10, 'tune');
   const rep = intFlag(p, 'rep', 40, 'tune');
@@ -214,47 +218,53 @@ export async function tune(args: readonly string[], io: CliIO): Promise<number> 
     if (e.type === 'start') {
       total = e.configs;
       done = e.cached;
-      io.err(`tuning ${e.kernel} for M=${M} N=${N} K=${K} (bucket ${Object.entries(e.key).map(([k, v]) => `${k}=${v}`).join(' ')}): ${e.configs} configs, ${e.cached} cached\n`);
+      io.err(`tuning ${e.kernel} (${op}) for ${shapeText} (bucket ${Object.entries(e.key).map(([k, v]) => `${k}=${v}`).join(' ')}): ${e.configs} configs, ${e.cached} cached\n`);
     } else if (e.type === 'timed' || e.type === 'rejected') {
       done++;
-      const c = e.result.config;
-      const what = `BM=${c.BM} BN=${c.BN} BK=${c.BK} ${e.result.status === 'ok' ? `${e.result.ms!.toFixed(3)} ms` : 'rejected'}`;
+      const what = `${configText(e.result.config)} ${e.result.status === 'ok' ? `${e.result.ms!.toFixed(3)} ms` : 'rejected'}`;
       io.err(io.tty ? `\r${bar(done, total)} ${what.padEnd(40)}` : `${bar(done, total)} ${what}\n`);
     } else if (e.type === 'done' && io.tty) io.err('\n');
   };
   const rt = await Runtime.create({ threads });
+  const problem = spec.problem(rt, dims);
   try {
-    const tuned = tunedGemm({ cacheDir: p.flags.has('no-cache') ? false : undefined, warmup, rep, listener: progress });
-    const kargs = gemmArgs(rt, M, N, K);
-    const report = await tuned.tune({ ...PLAIN_GEMM, runtime: rt }, ...kargs);
-    const flops = 2 * M * N * K;
+    const tuned = spec.tuned({ cacheDir: p.flags.has('no-cache') ? false : undefined, warmup, rep, listener: progress });
+    const report = await tuned.tune({ ...problem.fixed, runtime: rt }, ...problem.args);
+    const work = spec.work(dims);
+    const rate = (ms: number): number => (work.flops !== undefined ? work.flops / ms / 1e6 : work.bytes! / ms / 1e6);
+    const unit = work.flops !== undefined ? 'GFLOP/s' : 'GB/s';
     const svg = p.flags.get('svg');
     if (typeof svg === 'string') {
-      writeFileSync(svg, plotTuneReport(report, { flops, title: `matmul ${M}x${N}x${K} on ${threads} threads: GFLOP/s per config` }));
+      writeFileSync(svg, plotTuneReport(report, { flops: work.flops, bytes: work.bytes, title: `${op} ${dims.join('x')} on ${threads} threads: ${unit} per config` }));
       io.err(`wrote ${svg}\n`);
     }
     if (p.flags.has('json')) {
-      io.out(`${JSON.stringify({ op, shape: { M, N, K }, threads, key: report.key, best: report.best.config, measured: report.measured, file: tuned.file ?? null, results: report.results.map((r) => ({ ...r, gflops: r.ms ? round(flops / r.ms / 1e6) : null })) })}\n`);
+      const results = report.results.map((r) => ({ ...r, [unit === 'GFLOP/s' ? 'gflops' : 'gbps']: r.ms ? round(rate(r.ms)) : null }));
+      io.out(`${JSON.stringify({ op, shape, threads, key: report.key, best: report.best.config, measured: report.measured, file: tuned.file ?? null, results })}\n`);
     } else {
-      io.out(table(report.results, report.best, flops));
-      io.out(`best: ${Object.entries(report.best.config).map(([k, v]) => `${k}=${v}`).join(' ')} ${report.best.ms!.toFixed(3)} ms, ${(flops / report.best.ms! / 1e6).toFixed(1)} GFLOP/s on ${threads} threads (${report.measured} measured now${tuned.file ? `; saved in ${tuned.file}` : ''})\n`);
+      io.out(table(report.results, report.best, rate, unit));
+      io.out(`best: ${configText(report.best.config)} ${report.best.ms!.toFixed(3)} ms, ${rate(report.best.ms!).toFixed(1)} ${unit} on ${threads} threads (${report.measured} measured now${tuned.file ? `; saved in ${tuned.file}` : ''})\n`);
     }
     return 0;
   } finally {
+    freeProblem(problem.args);
     rt.dispose();
   }
 }
+
+const configText = (c: Readonly<Record<string, unknown>>): string => Object.entries(c).map(([k, v]) => `${k}=${String(v)}`).join(' ');
 
 function round(x: number): number {
   return Number(x.toPrecision(4));
 }
 
-function table(results: readonly ConfigResult[], best: ConfigResult, flops: number): string {
-  const rows = [['', 'BM', 'BN', 'BK', 'median ms', 'GFLOP/s', 'verified', 'status']];
+function table(results: readonly ConfigResult[], best: ConfigResult, rate: (ms: number) => number, unit: string): string {
+  const keys = [...new Set(results.flatMap((r) => Object.keys(r.config)))];
+  const rows = [['', ...keys, 'median ms', unit, 'verified', 'status']];
   for (const r of results) {
     rows.push([
-      r === best ? '*' : '', String(r.config.BM), String(r.config.BN), String(r.config.BK),
-      r.ms === null ? '-' : r.ms.toFixed(3), r.ms === null ? '-' : (flops / r.ms / 1e6).toFixed(1),
+      r === best ? '*' : '', ...keys.map((k) => String(r.config[k] ?? '')),
+      r.ms === null ? '-' : r.ms.toFixed(3), r.ms === null ? '-' : rate(r.ms).toFixed(1),
       r.verified ? 'yes' : 'no', r.status === 'ok' ? 'ok' : `rejected: ${r.reason ?? ''}`,
     ]);
   }

@@ -3,7 +3,7 @@
  * through the flash-attention templates (no N x N buffer).
  */
 import {
-  attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionConfig,
+  attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionConfig, chooseAttentionFwdConfig,
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
@@ -50,7 +50,7 @@ interface Checked {
 
 const DS = [16, 32, 64, 128];
 
-function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Checked {
+function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, forward = false): Checked {
   floatTensor(op, 'q', q);
   const rt = q.runtime;
   floatTensor(op, 'k', k, rt);
@@ -88,7 +88,7 @@ function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
       ownLens = true;
     }
   }
-  const cfg = opts.config ?? chooseAttentionConfig(N, D);
+  const cfg = opts.config ?? (forward ? chooseAttentionFwdConfig(N, D, opts.causal === true) : chooseAttentionConfig(N, D));
   return { rt, B, H, Hkv, N, D, scale, causal: opts.causal === true, window, pdrop, seed, lens, ownLens, BM: cfg.BM, BN: cfg.BN };
 }
 
@@ -103,7 +103,7 @@ function constexprs(c: Checked): Record<string, unknown> {
  */
 export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
   const op = 'attention';
-  const c = check(op, q, k, v, opts);
+  const c = check(op, q, k, v, opts, true);
   const out = c.rt.empty(q.shape, q.dtype);
   const lse = c.rt.empty([c.B, c.H, c.N], 'f32');
   try {

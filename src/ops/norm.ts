@@ -74,7 +74,7 @@ async function forward(op: string, rms: boolean, x: Tensor, opts: NormOptions): 
   const mean = rms ? undefined : rt.empty(rows, 'f32');
   const rstd = rt.empty(rows, 'f32');
   if (M === 0) return { y, mean, rstd };
-  const c = chooseRowConfig(M, N);
+  const c = chooseRowConfig(M, N, 'norm');
   await normFwdKernel.launch(
     { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, HAS_B: b !== undefined, SINGLE: c.SINGLE, EVEN: c.EVEN, runtime: rt },
     x, w ?? x, b ?? x, y, mean ?? rstd, rstd, M, N, eps,
@@ -107,7 +107,7 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
   const dbias = opts.bias ? rt.zeros([N], w?.dtype ?? x.dtype) : undefined;
   try {
     if (M === 0) return { dx, dweight, dbias };
-    const c = chooseRowConfig(M, N);
+    const c = chooseRowConfig(M, N, 'norm');
     await normBwdKernel.launch(
       { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, SINGLE: c.SINGLE, EVEN: c.EVEN, runtime: rt },
       x, w ?? x, dy, mean ?? rstd!, rstd!, dx, M, N,

@@ -45,8 +45,11 @@ export interface AutotuneOptions {
   readonly grid: (meta: TuneMeta, args: NamedArgs) => readonly number[];
   /** More constexprs computed from a config and the arguments (e.g. "the shapes divide the tiles"). */
   readonly derive?: (meta: TuneMeta, args: NamedArgs) => Record<string, ConstexprValue>;
-  /** Drop candidates before timing (e.g. tiles larger than the problem). */
-  readonly prune?: (configs: readonly TuneConfig[], ctx: { readonly key: Readonly<Record<string, KeyValue>>; readonly args: NamedArgs }) => readonly TuneConfig[];
+  /**
+   * Drop candidates before timing (e.g. tiles larger than the problem); may be async (e.g. to
+   * compile a candidate and look at its scratch). `meta` holds the launch's fixed constexprs.
+   */
+  readonly prune?: (configs: readonly TuneConfig[], ctx: PruneContext) => readonly TuneConfig[] | Promise<readonly TuneConfig[]>;
   /** Warm-up per candidate, ms (default 10). */
   readonly warmup?: number;
   /** Timed repetitions per candidate, ms (default 40; at least 3 launches). */
@@ -63,6 +66,14 @@ export interface AutotuneOptions {
   readonly cacheDir?: string | false;
   /** Called on every event. */
   readonly listener?: (e: TuneEvent) => void;
+}
+
+/** What `prune` is told about the launch being tuned. */
+export interface PruneContext {
+  readonly key: Readonly<Record<string, KeyValue>>;
+  readonly args: NamedArgs;
+  readonly meta: TuneMeta;
+  readonly runtime: Runtime;
 }
 
 /** How candidates are checked against the interpreter. */
@@ -200,7 +211,7 @@ export class TunedKernel {
   private async search(ctx: ReturnType<TunedKernel['context']>): Promise<TuneReport> {
     const { rt, fixed, named, key, signature, entryId } = ctx;
     let configs = this.options.configs;
-    if (this.options.prune) configs = this.options.prune(configs, { key, args: named });
+    if (this.options.prune) configs = await this.options.prune(configs, { key, args: named, meta: fixed, runtime: rt });
     if (configs.length === 0) throw new Error(`${this.kernel.name}: autotune's prune left no config for key ${keyId(key)}`);
     const entry = this.store.entry(entryId, signature, key);
     const cached = configs.filter((c) => entry.results[configId(c)]).length;
