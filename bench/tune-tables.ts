@@ -15,12 +15,13 @@ import { machineSignature, signatureId } from '../src/tune/key.js';
 import { GEMM_TABLE } from '../templates/gemm-table.js';
 import { ATTENTION_TABLE, GEMV_TABLE, NORM_TABLE, SOFTMAX_TABLE } from '../templates/tuned-tables.js';
 
-type Row = Readonly<Record<string, number | boolean>>;
+type Row = Readonly<Record<string, number | boolean | string>>;
 
 /** Which table each op's rows go to. */
 const TABLE_OF: Readonly<Record<string, string>> = {
   matmul: 'GEMM_TABLE', gemv: 'GEMV_TABLE', 'gemv-bt': 'GEMV_TABLE', softmax: 'SOFTMAX_TABLE',
   layernorm: 'NORM_TABLE', attention: 'ATTENTION_TABLE', 'attention-causal': 'ATTENTION_TABLE',
+  'attention-dkv': 'ATTENTION_TABLE', 'attention-dkv-causal': 'ATTENTION_TABLE', 'attention-dq': 'ATTENTION_TABLE', 'attention-dq-causal': 'ATTENTION_TABLE',
 };
 
 const argv = process.argv.slice(2);
@@ -36,7 +37,7 @@ for (const op of only) {
 
 const threads = availableParallelism();
 const file = (rel: string): string => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
-const rowText = (r: Row): string => `{ ${Object.entries(r).map(([k, v]) => `${k}: ${String(v)}`).join(', ')} }`;
+const rowText = (r: Row): string => `{ ${Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'string' ? `'${v}'` : String(v)}`).join(', ')} }`;
 // The rates noted beside the rows that stay, read back from the files.
 const oldNotes = new Map<string, string>();
 for (const f of ['templates/gemm-table.ts', 'templates/tuned-tables.ts']) {
@@ -52,7 +53,7 @@ keep('ATTENTION_TABLE', ATTENTION_TABLE);
 // Re-tuned ops replace their own rows (a table shared by two ops keeps the other op's rows).
 const owner = (op: string, r: Row): boolean => {
   if (op === 'gemv' || op === 'gemv-bt') return r.transB === (op === 'gemv-bt');
-  if (op === 'attention' || op === 'attention-causal') return r.causal === (op === 'attention-causal');
+  if (op.startsWith('attention')) return r.causal === op.endsWith('-causal') && r.pass === (op.includes('-dkv') ? 'dkv' : op.includes('-dq') ? 'dq' : 'fwd');
   return true;
 };
 for (const op of only) {
@@ -147,6 +148,6 @@ export const NORM_TABLE: readonly { M: number; N: number; R: number; BN: number;
 /**
  * Attention forward: query rows and keys per block, measured on ${on('ATTENTION_TABLE')}.
  */
-export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; BM: number; BN: number }[] = [${body('ATTENTION_TABLE')}];
+export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; pass: 'fwd' | 'dkv' | 'dq'; BM: number; BN: number }[] = [${body('ATTENTION_TABLE')}];
 `);
 process.stderr.write('wrote templates/gemm-table.ts and templates/tuned-tables.ts\n');

@@ -257,13 +257,24 @@ export function chooseAttentionConfig(N: number, D: number): { BM: number; BN: n
 /** The forward's candidates for the autotuner (pruned to ATTENTION_SCRATCH_MAX per shape). */
 export const ATTENTION_CONFIGS: readonly { BM: number; BN: number }[] = [16, 32, 64, 128].flatMap((BM) => [16, 32, 64, 128].map((BN) => ({ BM, BN })));
 
-/** Scratch a forward program may use when the tuner picks its tiles (the rule's 64x32 at D = 64 is 99.6 KB). */
-export const ATTENTION_SCRATCH_MAX = 100_000;
+/** The three attention passes the tuner sizes: the forward, the backward's dK/dV and its dQ. */
+export type AttentionPass = 'fwd' | 'dkv' | 'dq';
 
-/** The forward's tiles: the tuned table's (templates/tuned-tables.ts) for a nearby shape, else the rule. */
-export function chooseAttentionFwdConfig(N: number, D: number, causal: boolean): { BM: number; BN: number } {
-  const row = nearestRow(ATTENTION_TABLE, { N, D, causal }, ['N'], ['D', 'causal']);
+/**
+ * Scratch a program may use when the tuner picks its tiles: the rule's 64x32 at D = 64 takes
+ * 99.6 KB in the forward, 156 KB for dK/dV and 123 KB for dQ.
+ */
+export const ATTENTION_SCRATCH_MAX: Readonly<Record<AttentionPass, number>> = { fwd: 100_000, dkv: 160_000, dq: 160_000 };
+
+/** A pass's tiles: the tuned table's (templates/tuned-tables.ts) for a nearby shape, else the rule. */
+export function chooseAttentionPassConfig(pass: AttentionPass, N: number, D: number, causal: boolean): { BM: number; BN: number } {
+  const row = nearestRow(ATTENTION_TABLE, { N, D, causal, pass }, ['N'], ['D', 'causal', 'pass']);
   return row ? { BM: row.BM, BN: row.BN } : ruleConfig(N, D);
+}
+
+/** The forward's tiles (see chooseAttentionPassConfig). */
+export function chooseAttentionFwdConfig(N: number, D: number, causal: boolean): { BM: number; BN: number } {
+  return chooseAttentionPassConfig('fwd', N, D, causal);
 }
 
 function ruleConfig(N: number, D: number): { BM: number; BN: number } {

@@ -61,19 +61,47 @@ export const NORM_TABLE: readonly { M: number; N: number; R: number; BN: number;
 /**
  * Attention forward: query rows and keys per block, measured on x64, Intel(R) Xeon(R) Processor, cores 2, relaxed-simd, threads 2, node 20.
  */
-export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; BM: number; BN: number }[] = [
-  { N: 256, D: 32, causal: false, BM: 32, BN: 64 }, // 40.1 GFLOP/s
-  { N: 512, D: 64, causal: false, BM: 32, BN: 16 }, // 32.4 GFLOP/s
-  { N: 1024, D: 64, causal: false, BM: 64, BN: 32 }, // 38.3 GFLOP/s
-  { N: 2048, D: 64, causal: false, BM: 64, BN: 32 }, // 43.4 GFLOP/s
-  { N: 4096, D: 64, causal: false, BM: 64, BN: 32 }, // 53.6 GFLOP/s
-  { N: 1024, D: 128, causal: false, BM: 16, BN: 32 }, // 36.6 GFLOP/s
-  { N: 256, D: 16, causal: false, BM: 64, BN: 64 }, // 37.7 GFLOP/s
-  { N: 256, D: 32, causal: true, BM: 32, BN: 32 }, // 20.5 GFLOP/s
-  { N: 512, D: 64, causal: true, BM: 64, BN: 32 }, // 35.0 GFLOP/s
-  { N: 1024, D: 64, causal: true, BM: 32, BN: 64 }, // 40.9 GFLOP/s
-  { N: 2048, D: 64, causal: true, BM: 32, BN: 64 }, // 40.8 GFLOP/s
-  { N: 4096, D: 64, causal: true, BM: 32, BN: 32 }, // 38.3 GFLOP/s
-  { N: 1024, D: 128, causal: true, BM: 32, BN: 16 }, // 33.4 GFLOP/s
-  { N: 256, D: 16, causal: true, BM: 64, BN: 64 }, // 14.2 GFLOP/s
+export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; pass: 'fwd' | 'dkv' | 'dq'; BM: number; BN: number }[] = [
+  { N: 256, D: 32, causal: false, pass: 'fwd', BM: 32, BN: 64 }, // 40.1 GFLOP/s
+  { N: 512, D: 64, causal: false, pass: 'fwd', BM: 32, BN: 16 }, // 32.4 GFLOP/s
+  { N: 1024, D: 64, causal: false, pass: 'fwd', BM: 64, BN: 32 }, // 38.3 GFLOP/s
+  { N: 2048, D: 64, causal: false, pass: 'fwd', BM: 64, BN: 32 }, // 43.4 GFLOP/s
+  { N: 4096, D: 64, causal: false, pass: 'fwd', BM: 64, BN: 32 }, // 53.6 GFLOP/s
+  { N: 1024, D: 128, causal: false, pass: 'fwd', BM: 16, BN: 32 }, // 36.6 GFLOP/s
+  { N: 256, D: 16, causal: false, pass: 'fwd', BM: 64, BN: 64 }, // 37.7 GFLOP/s
+  { N: 256, D: 32, causal: true, pass: 'fwd', BM: 32, BN: 32 }, // 20.5 GFLOP/s
+  { N: 512, D: 64, causal: true, pass: 'fwd', BM: 64, BN: 32 }, // 35.0 GFLOP/s
+  { N: 1024, D: 64, causal: true, pass: 'fwd', BM: 32, BN: 64 }, // 40.9 GFLOP/s
+  { N: 2048, D: 64, causal: true, pass: 'fwd', BM: 32, BN: 64 }, // 40.8 GFLOP/s
+  { N: 4096, D: 64, causal: true, pass: 'fwd', BM: 32, BN: 32 }, // 38.3 GFLOP/s
+  { N: 1024, D: 128, causal: true, pass: 'fwd', BM: 32, BN: 16 }, // 33.4 GFLOP/s
+  { N: 256, D: 16, causal: true, pass: 'fwd', BM: 64, BN: 64 }, // 14.2 GFLOP/s
+  { N: 256, D: 32, causal: false, pass: 'dkv', BM: 32, BN: 64 }, // 48.3 GFLOP/s
+  { N: 512, D: 64, causal: false, pass: 'dkv', BM: 16, BN: 32 }, // 41.6 GFLOP/s
+  { N: 1024, D: 64, causal: false, pass: 'dkv', BM: 64, BN: 32 }, // 47.0 GFLOP/s
+  { N: 2048, D: 64, causal: false, pass: 'dkv', BM: 64, BN: 32 }, // 47.7 GFLOP/s
+  { N: 4096, D: 64, causal: false, pass: 'dkv', BM: 128, BN: 16 }, // 44.3 GFLOP/s
+  { N: 1024, D: 128, causal: false, pass: 'dkv', BM: 16, BN: 16 }, // 22.0 GFLOP/s
+  { N: 256, D: 16, causal: false, pass: 'dkv', BM: 16, BN: 16 }, // 38.2 GFLOP/s
+  { N: 256, D: 32, causal: true, pass: 'dkv', BM: 16, BN: 32 }, // 37.8 GFLOP/s
+  { N: 512, D: 64, causal: true, pass: 'dkv', BM: 32, BN: 16 }, // 21.6 GFLOP/s
+  { N: 1024, D: 64, causal: true, pass: 'dkv', BM: 128, BN: 16 }, // 38.6 GFLOP/s
+  { N: 2048, D: 64, causal: true, pass: 'dkv', BM: 64, BN: 16 }, // 44.9 GFLOP/s
+  { N: 4096, D: 64, causal: true, pass: 'dkv', BM: 128, BN: 16 }, // 49.2 GFLOP/s
+  { N: 1024, D: 128, causal: true, pass: 'dkv', BM: 16, BN: 16 }, // 42.0 GFLOP/s
+  { N: 256, D: 16, causal: true, pass: 'dkv', BM: 16, BN: 16 }, // 37.7 GFLOP/s
+  { N: 256, D: 32, causal: false, pass: 'dq', BM: 128, BN: 32 }, // 60.6 GFLOP/s
+  { N: 512, D: 64, causal: false, pass: 'dq', BM: 64, BN: 16 }, // 62.8 GFLOP/s
+  { N: 1024, D: 64, causal: false, pass: 'dq', BM: 32, BN: 32 }, // 62.6 GFLOP/s
+  { N: 2048, D: 64, causal: false, pass: 'dq', BM: 64, BN: 16 }, // 68.0 GFLOP/s
+  { N: 4096, D: 64, causal: false, pass: 'dq', BM: 128, BN: 16 }, // 56.0 GFLOP/s
+  { N: 1024, D: 128, causal: false, pass: 'dq', BM: 64, BN: 16 }, // 58.5 GFLOP/s
+  { N: 256, D: 16, causal: false, pass: 'dq', BM: 128, BN: 16 }, // 49.6 GFLOP/s
+  { N: 256, D: 32, causal: true, pass: 'dq', BM: 32, BN: 16 }, // 37.3 GFLOP/s
+  { N: 512, D: 64, causal: true, pass: 'dq', BM: 32, BN: 16 }, // 53.6 GFLOP/s
+  { N: 1024, D: 64, causal: true, pass: 'dq', BM: 128, BN: 16 }, // 54.2 GFLOP/s
+  { N: 2048, D: 64, causal: true, pass: 'dq', BM: 64, BN: 16 }, // 60.6 GFLOP/s
+  { N: 4096, D: 64, causal: true, pass: 'dq', BM: 64, BN: 32 }, // 55.6 GFLOP/s
+  { N: 1024, D: 128, causal: true, pass: 'dq', BM: 16, BN: 16 }, // 46.2 GFLOP/s
+  { N: 256, D: 16, causal: true, pass: 'dq', BM: 16, BN: 16 }, // 33.8 GFLOP/s
 ];

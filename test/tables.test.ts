@@ -8,7 +8,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { Runtime } from '../src/index.js';
 import { configId } from '../src/tune/index.js';
 import { freeProblem, TUNE_OPS } from '../src/tune/ops.js';
-import { ATTENTION_CONFIGS, chooseAttentionConfig, chooseAttentionFwdConfig } from '../templates/attention.js';
+import { ATTENTION_CONFIGS, chooseAttentionConfig, chooseAttentionFwdConfig, chooseAttentionPassConfig } from '../templates/attention.js';
 import { chooseGemvConfig, GEMV_CONFIGS } from '../templates/gemv.js';
 import { nearestRow } from '../templates/lookup.js';
 import { chooseRowConfig, ROW_CONFIGS, rowConfigFor } from '../templates/softmax.js';
@@ -63,12 +63,15 @@ describe('tuned tables', () => {
     expect(rowConfigFor(7, 9000, { R: 1, BN: 2048, SINGLE: false })).toEqual({ R: 1, BN: 2048, SINGLE: false, EVEN: false });
   });
 
-  test('attention rows hold its configs; the forward follows them, the backward keeps the rule', () => {
-    expect(ATTENTION_TABLE.length).toBeGreaterThan(0);
+  test('attention rows hold its configs for each pass, and each pass follows its own rows', () => {
     const space = ids(ATTENTION_CONFIGS);
-    for (const r of ATTENTION_TABLE) {
-      expect(space.has(configId({ BM: r.BM, BN: r.BN }))).toBe(true);
-      expect(chooseAttentionFwdConfig(r.N, r.D, r.causal)).toEqual({ BM: r.BM, BN: r.BN });
+    for (const pass of ['fwd', 'dkv', 'dq'] as const) {
+      const rows = ATTENTION_TABLE.filter((r) => r.pass === pass);
+      expect(rows.length, pass).toBeGreaterThan(0);
+      for (const r of rows) {
+        expect(space.has(configId({ BM: r.BM, BN: r.BN }))).toBe(true);
+        expect(chooseAttentionPassConfig(pass, r.N, r.D, r.causal)).toEqual({ BM: r.BM, BN: r.BN });
+      }
     }
     expect(chooseAttentionFwdConfig(1024, 48, false)).toEqual(chooseAttentionConfig(1024, 48)); // no D = 48 row
   });
@@ -77,7 +80,8 @@ describe('tuned tables', () => {
 describe('every op the tuner knows tunes a small problem', () => {
   const SMALL: Record<string, number[]> = {
     matmul: [24, 40, 16], gemv: [300, 70], 'gemv-bt': [300, 70], softmax: [20, 300], layernorm: [9, 2500],
-    attention: [70, 32], 'attention-causal': [70, 16],
+    attention: [70, 32], 'attention-causal': [70, 16], 'attention-dkv': [70, 32], 'attention-dkv-causal': [40, 16],
+    'attention-dq': [70, 32], 'attention-dq-causal': [40, 16],
   };
   test('SMALL covers every op', () => expect(Object.keys(SMALL).sort()).toEqual(Object.keys(TUNE_OPS).sort()));
 

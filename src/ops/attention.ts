@@ -3,7 +3,7 @@
  * through the flash-attention templates (no N x N buffer).
  */
 import {
-  attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionConfig, chooseAttentionFwdConfig,
+  attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionConfig, chooseAttentionFwdConfig, chooseAttentionPassConfig,
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
@@ -144,12 +144,15 @@ export async function attentionBackward(
     if (rows > 0) {
       await attnDeltaKernel.launch({ grid: [Math.ceil(rows / 64)], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, rows);
       const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop] as const;
+      // Each pass has its tiles (the tuned table's, else the rule); a forced config sets both.
+      const kv = opts.config ?? chooseAttentionPassConfig('dkv', c.N, c.D, c.causal);
+      const qc = opts.config ?? chooseAttentionPassConfig('dq', c.N, c.D, c.causal);
       await attnBwdKVKernel.launch(
-        { grid: [Math.ceil(c.N / c.BN), c.B * c.Hkv], ...constexprs(c) },
+        { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN },
         q, k, v, dout, fwd.lse, delta, dk, dv, c.lens ?? delta, ...args,
       );
       await attnBwdQKernel.launch(
-        { grid: [Math.ceil(c.N / c.BM), c.B * c.H], ...constexprs(c) },
+        { grid: [Math.ceil(c.N / qc.BM), c.B * c.H], ...constexprs(c), BM: qc.BM, BN: qc.BN },
         q, k, v, dout, fwd.lse, delta, dq, c.lens ?? delta, ...args,
       );
     }

@@ -5,7 +5,7 @@
  * form, its config space and candidate checks, one problem of a given shape, the work of a call
  * (for the rate column) and the table row a result becomes.
  */
-import { ATTENTION_CONFIGS, ATTENTION_SCRATCH_MAX, attnFwdKernel } from '../../templates/attention.js';
+import { ATTENTION_CONFIGS, ATTENTION_SCRATCH_MAX, attnBwdKVKernel, attnBwdQKernel, attnFwdKernel, type AttentionPass } from '../../templates/attention.js';
 import { GEMV_CONFIGS, gemvKernel } from '../../templates/gemv.js';
 import { normFwdKernel } from '../../templates/norm.js';
 import { ROW_CONFIGS, rowConfigFor, rowTile, softmaxKernel } from '../../templates/softmax.js';
@@ -40,7 +40,7 @@ export interface TuneOp {
   /** The shapes `npm run tune:tables` measures. */
   readonly tableShapes: readonly (readonly number[])[];
   /** The table row of a winning config at a shape. */
-  tableRow(dims: readonly number[], cfg: TuneConfig): Record<string, number | boolean>;
+  tableRow(dims: readonly number[], cfg: TuneConfig): Record<string, number | boolean | string>;
 }
 
 const num = (x: unknown): number => x as number;
@@ -124,36 +124,51 @@ function rows(kind: 'softmax' | 'layernorm'): TuneOp {
   };
 }
 
-/** Attention forward over one batch entry of H heads (self-attention: q, k, v of one shape). */
-function attention(causal: boolean): TuneOp {
+/** Matmuls of N x N x D per head in each pass: S and O (forward); S, dV, dP, dK; S, dP, dQ. */
+const PASS_MATMULS: Readonly<Record<AttentionPass, number>> = { fwd: 2, dkv: 4, dq: 3 };
+
+/** One attention pass over one batch entry of H heads (self-attention: q, k, v of one shape). */
+function attention(pass: AttentionPass, causal: boolean): TuneOp {
   const H = 4;
+  const kernel = pass === 'fwd' ? attnFwdKernel : pass === 'dkv' ? attnBwdKVKernel : attnBwdQKernel;
   const args = (rt: Runtime, N: number, D: number, heads = H): KernelArg[] => {
-    const q = data(rt, [1, heads, N, D], 1), k = data(rt, [1, heads, N, D], 2), v = data(rt, [1, heads, N, D], 3);
-    const o = rt.empty([1, heads, N, D]), lse = rt.empty([1, heads, N]);
-    return [q, k, v, o, lse, lse, N, heads, 1, 1 / Math.sqrt(D), 0, 0];
+    const shape = [1, heads, N, D];
+    const q = data(rt, shape, 1), k = data(rt, shape, 2), v = data(rt, shape, 3);
+    const tail = [N, heads, 1, 1 / Math.sqrt(D), 0, 0];
+    if (pass === 'fwd') {
+      const lse = rt.empty([1, heads, N]);
+      return [q, k, v, rt.empty(shape), lse, lse, ...tail];
+    }
+    // The backward's inputs need only be in range: |q·k| <= D keeps exp(s - lse) finite at lse = 0.
+    const dout = data(rt, shape, 4), lse = rt.zeros([1, heads, N]), delta = data(rt, [heads * N], 5, 0.1);
+    return pass === 'dkv'
+      ? [q, k, v, dout, lse, delta, rt.empty(shape), rt.empty(shape), delta, ...tail]
+      : [q, k, v, dout, lse, delta, rt.empty(shape), delta, ...tail];
   };
+  const label = { fwd: 'flash attention forward', dkv: 'attention backward, dK and dV', dq: 'attention backward, dQ' }[pass];
   return {
     form: 'NxD', fallback: '1024x64',
-    what: `flash attention forward${causal ? ', causal' : ''}, ${H} heads: BM query rows x BN keys per block`,
-    tuned: (o) => autotune(attnFwdKernel, {
-      configs: ATTENTION_CONFIGS, key: ['N', 'D', 'CAUSAL'], outputs: ['O', 'Lse'], ...o,
-      grid: (m, a) => [Math.ceil(num(a.N) / num(m.BM)), num(a.H), 1],
-      // Tiles whose program would need more scratch than the forward's budget are not candidates.
+    what: `${label}${causal ? ', causal' : ''}, ${H} heads: BM query rows x BN keys per block`,
+    tuned: (o) => autotune(kernel, {
+      configs: ATTENTION_CONFIGS, key: ['N', 'D', 'CAUSAL'], ...o,
+      outputs: pass === 'fwd' ? ['O', 'Lse'] : pass === 'dkv' ? ['Dk', 'Dv'] : ['Dq'],
+      grid: (m, a) => [Math.ceil(num(a.N) / num(pass === 'dkv' ? m.BN : m.BM)), num(a.H), 1],
+      // Tiles whose program would need more scratch than the pass's budget are not candidates.
       prune: async (cs, { args: a, meta, runtime }) => {
         const N = num(a.N), kept: TuneConfig[] = [];
         for (const c of cs) {
           if (num(c.BM) > Math.max(16, 2 * N) || num(c.BN) > Math.max(16, 2 * N)) continue;
-          const ck = await attnFwdKernel.prepare({ ...meta, ...c, grid: [1, 1, 1], runtime }, ...Object.values(a));
-          if (ck.scratchBytes <= ATTENTION_SCRATCH_MAX) kept.push(c);
+          const ck = await kernel.prepare({ ...meta, ...c, grid: [1, 1, 1], runtime }, ...Object.values(a));
+          if (ck.scratchBytes <= ATTENTION_SCRATCH_MAX[pass]) kept.push(c);
         }
         return kept.length ? kept : cs;
       },
       verify: { args: (rt, m) => args(rt, 2 * Math.max(num(m.BM), num(m.BN)) + 3, num(m.D), 2) },
     }),
     problem: (rt, [N, D]) => ({ fixed: { D: D!, CAUSAL: causal, WINDOW: 0, HAS_LENS: false, DROPOUT: false }, args: args(rt, N!, D!) }),
-    work: ([N, D]) => ({ flops: 4 * H * N! * N! * D! * (causal ? 0.5 : 1) }),
+    work: ([N, D]) => ({ flops: 2 * PASS_MATMULS[pass] * H * N! * N! * D! * (causal ? 0.5 : 1) }),
     tableShapes: [[256, 32], [512, 64], [1024, 64], [2048, 64], [4096, 64], [1024, 128], [256, 16]],
-    tableRow: ([N, D], c) => ({ N: N!, D: D!, causal, BM: num(c.BM), BN: num(c.BN) }),
+    tableRow: ([N, D], c) => ({ N: N!, D: D!, causal, pass, BM: num(c.BM), BN: num(c.BN) }),
   };
 }
 
@@ -180,8 +195,12 @@ export const TUNE_OPS: Readonly<Record<string, TuneOp>> = {
   'gemv-bt': gemv(true),
   softmax: rows('softmax'),
   layernorm: rows('layernorm'),
-  attention: attention(false),
-  'attention-causal': attention(true),
+  attention: attention('fwd', false),
+  'attention-causal': attention('fwd', true),
+  'attention-dkv': attention('dkv', false),
+  'attention-dkv-causal': attention('dkv', true),
+  'attention-dq': attention('dq', false),
+  'attention-dq-causal': attention('dq', true),
 };
 
 /** Free a problem's tensors. */
