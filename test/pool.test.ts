@@ -44,10 +44,13 @@ describe('pool', () => {
     for (const key of Object.keys(CTL)) expect(WORKER_SOURCE).toContain(`C.${key}`);
   });
 
-  test('threads 0, 1, 2 and 3 give identical results', async () => {
+  test('threads 0, 1, 2 and 3, with the caller taking part or not, give identical results', async () => {
     const results: Float32Array[] = [];
-    for (const threads of [0, 1, 2, 3]) {
-      const rt = await Runtime.create({ threads, inlineBelowBytes: 0 });
+    const modes = [{ threads: 0 }, { threads: 1 }, { threads: 2 }, { threads: 3 }, { threads: 1, callerRuns: false }, { threads: 2, callerRuns: false }];
+    for (const mode of modes) {
+      const rt = await Runtime.create({ ...mode, inlineBelowBytes: 0 });
+      const workers = mode.callerRuns === false ? mode.threads : Math.max(0, mode.threads - 1);
+      expect(rt.workers).toHaveLength(workers);
       const x = rt.tensor(rand(5000, 1), [5000]);
       const y = rt.empty([5000]);
       await scale.launch({ grid: [40], B: 128 }, x, y, 1.5, 5000);
@@ -56,7 +59,8 @@ describe('pool', () => {
       const c = rt.empty([70, 33]);
       await matmul.launch({ grid: [5, 3], BM: 16, BN: 16, BK: 16 }, a, b, c, 70, 33, 45);
       results.push(Float32Array.from([...y.toArray(), ...c.toArray()]));
-      if (threads > 0) expect(rt.stats().pooled).toBeGreaterThan(0);
+      expect(rt.stats().pooled > 0).toBe(workers > 0);
+      expect(rt.stats().workerBusyMs).toHaveLength(workers);
       rt.dispose();
     }
     for (const r of results.slice(1)) expect(r).toEqual(results[0]);
@@ -103,8 +107,28 @@ describe('pool', () => {
     rt.dispose();
   });
 
-  test('a worker terminated mid-launch rejects that launch, is replaced, and the next launch is right', async () => {
+  test('a trap in the caller\'s part rejects its launch the same way; the workers stop; the next launch is right', async () => {
     const rt = await Runtime.create({ threads: 2, inlineBelowBytes: 0 });
+    const out = rt.zeros([64]);
+    await spin.launch({ grid: [64] }, out, 10, 1000);
+    for (let rep = 0; rep < 5; rep++) {
+      // The worker is asleep after a pause: the caller runs the first chunks, program 3 among them.
+      await new Promise((r) => setTimeout(r, 20));
+      const busy = rt.stats().busyMs;
+      const err = await spin.launch({ grid: [64] }, out, 10, 3).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(KernelRuntimeError);
+      expect((err as KernelRuntimeError).programId).toEqual([3, 0, 0]);
+      expect((err as Error).message).toMatch(/kernel 'spin' trapped in program \(3, 0, 0\)/);
+      expect(rt.stats().busyMs).toBeGreaterThan(busy);
+    }
+    await spin.launch({ grid: [64] }, out, 7, 1000);
+    expect(out.toArray()[63]).toBe(7);
+    rt.dispose();
+  });
+
+  test('a worker terminated mid-launch rejects that launch, is replaced, and the next launch is right', async () => {
+    // The caller takes no part: while it runs programs its event loop (the timer below) waits.
+    const rt = await Runtime.create({ threads: 2, callerRuns: false, inlineBelowBytes: 0 });
     const out = rt.zeros([8]);
     await spin.launch({ grid: [8] }, out, 1, 1000); // compile and install first
     const victim = rt.workers[0]!;
@@ -116,6 +140,21 @@ describe('pool', () => {
     expect(Array.from(out.toArray())).toEqual([3, 3, 3, 3, 3, 3, 3, 3].map((v, p) => v + (p - 1000 === 0 ? 0 : Math.trunc(1 / (p - 1000)))));
     rt.dispose();
     expect(() => rt.empty([1])).toThrow(/disposed/);
+  });
+
+  test('with the caller taking part, a worker that dies during a launch fails it once the caller has done its part', async () => {
+    const rt = await Runtime.create({ threads: 2, inlineBelowBytes: 0 });
+    const out = rt.zeros([64]);
+    // The same specialisation as the launch below (its iteration count divides by 16 too).
+    await spin.launch({ grid: [64] }, out, 16, 1000);
+    const victim = rt.workers[0]!;
+    void victim.terminate();
+    // 64 programs of 2M iterations: the worker is gone long before they are done.
+    await expect(spin.launch({ grid: [64] }, out, 2_000_000, 1000)).rejects.toThrow(/worker 0 exited during the launch/);
+    expect(rt.workers[0]).not.toBe(victim);
+    await spin.launch({ grid: [64] }, out, 48, 1000);
+    expect(out.toArray()[10]).toBe(48);
+    rt.dispose();
   });
 
   test('a process that never disposes its runtime exits by itself', () => {

@@ -15,7 +15,8 @@ const addOne = jit(`function addOne(X, n, BLOCK) {
   store(X, i, load(X, i, i < n) + 1.0, i < n);
 }`, { signature: { X: 'ptr', n: 'i32', BLOCK: 'constexpr' }, work: ({ params }) => ({ bytes: 8 * params[1]! }) });
 
-const pooled = Runtime.create({ threads: 2, inlineBelowBytes: 0 }); // small launches go to the workers too
+// Small launches go to the pool too; three threads: two workers and the caller.
+const pooled = Runtime.create({ threads: 3, inlineBelowBytes: 0 });
 const inline = Runtime.create({ threads: 0 });
 afterAll(async () => {
   (await pooled).dispose();
@@ -60,17 +61,17 @@ describe('rt.profile', () => {
       expect(Number.isFinite(e.ts) && e.ts! >= 0).toBe(true);
       expect(Number.isFinite(e.dur) && e.dur! >= 0).toBe(true);
     }
-    const caller = spans.filter((e) => e.tid === 0);
+    const caller = spans.filter((e) => e.tid === 0 && e.cat === 'launch');
     expect(caller.map((e) => e.name)).toEqual(['scale', 'scale', 'scale', 'addOne', 'addOne']);
     // Launches on the caller's track do not overlap (each awaited before the next).
     for (let i = 1; i < caller.length; i++) expect(caller[i]!.ts!).toBeGreaterThanOrEqual(caller[i - 1]!.ts! + caller[i - 1]!.dur! - 50);
-    // Every launch's programs are accounted for by the worker tracks (clocks of different threads
-    // agree to a few µs; 50 µs of slack).
-    const workerSpans = spans.filter((e) => e.tid > 0);
-    expect(workerSpans.length).toBe(10);
+    // Every launch's programs are accounted for by the parts of the caller (inside its launch, on
+    // its track) and of each worker (clocks of different threads agree to a few µs; 50 µs of slack).
+    const parts = spans.filter((e) => e.cat === 'programs');
+    expect(parts.length).toBe(15);
     for (let i = 0; i < 5; i++) {
-      const mine = workerSpans.slice(2 * i, 2 * i + 2);
-      expect(mine.map((e) => e.tid).sort()).toEqual([1, 2]);
+      const mine = parts.slice(3 * i, 3 * i + 3);
+      expect(mine.map((e) => e.tid).sort()).toEqual([0, 1, 2]);
       expect(mine.reduce((t, e) => t + (e.args!.programs as number), 0)).toBe(8);
       for (const w of mine) {
         expect(w.name).toBe(caller[i]!.name);

@@ -35,7 +35,7 @@ export async function dotSuite(ctx: BenchContext): Promise<void> {
 }
 
 async function dotRun(ctx: BenchContext, threads: number): Promise<void> {
-  // threads: 1 runs on the calling thread (no pool); 2 uses two workers.
+  // threads: 1 runs on the calling thread (no pool); 2 uses one worker beside the caller.
   const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
   const sizes = ctx.quick ? [256] : [256, 1024];
   for (const n of sizes) {
@@ -66,14 +66,16 @@ async function dotRun(ctx: BenchContext, threads: number): Promise<void> {
 export async function dispatchSuite(ctx: BenchContext): Promise<void> {
   const { jit } = await import('../../src/index.js');
   const empty = jit('function empty(X) {}', { signature: { X: 'ptr' } });
-  for (const threads of [0, 2]) {
+  // threads 2: one worker and the caller taking chunks; then two workers and a waiting caller.
+  for (const [threads, callerRuns] of [[0, true], [2, true], [2, false]] as const) {
     // inlineBelowBytes 0: a tiny launch would otherwise run on the calling thread.
-    const rt = await Runtime.create({ threads, inlineBelowBytes: 0 });
+    const rt = await Runtime.create({ threads, callerRuns, inlineBelowBytes: 0 });
     const x = rt.empty([1]);
     const opts = { grid: [2], runtime: rt };
     await empty.launch(opts, x);
     const ms = await medianMs(() => empty.launch(opts, x), { quick: ctx.quick });
-    ctx.emit(line('dispatch', 'empty launch, 2 programs', 'tilejit', threads === 0 ? 1 : threads, ms, {}, null, { programs: 2, pooled: threads > 0 }));
+    const name = callerRuns ? 'empty launch, 2 programs' : 'empty launch, 2 programs, caller waiting';
+    ctx.emit(line('dispatch', name, 'tilejit', threads === 0 ? 1 : threads, ms, {}, null, { programs: 2, pooled: threads > 0, callerRuns }));
     rt.dispose();
   }
 }

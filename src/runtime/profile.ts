@@ -63,7 +63,7 @@ export interface TraceEvent {
 /** Records launches; the runtime holds one while a profile runs. */
 export class Profiler {
   readonly launches: LaunchRecord[] = [];
-  constructor(private readonly opts: ProfileOptions, readonly threads: number) {}
+  constructor(private readonly opts: ProfileOptions, readonly workers: number) {}
 
   /** @internal Called by the runtime after each launch. */
   record(kernel: string, start: number, end: number, grid: readonly [number, number, number], params: readonly number[], pooled: boolean, workers: readonly WorkerSpan[], error?: unknown, own?: WorkFn): void {
@@ -78,7 +78,8 @@ export class Profiler {
 
 /** The result of `rt.profile(fn)`. */
 export class Profile<T> {
-  constructor(readonly result: T, readonly launches: readonly LaunchRecord[], readonly threads: number) {}
+  /** `workers`: the pool's worker threads (each gets a track). */
+  constructor(readonly result: T, readonly launches: readonly LaunchRecord[], readonly workers: number) {}
 
   /** One row per kernel, in order of total time (largest first). */
   get kernels(): KernelProfile[] {
@@ -120,7 +121,8 @@ export class Profile<T> {
 
   /**
    * Chrome trace JSON (the object; `JSON.stringify` it to a file): track 0 is the caller (each
-   * launch from call to completion), tracks 1.. are the workers (their part in each launch).
+   * launch from call to completion, and inside it the caller's own part of a pooled one),
+   * tracks 1.. are the workers (their part in each launch).
    * Times are µs from the first launch.
    */
   trace(): { traceEvents: TraceEvent[]; displayTimeUnit: 'ms' } {
@@ -131,7 +133,7 @@ export class Profile<T> {
       { name: 'process_name', ph: 'M', pid, tid: 0, args: { name: 'tilejit runtime' } },
       { name: 'thread_name', ph: 'M', pid, tid: 0, args: { name: 'caller' } },
     ];
-    for (let w = 0; w < this.threads; w++) events.push({ name: 'thread_name', ph: 'M', pid, tid: w + 1, args: { name: `worker ${w}` } });
+    for (let w = 0; w < this.workers; w++) events.push({ name: 'thread_name', ph: 'M', pid, tid: w + 1, args: { name: `worker ${w}` } });
     for (const l of this.launches) {
       const args: Record<string, unknown> = { grid: l.grid, pooled: l.pooled };
       if (l.work?.flops !== undefined) args.flops = l.work.flops;

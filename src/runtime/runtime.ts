@@ -8,14 +8,25 @@ import type { CompiledKernel } from './compiled.js';
 import { enableWasmFlags } from './features.js';
 import { trapError } from './fault.js';
 import { Heap } from './memory.js';
-import { WorkerPool, type WorkerSpan } from './pool.js';
+import { WorkerPool, type CallerPart, type WorkerSpan } from './pool.js';
 import { Profile, Profiler, type ProfileOptions } from './profile.js';
 import { checkDtype, checkShape, DTYPE_BYTES, Tensor, writeElements, type TensorOwner } from './tensor.js';
 
 /** Options of `Runtime.create`. */
 export interface RuntimeOptions {
-  /** Worker threads (default: the machine's available parallelism; 0 = the calling thread only). */
+  /**
+   * Threads that run kernels (default: the machine's available parallelism; 0 or 1 = the
+   * calling thread only). With `callerRuns` (the default) the calling thread is one of them:
+   * `threads: N` starts N - 1 workers.
+   */
   readonly threads?: number;
+  /**
+   * The calling thread takes chunks of every pooled launch beside the workers (default true):
+   * a short launch then costs a few microseconds instead of two futex wake-ups, and N cores
+   * run N threads. Its event loop is busy meanwhile, as for a launch that runs inline; false
+   * keeps it free (every program goes to `threads` workers) at that cost.
+   */
+  readonly callerRuns?: boolean;
   /** The memory's maximum (default 2 GiB); allocations past it throw. */
   readonly maxMemoryBytes?: number;
   /** Initial memory (default 16 MiB); it grows on demand. */
@@ -53,6 +64,8 @@ const INLINE_BELOW = 2;
 
 export class Runtime implements TensorOwner {
   readonly threads: number;
+  /** See RuntimeOptions.callerRuns. */
+  readonly callerRuns: boolean;
   /** See RuntimeOptions.inlineBelowBytes. */
   readonly inlineBelowBytes: number;
   /**
@@ -76,13 +89,16 @@ export class Runtime implements TensorOwner {
       throw new RangeError(`Runtime.create: threads must be an integer from 0 to 256, got ${threads}`);
     }
     this.threads = threads;
+    if (opts.callerRuns !== undefined && typeof opts.callerRuns !== 'boolean') throw new TypeError(`Runtime.create: callerRuns must be a boolean, got ${typeof opts.callerRuns}`);
+    this.callerRuns = opts.callerRuns ?? true;
     this.inlineBelowBytes = opts.inlineBelowBytes ?? 128 << 10;
     if (!(this.inlineBelowBytes >= 0)) throw new RangeError(`Runtime.create: inlineBelowBytes must be >= 0, got ${opts.inlineBelowBytes}`);
     if (opts.checked !== undefined && typeof opts.checked !== 'boolean') throw new TypeError(`Runtime.create: checked must be a boolean, got ${typeof opts.checked}`);
     this.checked = opts.checked ?? false;
     this.heap = new Heap(opts.initialMemoryBytes ?? 16 << 20, opts.maxMemoryBytes ?? 2 ** 31);
     this.counters = { launches: 0, inline: 0, pooled: 0, programs: 0, busyMs: 0, memoryBytes: 0, inUseBytes: 0, threads };
-    this.pool = threads > 0 ? new WorkerPool(threads, this.heap.memory, this.heap) : undefined;
+    const workers = this.callerRuns ? Math.max(0, threads - 1) : threads;
+    this.pool = workers > 0 ? new WorkerPool(workers, this.heap.memory, this.heap) : undefined;
   }
 
   /** A runtime with its own shared memory. */
@@ -187,11 +203,11 @@ export class Runtime implements TensorOwner {
   async profile<T>(fn: () => T | Promise<T>, opts: ProfileOptions = {}): Promise<Profile<Awaited<T>>> {
     this.live('profile');
     if (this.profiler) throw new Error('profile: this runtime is already being profiled');
-    const p = new Profiler(opts, this.threads);
+    const p = new Profiler(opts, this.pool?.size ?? 0);
     this.profiler = p;
     try {
       const result = await fn();
-      return new Profile(result, p.launches, this.threads);
+      return new Profile(result, p.launches, this.pool?.size ?? 0);
     } finally {
       this.profiler = undefined;
     }
@@ -226,10 +242,29 @@ export class Runtime implements TensorOwner {
     if (this.pool && total >= INLINE_BELOW && bytes >= this.inlineBelowBytes) {
       this.counters.pooled++;
       this.counters.programs += total;
-      await this.pool.run(ck, grid, params, onSpans);
+      const busy0 = this.pool.callerBusyMs;
+      try {
+        await this.pool.run(ck, grid, params, onSpans, this.callerRuns ? this.callerPart(ck, grid, params) : undefined);
+      } finally {
+        this.counters.busyMs += this.pool.callerBusyMs - busy0;
+      }
       return;
     }
     this.counters.inline++;
+    const part = this.callerPart(ck, grid, params);
+    const t0 = performance.now();
+    try {
+      part.run(0, total);
+    } catch (err) {
+      throw part.fault(err);
+    } finally {
+      this.counters.busyMs += performance.now() - t0;
+      this.counters.programs += total;
+    }
+  }
+
+  /** Running programs of a launch on this thread: its instance, its scratch, its faults. */
+  private callerPart(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): CallerPart {
     const run = this.instance(ck);
     if (ck.scratchBytes > this.scratchSize) {
       if (this.scratch) this.heap.release(this.scratch);
@@ -237,19 +272,15 @@ export class Runtime implements TensorOwner {
       this.scratch = this.heap.alloc(ck.scratchBytes);
       this.scratchSize = ck.scratchBytes;
     }
-    const t0 = performance.now();
-    try {
-      run(0, total, grid[0], grid[1], grid[2], this.scratch, ...params);
-    } catch (err) {
-      if (err instanceof WebAssembly.RuntimeError) {
-        const [lin, site, offset] = new Int32Array(this.heap.memory.buffer, this.scratch, 3);
-        throw trapError(ck, grid, { lin: lin!, site: ck.checked ? site! : 0, offset: offset! }, params, err.message, err);
-      }
-      throw err;
-    } finally {
-      this.counters.busyMs += performance.now() - t0;
-      this.counters.programs += total;
-    }
+    const scratch = this.scratch;
+    return {
+      run: (start, end) => run(start, end, grid[0], grid[1], grid[2], scratch, ...params),
+      fault: (err) => {
+        if (!(err instanceof WebAssembly.RuntimeError)) return err instanceof Error ? err : new Error(String(err));
+        const [lin, site, offset] = new Int32Array(this.heap.memory.buffer, scratch, 3);
+        return trapError(ck, grid, { lin: lin!, site: ck.checked ? site! : 0, offset: offset! }, params, err.message, err);
+      },
+    };
   }
 
   private instance(ck: CompiledKernel): RunFn {
