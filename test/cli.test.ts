@@ -148,7 +148,9 @@ describe('tilejit', () => {
     const r = await cli('bench', '--json', '--quick', '--suite', 'dispatch');
     expect(r.code).toBe(0);
     const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.length).toBe(2);
+    expect(lines.map((l) => [l.case, l.threads, l.params.callerRuns])).toEqual([
+      ['empty launch, 2 programs', 1, true], ['empty launch, 2 programs', 2, true], ['empty launch, 2 programs, caller waiting', 2, false],
+    ]);
     for (const l of lines) {
       for (const f of BENCH_FIELDS) expect(l).toHaveProperty(f);
       expect(l.suite).toBe('dispatch');
@@ -159,7 +161,6 @@ describe('tilejit', () => {
       for (const f of ['gflops', 'gbps', 'peak_bytes', 'max_abs_err']) expect(l[f] === null || typeof l[f] === 'number').toBe(true);
       expect(typeof l.params).toBe('object');
     }
-    expect(lines.map((l) => l.threads)).toEqual([1, 2]);
     expect(r.err).toContain('[bench] dispatch');
   });
 
