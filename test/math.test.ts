@@ -124,6 +124,29 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('vector math (relaxed FMA
   });
 });
 
+describe.each(targets.map((relaxed) => ({ relaxed })))('exp and exp2 on vectors that mix ranges (relaxed FMA: $relaxed)', ({ relaxed }) => {
+  // Lanes from every range share vectors: the fast path, its Inf and 0 selections and the rare
+  // subnormal-result branch must each give every lane its own right answer.
+  const pools = {
+    exp: [-103.5, -100, -95, -88, -87.2, -86.9, -60, -1, 0, 3, 80, 88.72, 88.7229, 89, 200, -200, -Infinity, Infinity, NaN],
+    exp2: [-150.5, -149, -140, -126.3, -125.6, -125.4, -60, -1, 0, 3, 127.9, 128, 130, -300, -Infinity, Infinity, NaN],
+  };
+  test.each([['exp', vExp, Math.exp], ['exp2', vExp2, (x: number) => 2 ** x]] as const)('%s', (name, fn, ref) => {
+    const run = vectorMap(fn, relaxed);
+    const pool = pools[name];
+    let s = 7;
+    const xs = Float32Array.from({ length: 4000 }, () => pool[(s = (Math.imul(s, 1103515245) + 12345) >>> 0) % pool.length]!);
+    const out = run(new Uint32Array(xs.buffer));
+    for (let k = 0; k < xs.length; k++) {
+      const x = xs[k]!, got = floatOf(out[k]!);
+      const exact = ref(x);
+      const want = Number.isFinite(Math.fround(exact)) ? exact : Math.fround(exact);
+      if (Number.isNaN(x)) expect(got, `${name}(NaN)`).toBeNaN();
+      else expect(ulpError(got, want), `${name}(${x}) = ${got}, want ${want}`).toBeLessThanOrEqual(MATH_ULP[name]);
+    }
+  });
+});
+
 test('GELU_BOUND states the promised bounds', () => {
   expect(GELU_BOUND).toEqual({ ulp: 4, absNeg: 4 });
 });
