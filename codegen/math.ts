@@ -13,7 +13,7 @@ import type { Emit, Ref } from './emit.js';
  * positive normal and subnormal x, rsqrt for x > 0. tanh, sigmoid and erf are bounded relative
  * to the result everywhere, near 0 and in sigmoid's subnormal tail included, so no absolute
  * bound is needed. Measured worst cases (FMA on or off; MATH_WORST=1 prints them in
- * test/math.test.ts): exp 1.26, exp2 1.2, log 0.8, log2 1.3, tanh 2.9, sigmoid 2.3, erf 3.8,
+ * test/math.test.ts): exp 1.13, exp2 1.2, log 0.8, log2 1.3, tanh 2.9, sigmoid 2.2, erf 3.8,
  * rsqrt 1.5.
  */
 export const MATH_ULP = {
@@ -354,6 +354,56 @@ function geluFused(e: Emit, x: Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_
   const t = m.f32x4.pmin(m.f32x4.div(m.f32x4.mul(e.fabs(X.get()), poly(e, s.get, gate.P)), poly(e, s.get, gate.Q)), f(e, 1));
   const h = e.bind(v128, m.f32x4.mul(X.get(), f(e, 0.5)));
   return m.block(null, [X.set, s.set, h.set, e.madd(e.fabs(h.get()), t, h.get())], v128);
+}
+
+/** The gate with x's sign: erf(x/√2) or tanh(u(x)), ±1 exactly past X0 (see geluFused). */
+function geluGate(e: Emit, X: () => Ref, x2: () => Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_GATES]): Ref {
+  const m = e.m;
+  const s = e.bind(v128, m.f32x4.pmin(x2(), f(e, Math.fround(gate.X0 * gate.X0))));
+  const t = m.f32x4.pmin(m.f32x4.div(m.f32x4.mul(e.fabs(X()), poly(e, s.get, gate.P)), poly(e, s.get, gate.Q)), f(e, 1));
+  return m.block(null, [s.set, withSign(e, t, X())], v128);
+}
+
+/**
+ * Promised absolute error of the fused GELU derivatives (both forms, FMA or not; the
+ * derivative lies in [-0.17, 1.13]): `abs`·2^-24. Measured with FMA / without: exact form
+ * 3.3 / 3.7, tanh form 3.5 / 3.5 (test/math.test.ts).
+ */
+export const GELU_GRAD_BOUND = { abs: 6 } as const;
+
+/** Φ(x) + x·φ(x) = (1 + t)/2 + x·e^(-x²/2)/√(2π), within GELU_GRAD_BOUND; 1 at +Inf, 0 at -Inf. */
+export function vGeluGrad(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  const x2 = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
+  const ts = geluGate(e, X.get, x2.get, GELU_GATES.gelu);
+  // x·φ(x) is below 2^-150 past |x| = 15; clamping there keeps ±Inf from giving Inf·0.
+  const xc = e.bind(v128, clamp(e, X.get(), -15, 15));
+  const phi = vExp(e, m.f32x4.mul(m.f32x4.mul(xc.get(), xc.get()), f(e, -0.5)));
+  const half = e.madd(ts, f(e, 0.5), f(e, 0.5));
+  return m.block(null, [X.set, x2.set, xc.set, e.madd(m.f32x4.mul(xc.get(), f(e, 1 / Math.sqrt(2 * Math.PI))), phi, half)], v128);
+}
+
+/**
+ * d/dx of GELU's tanh form, within GELU_GRAD_BOUND: with z = 2u(x), S = σ(z) = (1 + t)/2 and
+ * 1 - t² = 4S(1 - S), it is S + 2x·u'(x)·E·D² for E = e^-|z|, D = 1/(1 + E), S = D or E·D
+ * by z's sign. Not from the rational gate: near |x| = 5 the second term multiplies 1 - t² by
+ * ~10, so t's few 2^-24 would become ~100; E keeps 1 - S relatively exact.
+ */
+export function vGeluTanhGrad(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const c = 0.7978845608028654, b = 0.044715;
+  // Past |x| = 20, E = 0 and S is exactly 0 or 1: the clamp keeps ±Inf from giving Inf·0.
+  const xc = e.bind(v128, clamp(e, x, -20, 20));
+  const x2 = e.bind(v128, m.f32x4.mul(xc.get(), xc.get()));
+  const z = e.bind(v128, m.f32x4.mul(xc.get(), e.madd(x2.get(), f(e, 2 * c * b), f(e, 2 * c))));
+  const E = e.bind(v128, vExp(e, e.fneg(e.fabs(z.get()))));
+  const D = e.bind(v128, m.f32x4.div(f(e, 1), m.f32x4.add(E.get(), f(e, 1))));
+  const ED = e.bind(v128, m.f32x4.mul(E.get(), D.get()));
+  const S = m.v128.bitselect(D.get(), ED.get(), m.f32x4.ge(z.get(), f(e, 0)));
+  // 2x·u'(x) = xc · (2c + 6cb·x²).
+  const k = m.f32x4.mul(xc.get(), e.madd(x2.get(), f(e, 6 * c * b), f(e, 2 * c)));
+  return m.block(null, [xc.set, x2.set, z.set, E.set, D.set, ED.set, e.madd(m.f32x4.mul(k, ED.get()), D.get(), S)], v128);
 }
 
 /** GELU, x·Φ(x), within GELU_BOUND. */

@@ -23,14 +23,8 @@ const FORWARD = `function fwd(x, ACT) {
 /** dy · f'(x). */
 const BACKWARD = `function bwd(x, dy, ACT) {
   if (ACT == 'relu') { return where(x > 0.0, dy, 0.0); }
-  if (ACT == 'gelu') {
-    return dy * (0.5 * (1.0 + erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x));
-  }
-  if (ACT == 'gelu_tanh') {
-    const t = tanh(0.7978845608028654 * (x + 0.044715 * x * x * x));
-    const du = 0.7978845608028654 * (1.0 + 0.134145 * x * x);
-    return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
-  }
+  if (ACT == 'gelu') { return dy * geluGrad(x); }
+  if (ACT == 'gelu_tanh') { return dy * geluTanhGrad(x); }
   if (ACT == 'tanh') { const t = tanh(x); return dy * (1.0 - t * t); }
   if (ACT == 'sigmoid') { const s = sigmoid(x); return dy * s * (1.0 - s); }
   if (ACT == 'silu') { const s = sigmoid(x); return dy * s * (1.0 + x * (1.0 - s)); }

@@ -73,6 +73,13 @@ describe('unary', () => {
     // x·Φ(x) written out with erf: Infinity at Infinity, NaN (-Infinity · 0) at -Infinity.
     gelu: (x) => 0.5 * x * (1 + (Number.isFinite(x) ? erf64(x / Math.SQRT2) : Math.sign(x))),
     geluTanh: (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
+    // Their derivatives, with the limits 1 and 0 at ±Infinity.
+    geluGrad: (x) => (Number.isNaN(x) ? x : !Number.isFinite(x) ? (x > 0 ? 1 : 0) : 0.5 * (1 + erf64(x / Math.SQRT2)) + x * Math.exp(-x * x / 2) / Math.sqrt(2 * Math.PI)),
+    geluTanhGrad: (x) => {
+      if (Number.isNaN(x) || !Number.isFinite(x)) return Number.isNaN(x) ? x : x > 0 ? 1 : 0;
+      const c = Math.sqrt(2 / Math.PI), t = Math.tanh(c * (x + 0.044715 * x ** 3));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+    },
   };
   test.each(Object.keys(ref) as (keyof typeof ref)[])('f32 %s is the f64 result rounded to f32', (fn) => {
     const got = mapRun('f32', xs.map(fr), xs.map(fr), (b, x) => b.un(fn, x));

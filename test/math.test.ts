@@ -4,8 +4,8 @@
  * with relaxed FMA on and off; special values exactly as Math.* gives them.
  */
 import { describe, expect, test } from 'vitest';
-import { erf64, gelu64, geluTanh64 } from '../src/util/erf.js';
-import { GELU_BOUND, MATH_ULP, vErf, vGelu, vGeluTanh, vExp, vExp2, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from '../codegen/math.js';
+import { erf64, gelu64, geluGrad64, geluTanh64, geluTanhGrad64 } from '../src/util/erf.js';
+import { GELU_BOUND, GELU_GRAD_BOUND, MATH_ULP, vErf, vGelu, vGeluGrad, vGeluTanh, vGeluTanhGrad, vExp, vExp2, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from '../codegen/math.js';
 import { bitsOf, floatOf, HAS_RELAXED, ulpAt, ulpError, vectorMap } from './util/wasmharness.js';
 import type { Emit, Ref } from '../codegen/emit.js';
 
@@ -187,4 +187,31 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('fused GELU (relaxed FMA:
     expect(so[6], `${name}(-Infinity) is NaN, as x/2 · (1 + t) gives`).toBeNaN();
     expect(so[7]).toBeNaN();
   });
+});
+
+test('GELU_GRAD_BOUND states the promised bound', () => {
+  expect(GELU_GRAD_BOUND).toEqual({ abs: 6 });
+});
+
+describe.each(targets.map((relaxed) => ({ relaxed })))('fused GELU derivatives (relaxed FMA: $relaxed)', ({ relaxed }) => {
+  test.each([['geluGrad', vGeluGrad, geluGrad64], ['geluTanhGrad', vGeluTanhGrad, geluTanhGrad64]] as const)(
+    '%s: within GELU_GRAD_BOUND over [-20, 20]; 1 and 0 far out and at ±Infinity', (name, fn, ref) => {
+      const run = vectorMap(fn, relaxed);
+      const xs = inputs(-20, 20, 1009, [0, 5.25, -5.25, 5.6, -5.6, 13.5, -13.5, 15, -15]);
+      const out = run(xs);
+      let worst = 0, at = 0;
+      for (let k = 0; k < xs.length; k++) {
+        const x = floatOf(xs[k]!);
+        const err = Math.abs(floatOf(out[k]!) - ref(x)) / 2 ** -24;
+        if (err > worst) [worst, at] = [err, x];
+      }
+      if (process.env.MATH_WORST) console.log(`${name} relaxed=${relaxed}: worst ${worst.toFixed(3)}·2^-24 at x = ${at}`);
+      expect(worst, `${name}: worst ${worst.toFixed(3)}·2^-24 at x = ${at}`).toBeLessThanOrEqual(GELU_GRAD_BOUND.abs);
+      const sx = Float32Array.from([Infinity, -Infinity, 40, -40, NaN, 0, 1e30, -1e30]);
+      const so = Array.from(run(new Uint32Array(sx.buffer)), floatOf);
+      expect([so[0], so[1], so[2], so[3]]).toEqual([1, 0, 1, 0]);
+      expect(so[4]).toBeNaN();
+      expect(so[5]).toBe(0.5);
+      expect([so[6], so[7]]).toEqual([1, 0]);
+    });
 });

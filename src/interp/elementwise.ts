@@ -4,7 +4,7 @@
  * arithmetic wraps like WebAssembly's; bool is 0/1.
  */
 import type { BinaryFn, DType, UnaryFn } from '../ir/ir.js';
-import { erf64, gelu64, geluTanh64 } from '../util/erf.js';
+import { erf64, gelu64, geluGrad64, geluTanh64, geluTanhGrad64 } from '../util/erf.js';
 import type { Tile } from './memory.js';
 
 /** f32 unary functions in f64 (the Float32Array store rounds the result to f32). */
@@ -26,6 +26,8 @@ const F32_UNARY: Record<Exclude<UnaryFn, 'not'>, (x: number) => number> = {
   // GELU(-Infinity) is NaN (-Infinity · 0), as the compiled form and PyTorch give.
   gelu: gelu64,
   geluTanh: geluTanh64,
+  geluGrad: geluGrad64,
+  geluTanhGrad: geluTanhGrad64,
 };
 
 /** out[i] = fn(x[i]) for a value of `dtype` (the operand's and the result's). */

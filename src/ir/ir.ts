@@ -31,7 +31,8 @@ export type UnaryFn =
   | 'neg' | 'not' // not: bool -> bool (logical), i32 -> i32 (bitwise)
   | 'abs' | 'floor' | 'ceil' | 'sqrt' | 'rsqrt'
   | 'exp' | 'exp2' | 'log' | 'log2' | 'tanh' | 'sigmoid' | 'erf'
-  | 'gelu' | 'geluTanh'; // x·Φ(x), and its tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))
+  | 'gelu' | 'geluTanh' // x·Φ(x), and its tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))
+  | 'geluGrad' | 'geluTanhGrad'; // their derivatives
 
 export type BinaryFn =
   | 'add' | 'sub' | 'mul' | 'div' // div on i32 truncates toward zero; x/0 on i32 traps

@@ -4,7 +4,7 @@
  */
 import type * as acorn from 'acorn';
 import type { DType, ReduceFn, Shape, UnaryFn, Value } from '../ir/ir.js';
-import { erf64, gelu64, geluTanh64 } from '../util/erf.js';
+import { erf64, gelu64, geluGrad64, geluTanh64, geluTanhGrad64 } from '../util/erf.js';
 import type { Specializer } from './specialize.js';
 import { broadcastShapes, describe, POISON, sameShape, type Val } from './values.js';
 
@@ -235,6 +235,7 @@ const MATH: Record<string, [UnaryFn, (x: number) => number]> = {
   tanh: ['tanh', Math.tanh], sigmoid: ['sigmoid', (x) => 1 / (1 + Math.exp(-x))], sqrt: ['sqrt', Math.sqrt],
   rsqrt: ['rsqrt', (x) => 1 / Math.sqrt(x)], abs: ['abs', Math.abs], floor: ['floor', Math.floor], ceil: ['ceil', Math.ceil],
   erf: ['erf', erf64], gelu: ['gelu', gelu64], geluTanh: ['geluTanh', geluTanh64],
+  geluGrad: ['geluGrad', geluGrad64], geluTanhGrad: ['geluTanhGrad', geluTanhGrad64],
 };
 for (const [name, [fn, fold]] of Object.entries(MATH)) {
   def(name, 1, 1, `${name}(x)`, (sp, node, [a]) => {

@@ -13,6 +13,20 @@ export function geluTanh64(x: number): number {
   return 0.5 * x * (1 + Math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
 }
 
+/** GELU's derivative, Φ(x) + x·φ(x), in f64: 1 at Infinity, 0 at -Infinity. */
+export function geluGrad64(x: number): number {
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? x : x > 0 ? 1 : 0;
+  return 0.5 * (1 + erf64(x * Math.SQRT1_2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+}
+
+/** The derivative of GELU's tanh form, in f64: 1 at Infinity, 0 at -Infinity. */
+export function geluTanhGrad64(x: number): number {
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? x : x > 0 ? 1 : 0;
+  const c = 0.7978845608028654;
+  const t = Math.tanh(c * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+}
+
 /** erf in f64, absolute error below 1e-12 (series below 2.5, continued fraction above). */
 export function erf64(x: number): number {
   const ax = Math.abs(x);
