@@ -97,79 +97,52 @@ const EXPM1_R = fitPoly((r) => (r === 0 ? 1 : Math.expm1(r) / r), -0.35, 0.35, 5
 const EXP2_R = fitPoly((r) => 2 ** r, -0.5, 0.5, 6);
 
 /**
- * The fast path of exp and exp2: results in the normal range, p·2^n built by adding n to p's
- * exponent field (one integer add, no multiply). Lanes past `over` become +Inf; lanes below
- * `low` become 0, and a vector with a lane in [`floor`, `low`) (a subnormal result) takes
- * `slow` instead. Why: x86 runs a multiply that underflows (a subnormal or flushed result)
- * through a microcode assist of ~150 cycles, and WebAssembly may not flush; the exponent add
- * never underflows, and the lanes it cannot represent are selected away. exp(-Infinity),
- * masked-off softmax lanes and attention's masked scores were paying that assist per vector
- * (measured: softmax over 8192 rows of 384 in 512-wide tiles 0.8 -> 1.8 GB/s; attention forward
- * N = 4096 on one thread 1.54 -> 1.29 s).
+ * x with the lanes below `below` (whose result is 0) replaced by +0, and those lanes as a mask
+ * to clear the result with. Why: x86 runs a multiply that underflows (a subnormal or flushed
+ * result) through a microcode assist of ~150 cycles, and WebAssembly may not flush; computed
+ * from -Infinity or -200, e^x's last scaling multiply underflows in every such lane.
+ * exp(-Infinity) is common: masked-off softmax lanes, attention's masked scores (measured:
+ * softmax over 8192 rows of 384 in 512-wide tiles 0.8 -> 1.8 GB/s; exp of -Infinity lanes
+ * 147 -> 12 cycles a vector). Lanes whose result is
+ * truly subnormal still take the assist; they are rare. NaN compares false and stays.
  */
-function expFast(e: Emit, x: () => Ref, pre: Ref[], t: () => Ref, p: Ref, lim: { low: number; floor: number; over: number }, slow: () => Ref): Ref {
+function zeroBelow(e: Emit, x: () => Ref, below: number): { pre: Ref[]; x: () => Ref; clear: (r: Ref) => Ref } {
   const m = e.m;
-  // t's low bits hold n (roundMagic with bias 0): shifted up they are n in the exponent field.
-  const y = e.bind(v128, m.i32x4.add(p, m.i32x4.shl(t(), m.i32.const(23))));
-  const lo = e.bind(v128, m.f32x4.lt(x(), f(e, lim.low)));
-  // NaN: every compare is false, so the NaN computed from it stays.
-  const r = m.v128.andnot(m.v128.bitselect(f(e, Infinity), y.get(), m.f32x4.gt(x(), f(e, lim.over))), lo.get());
-  const band = m.v128.and(lo.get(), m.f32x4.ge(x(), f(e, lim.floor)));
-  return m.block(null, [...pre, y.set, lo.set, m.if(m.v128.any_true(band), slow(), r)], v128);
+  const lo = e.bind(v128, m.f32x4.lt(x(), f(e, below)));
+  const xs = e.bind(v128, m.v128.andnot(x(), lo.get()));
+  return { pre: [lo.set, xs.set], x: xs.get, clear: (r) => m.v128.andnot(r, lo.get()) };
 }
 
 /** e^x, ≤ 2 ulp; overflow to +Inf above 88.72, gradual underflow to 0 below -103.97. */
 export function vExp(e: Emit, x: Ref): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
-  // Normal results from -87 up (e^-87 = 1.6e-38 > 2^-126, a margin for n = -126 with p < 1).
-  const xc = e.bind(v128, clamp(e, X.get(), -87, 88.72283172607422));
-  const n = roundMagic(e, xc.get, Math.LOG2E, 0);
-  const HI = 0.693359375;
-  const LO = Math.LN2 - HI;
-  const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), xc.get())));
-  // e^r = 1 + r·q(r), Horner (this loop is throughput-bound: fewer ops beat a shorter chain).
-  const p = e.madd(r.get(), poly(e, r.get, EXPM1_R), f(e, 1));
-  return expFast(e, X.get, [X.set, xc.set, ...n.pre, r.set], n.t, p, { low: -87, floor: -104, over: 88.72283172607422 }, () => vExpFull(e, X.get()));
-}
-
-/** e^x over the whole range, subnormal results included (vExp's rare path). */
-function vExpFull(e: Emit, x: Ref): Ref {
-  const m = e.m;
-  // Clamping keeps n in [-150, 129]; the arithmetic then overflows or underflows on its own.
-  const xc = e.bind(v128, clamp(e, x, -104, 89));
+  const z = zeroBelow(e, X.get, -104);
+  // The clamp keeps n <= 129; the arithmetic then overflows on its own.
+  const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 89)));
   const n = roundMagic(e, xc.get, Math.LOG2E, 254);
   // Cody-Waite: ln2 = HI + LO with HI exact in 9 bits, so n*HI is exact.
   const HI = 0.693359375;
   const LO = Math.LN2 - HI;
   const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), xc.get())));
   // e^r = 1 + r·q(r): the last multiply-add rounds once and q's own error shrinks by |r| <= 0.35.
-  // Estrin for q: erf's long chain (exact GELU) is latency-bound and measured 12% faster with it.
-  const p = e.madd(r.get(), estrin(e, r.get, EXPM1_R), f(e, 1));
-  return m.block(null, [xc.set, ...n.pre, r.set, scale2(e, p, n.t)], v128);
+  // Horner: this is throughput-bound code, where fewer ops beat a shorter chain.
+  const p = e.madd(r.get(), poly(e, r.get, EXPM1_R), f(e, 1));
+  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale2(e, p, n.t))], v128);
 }
 
 /** 2^x, ≤ 2 ulp; +Inf from 128, gradual underflow to 0 below -150. */
 export function vExp2(e: Emit, x: Ref): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
-  const xc = e.bind(v128, clamp(e, X.get(), -125.5, 127.99999237060547));
-  const n = roundMagic(e, xc.get, 1, 0);
-  const r = e.bind(v128, m.f32x4.sub(xc.get(), n.nf()));
-  const p = poly(e, r.get, EXP2_R);
-  return expFast(e, X.get, [X.set, xc.set, ...n.pre, r.set], n.t, p, { low: -125.5, floor: -151, over: 127.99999237060547 }, () => vExp2Full(e, X.get()));
-}
-
-/** 2^x over the whole range, subnormal results included (vExp2's rare path). */
-function vExp2Full(e: Emit, x: Ref): Ref {
-  const m = e.m;
-  const xc = e.bind(v128, clamp(e, x, -151, 129));
+  const z = zeroBelow(e, X.get, -151);
+  const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 129)));
   const n = roundMagic(e, xc.get, 1, 254);
   // r in [-0.5, 0.5] exactly.
   const r = e.bind(v128, m.f32x4.sub(xc.get(), n.nf()));
   // Horner here: Estrin's extra rounding measured worse in exp2's subnormal range.
   const p = poly(e, r.get, EXP2_R);
-  return m.block(null, [xc.set, ...n.pre, r.set, scale2(e, p, n.t)], v128);
+  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale2(e, p, n.t))], v128);
 }
 
 /**
