@@ -67,6 +67,11 @@ export class TileLoop {
   readonly outer: 'r' | 'c' | null;
   readonly innerVar: 'r' | 'c';
   private readonly cache = new Map<string, { local: number; type: number; inner: boolean }>();
+  /**
+   * While > 0, new values are computed in place instead of memoised and hoisted: for code that
+   * only a rare branch runs (a partial vector's mask), whose work must not land on the hot path.
+   */
+  private inline = 0;
 
   /**
    * @param shape the sink's shape (rank 1 or 2)
@@ -114,6 +119,7 @@ export class TileLoop {
   private memo(key: string, pos: readonly Idx[], type: number, make: () => Ref): Ref {
     const m = this.env.e.m;
     let hit = this.cache.get(key);
+    if (!hit && this.inline > 0) return make();
     if (!hit) {
       const expr = make();
       const level = this.levelOf(pos);
@@ -296,6 +302,62 @@ export class TileLoop {
   }
 
   /**
+   * A scalar i32 that is nonzero iff all four lanes of the bool tile `mask` at `pos` are true,
+   * for masks built of lane-invariant bools, `and`s and i32 compares of a contiguous index with
+   * a lane-invariant bound (`cols < N`); null for anything else. A masked access then takes its
+   * vector path on a scalar compare and builds the lane mask only for the partial vector.
+   */
+  private allLanes(mask: Value, pos: readonly Idx[]): Ref | null {
+    const m = this.env.e.m;
+    if (mask.shape.length === 0) return m.local.get(this.env.scalarLocal(mask), binaryen.i32);
+    if (this.env.buffer(mask)) return null;
+    switch (mask.op) {
+      case 'broadcast': {
+        const sp = broadcastPos(mask.src.shape, mask.shape, pos);
+        return sp.includes('c') ? this.allLanes(mask.src, sp) : this.evalAs(mask.src, sp, 's');
+      }
+      case 'reshape':
+        return isUnitReshape(mask.src.shape, mask.shape) ? this.allLanes(mask.src, reshapePos(mask.src.shape, mask.shape, pos)) : null;
+      case 'binary': {
+        if (mask.fn === 'and') {
+          const a = this.allLanes(mask.a, pos);
+          const b = a && this.allLanes(mask.b, pos);
+          return a && b ? m.i32.and(a, b) : null;
+        }
+        if (mask.a.dtype !== 'i32' || !['lt', 'le', 'gt', 'ge'].includes(mask.fn)) return null;
+        const ca = this.coefC(mask.a, pos), cb = this.coefC(mask.b, pos);
+        // One side walks the lanes (lane l is lane 0 + l), the other is the same in every lane.
+        const rising = ca === 1 && cb === 0 ? 'a' : ca === 0 && cb === 1 ? 'b' : null;
+        if (!rising) return null;
+        const a0 = this.memoScalar(mask.a, pos), b0 = a0 && this.memoScalar(mask.b, pos);
+        if (!a0 || !b0) return null;
+        // The extreme lane decides: lane 3 of the rising side where it must stay small, lane 0
+        // where it must stay large. Lane 3 must not wrap past 2^31 - 1 (then: not all).
+        const small = (rising === 'a') === (mask.fn === 'lt' || mask.fn === 'le');
+        const r0 = rising === 'a' ? a0 : b0;
+        // Lane 0 of the rising side again (a fresh expression: one may not sit in two places).
+        const noWrap = m.i32.le_s(this.memoScalar(rising === 'a' ? mask.a : mask.b, pos)!, m.i32.const(0x7ffffffc));
+        const r = small ? m.i32.add(r0, m.i32.const(3)) : r0;
+        const [x, y] = rising === 'a' ? [r, b0] : [a0, r];
+        const cmp = { lt: m.i32.lt_s, le: m.i32.le_s, gt: m.i32.gt_s, ge: m.i32.ge_s }[mask.fn as 'lt' | 'le' | 'gt' | 'ge'].call(m.i32, x, y);
+        return m.i32.and(noWrap, cmp);
+      }
+      default:
+        return null;
+    }
+  }
+
+  /** `make()` with new values computed in place (see `inline`): code for a rare branch. */
+  private inRareBranch<T>(make: () => T): T {
+    this.inline++;
+    try {
+      return make();
+    } finally {
+      this.inline--;
+    }
+  }
+
+  /**
    * Per-lane byte addresses of tensor elements at `offsets` (vector mode). Contiguous offsets
    * need one scalar address (lane l is at +l*esize); others extract each lane's offset.
    */
@@ -399,6 +461,17 @@ export class TileLoop {
     if (!v.mask) {
       return m.block(null, [...pre, ...check.all, contiguous ? full() : gather(m.v128.const(new Array(16).fill(0)))], binaryen.v128);
     }
+    const all = contiguous ? this.allLanes(v.mask, pos) : null;
+    const fullChecked = (): Ref => (check.all.length ? m.block(null, [...check.all, full()], binaryen.v128) : full());
+    if (all) {
+      // All four lanes valid, known from a scalar compare: the vector load, and no lane mask.
+      const partial = this.inRareBranch(() => {
+        const Mk = e.bind(binaryen.v128, this.evalAs(v.mask!, pos, 'v'));
+        const other = v.other ? this.evalAs(v.other, pos, 'v') : m.v128.const(new Array(16).fill(0));
+        return m.block(null, [Mk.set, gather(other, Mk.get)], binaryen.v128);
+      });
+      return m.block(null, [...pre, m.if(all, fullChecked(), partial)], binaryen.v128);
+    }
     const Mk = e.bind(binaryen.v128, this.evalAs(v.mask, pos, 'v'));
     const other = v.other ? this.evalAs(v.other, pos, 'v') : m.v128.const(new Array(16).fill(0));
     // Tails: only lanes whose mask is set are read, so a load never reads past a tensor's end.
@@ -485,6 +558,14 @@ export class TileLoop {
     };
     // Checked kernels check every lane before the first byte is written.
     if (!mask) return m.block(null, [V.set, ...pre, ...check.all, contiguous ? full() : scatter()]);
+    const all = contiguous ? this.allLanes(mask, pos) : null;
+    if (all) {
+      const partial = this.inRareBranch(() => {
+        const Mk = e.bind(binaryen.v128, this.evalAs(mask, pos, 'v'));
+        return m.block(null, [Mk.set, scatter(Mk.get)]);
+      });
+      return m.block(null, [V.set, ...pre, m.if(all, check.all.length ? m.block(null, [...check.all, full()]) : full(), partial)]);
+    }
     const Mk = e.bind(binaryen.v128, this.evalAs(mask, pos, 'v'));
     const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), check.all.length ? m.block(null, [...check.all, full()]) : full(), scatter(Mk.get)) : scatter(Mk.get);
     return m.block(null, [V.set, ...pre, Mk.set, body]);

@@ -47,6 +47,26 @@ const cdiv = (a: number, b: number): number => Math.ceil(a / b);
 const CASES: Case[] = [];
 const add = (c: Case): void => void CASES.push(c);
 
+// Every compare form a masked access turns into a scalar "all four lanes" test (the index on
+// either side, strict or not, bounds that cut inside a vector and outside it, an and with a
+// lane-invariant mask), stored side by side so each partial vector is checked.
+add({
+  name: 'mask forms',
+  kernel: jit(`function maskForms(X, Out, n, k, BLOCK) {
+    const i = programId(0) * BLOCK + arange(BLOCK);
+    const x = load(X, i, i < n, 7.0);
+    const row = programId(0) < 3;
+    store(Out, i, x + 1.0, i < n);
+    store(Out, n + i, load(X, i, i <= k) * 2.0, n > i && i <= k);
+    store(Out, 2 * n + i, load(X, i, k >= i, -1.0), i >= k - 5 && i < n);
+    store(Out, 3 * n + i, where(k < i, x, 0.0), (k < i || i < 2) && i < n && row);
+  }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', k: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), zeros(rt, 4 * n, dt), n, Math.floor(n / 2)],
+  launch: (n) => ({ grid: [cdiv(n, 16)], BLOCK: 16 }),
+  outs: [1],
+  dtypes: ['f32', 'bf16'],
+});
+
 add({
   name: 'saxpy',
   kernel: jit(`function saxpy(X, Y, Out, a, n, BLOCK) {
