@@ -308,8 +308,8 @@ const GELU_GATES = {
 /**
  * Promised error of the fused GELUs (both forms, FMA or not): within `ulp` ulp of the exact
  * value for x >= 0; for x < 0, where GELU is the small difference x/2 - |x|/2·t, within
- * `absNeg`·2^-24·|x| (as the f32 formula x/2·(1 + t) itself is) plus the result's rounding. Exactly x above X0, exactly
- * 0 below -X0; GELU(-Infinity) is NaN, as that formula gives. Measured with FMA / without:
+ * `absNeg`·2^-24·|x| (as the f32 formula x/2·(1 + t) itself is) plus the result's rounding.
+ * Exactly x above X0, exactly 0 below -X0; GELU(-Infinity) is NaN, as that formula gives. Measured with FMA / without:
  * exact 2.5 / 2.8 ulp and 2.7 / 3.3 (x < 0); tanh form 2.3 / 3.1 ulp and 2.5 / 3.2.
  */
 export const GELU_BOUND = { ulp: 4, absNeg: 4 } as const;
@@ -323,18 +323,17 @@ export const GELU_BOUND = { ulp: 4, absNeg: 4 } as const;
 function geluFused(e: Emit, x: Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_GATES]): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
-  const s = e.bind(v128, m.f32x4.pmin(m.f32x4.mul(X.get(), X.get()), f(e, Math.fround(gate.X0 * gate.X0))));
-  const t = m.f32x4.pmin(m.f32x4.div(m.f32x4.mul(e.fabs(X.get()), poly(e, s.get, gate.P)), poly(e, s.get, gate.Q)), f(e, 1));
+  const t = gateOfAbs(e, X.get, () => m.f32x4.mul(X.get(), X.get()), gate);
   const h = e.bind(v128, m.f32x4.mul(X.get(), f(e, 0.5)));
-  return m.block(null, [X.set, s.set, h.set, e.madd(e.fabs(h.get()), t, h.get())], v128);
+  return m.block(null, [X.set, h.set, e.madd(e.fabs(h.get()), t, h.get())], v128);
 }
 
-/** The gate with x's sign: erf(x/√2) or tanh(u(x)), ±1 exactly past X0 (see geluFused). */
-function geluGate(e: Emit, X: () => Ref, x2: () => Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_GATES]): Ref {
+/** The gate at |x|, in [0, 1] and exactly 1 past X0 (see geluFused); x2 is x². */
+function gateOfAbs(e: Emit, X: () => Ref, x2: () => Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_GATES]): Ref {
   const m = e.m;
   const s = e.bind(v128, m.f32x4.pmin(x2(), f(e, Math.fround(gate.X0 * gate.X0))));
   const t = m.f32x4.pmin(m.f32x4.div(m.f32x4.mul(e.fabs(X()), poly(e, s.get, gate.P)), poly(e, s.get, gate.Q)), f(e, 1));
-  return m.block(null, [s.set, withSign(e, t, X())], v128);
+  return m.block(null, [s.set, t], v128);
 }
 
 /**
@@ -349,7 +348,8 @@ export function vGeluGrad(e: Emit, x: Ref): Ref {
   const m = e.m;
   const X = e.bind(v128, x);
   const x2 = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
-  const ts = geluGate(e, X.get, x2.get, GELU_GATES.gelu);
+  // The gate with x's sign: erf(x/√2), ±1 exactly past X0.
+  const ts = withSign(e, gateOfAbs(e, X.get, x2.get, GELU_GATES.gelu), X.get());
   // x·φ(x) is below 2^-150 past |x| = 15; clamping there keeps ±Inf from giving Inf·0.
   const xc = e.bind(v128, clamp(e, X.get(), -15, 15));
   const phi = vExp(e, m.f32x4.mul(m.f32x4.mul(xc.get(), xc.get()), f(e, -0.5)));
