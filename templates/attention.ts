@@ -246,12 +246,14 @@ export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
 });
 
 /**
- * Tile sizes: BM query rows and BN keys per block, the largest that keep a forward program's
- * scratch within about 100 KB (64x32 at D = 64: 99.6 KB; 64x64 there would be 149 KB for ~9%
- * more speed).
+ * The tile sizes where the tuned table has no row near the shape, for any pass: BM query rows
+ * and BN keys per block, the largest that keep a forward program's scratch within about 100 KB
+ * (64x32 at D = 64: 99.6 KB; 64x64 there would be 149 KB for ~9% more speed).
  */
 export function chooseAttentionConfig(N: number, D: number): { BM: number; BN: number } {
-  return ruleConfig(N, D);
+  if (N <= 16) return { BM: 16, BN: 16 };
+  if (D <= 32) return { BM: 64, BN: 64 };
+  return D >= 128 ? { BM: 32, BN: 32 } : { BM: 64, BN: 32 };
 }
 
 /** The forward's candidates for the autotuner (pruned to ATTENTION_SCRATCH_MAX per shape). */
@@ -269,7 +271,7 @@ export const ATTENTION_SCRATCH_MAX: Readonly<Record<AttentionPass, number>> = { 
 /** A pass's tiles: the tuned table's (templates/tuned-tables.ts) for a nearby shape, else the rule. */
 export function chooseAttentionPassConfig(pass: AttentionPass, N: number, D: number, causal: boolean): { BM: number; BN: number } {
   const row = nearestRow(ATTENTION_TABLE, { N, D, causal, pass }, ['N'], ['D', 'causal', 'pass']);
-  return row ? { BM: row.BM, BN: row.BN } : ruleConfig(N, D);
+  return row ? { BM: row.BM, BN: row.BN } : chooseAttentionConfig(N, D);
 }
 
 /** The forward's tiles (see chooseAttentionPassConfig). */
@@ -277,8 +279,3 @@ export function chooseAttentionFwdConfig(N: number, D: number, causal: boolean):
   return chooseAttentionPassConfig('fwd', N, D, causal);
 }
 
-function ruleConfig(N: number, D: number): { BM: number; BN: number } {
-  if (N <= 16) return { BM: 16, BN: 16 };
-  if (D <= 32) return { BM: 64, BN: 64 };
-  return D >= 128 ? { BM: 32, BN: 32 } : { BM: 64, BN: 32 };
-}

@@ -3,7 +3,7 @@
  * through the flash-attention templates (no N x N buffer).
  */
 import {
-  attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionConfig, chooseAttentionFwdConfig, chooseAttentionPassConfig,
+  attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionPassConfig, type AttentionPass,
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
@@ -45,12 +45,12 @@ interface Checked {
   rt: Runtime;
   B: number; H: number; Hkv: number; N: number; D: number;
   scale: number; causal: boolean; window: number; pdrop: number; seed: number;
-  lens?: Tensor; ownLens: boolean; BM: number; BN: number;
+  lens?: Tensor; ownLens: boolean;
 }
 
 const DS = [16, 32, 64, 128];
 
-function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, forward = false): Checked {
+function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Checked {
   floatTensor(op, 'q', q);
   const rt = q.runtime;
   floatTensor(op, 'k', k, rt);
@@ -88,12 +88,16 @@ function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
       ownLens = true;
     }
   }
-  const cfg = opts.config ?? (forward ? chooseAttentionFwdConfig(N, D, opts.causal === true) : chooseAttentionConfig(N, D));
-  return { rt, B, H, Hkv, N, D, scale, causal: opts.causal === true, window, pdrop, seed, lens, ownLens, BM: cfg.BM, BN: cfg.BN };
+  return { rt, B, H, Hkv, N, D, scale, causal: opts.causal === true, window, pdrop, seed, lens, ownLens };
+}
+
+/** A pass's tiles: the forced config, else the tuned table's (or the rule's) for this shape. */
+function tiles(c: Checked, opts: AttentionOptions, pass: AttentionPass): { BM: number; BN: number } {
+  return opts.config ?? chooseAttentionPassConfig(pass, c.N, c.D, c.causal);
 }
 
 function constexprs(c: Checked): Record<string, unknown> {
-  return { BM: c.BM, BN: c.BN, D: c.D, CAUSAL: c.causal, WINDOW: c.window, HAS_LENS: c.lens !== undefined, DROPOUT: c.pdrop > 0, runtime: c.rt };
+  return { D: c.D, CAUSAL: c.causal, WINDOW: c.window, HAS_LENS: c.lens !== undefined, DROPOUT: c.pdrop > 0, runtime: c.rt };
 }
 
 /**
@@ -103,13 +107,14 @@ function constexprs(c: Checked): Record<string, unknown> {
  */
 export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
   const op = 'attention';
-  const c = check(op, q, k, v, opts, true);
+  const c = check(op, q, k, v, opts);
   const out = c.rt.empty(q.shape, q.dtype);
   const lse = c.rt.empty([c.B, c.H, c.N], 'f32');
   try {
     if (c.N > 0 && c.B * c.H > 0) {
+      const t = tiles(c, opts, 'fwd');
       await attnFwdKernel.launch(
-        { grid: [Math.ceil(c.N / c.BM), c.B * c.H], ...constexprs(c) },
+        { grid: [Math.ceil(c.N / t.BM), c.B * c.H], ...constexprs(c), BM: t.BM, BN: t.BN },
         q, k, v, out, lse, c.lens ?? lse, c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop,
       );
     }
@@ -144,9 +149,9 @@ export async function attentionBackward(
     if (rows > 0) {
       await attnDeltaKernel.launch({ grid: [Math.ceil(rows / 64)], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, rows);
       const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop] as const;
-      // Each pass has its tiles (the tuned table's, else the rule); a forced config sets both.
-      const kv = opts.config ?? chooseAttentionPassConfig('dkv', c.N, c.D, c.causal);
-      const qc = opts.config ?? chooseAttentionPassConfig('dq', c.N, c.D, c.causal);
+      // Each pass has its own tiles; a forced config sets both.
+      const kv = tiles(c, opts, 'dkv');
+      const qc = tiles(c, opts, 'dq');
       await attnBwdKVKernel.launch(
         { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN },
         q, k, v, dout, fwd.lse, delta, dk, dv, c.lens ?? delta, ...args,
