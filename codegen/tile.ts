@@ -476,9 +476,7 @@ export class TileLoop {
     const other = v.other ? this.evalAs(v.other, pos, 'v') : m.v128.const(new Array(16).fill(0));
     // Tails: only lanes whose mask is set are read, so a load never reads past a tensor's end.
     // Checked: lanes that are read are checked, in the all-lanes branch at once, else one by one.
-    const body = contiguous
-      ? m.if(m.i32x4.all_true(Mk.get()), check.all.length ? m.block(null, [...check.all, full()], binaryen.v128) : full(), gather(other, Mk.get))
-      : gather(other, Mk.get);
+    const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), fullChecked(), gather(other, Mk.get)) : gather(other, Mk.get);
     return m.block(null, [...pre, Mk.set, body], binaryen.v128);
   }
 
@@ -558,16 +556,17 @@ export class TileLoop {
     };
     // Checked kernels check every lane before the first byte is written.
     if (!mask) return m.block(null, [V.set, ...pre, ...check.all, contiguous ? full() : scatter()]);
+    const fullChecked = (): Ref => (check.all.length ? m.block(null, [...check.all, full()]) : full());
     const all = contiguous ? this.allLanes(mask, pos) : null;
     if (all) {
       const partial = this.inRareBranch(() => {
         const Mk = e.bind(binaryen.v128, this.evalAs(mask, pos, 'v'));
         return m.block(null, [Mk.set, scatter(Mk.get)]);
       });
-      return m.block(null, [V.set, ...pre, m.if(all, check.all.length ? m.block(null, [...check.all, full()]) : full(), partial)]);
+      return m.block(null, [V.set, ...pre, m.if(all, fullChecked(), partial)]);
     }
     const Mk = e.bind(binaryen.v128, this.evalAs(mask, pos, 'v'));
-    const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), check.all.length ? m.block(null, [...check.all, full()]) : full(), scatter(Mk.get)) : scatter(Mk.get);
+    const body = contiguous ? m.if(m.i32x4.all_true(Mk.get()), fullChecked(), scatter(Mk.get)) : scatter(Mk.get);
     return m.block(null, [V.set, ...pre, Mk.set, body]);
   }
 
