@@ -314,14 +314,26 @@ export class KernelLowering implements TileEnv {
     // (they order NaN and -0 < +0), which bound the loop. Accumulate with pmax/pmin (one
     // instruction) and record, per lane, whether a NaN or the winning zero (+0 for max, -0 for
     // min) went by; the fix-up after the loop restores f32x4.max/min's answer exactly.
-    const fast = dt === 'f32' && mode === 'v' && (v.fn === 'max' || v.fn === 'min');
+    const minmax = dt === 'f32' && (v.fn === 'max' || v.fn === 'min');
+    // skipNan: pmax/pmin alone (acc < x ? x : acc) never let a NaN in, which is the contract.
+    const skip = minmax && v.skipNan === true;
+    const fast = minmax && mode === 'v' && !skip;
     const nanSeen = fast ? e.local(binaryen.v128) : -1;
     const zeroSeen = fast ? e.local(binaryen.v128) : -1;
     const vget = (l: number): Ref => m.local.get(l, binaryen.v128);
     if (fast) init.push(m.local.set(nanSeen, m.v128.const([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])), m.local.set(zeroSeen, m.v128.const([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])));
+    // The skipNan fold: pmax/pmin on vectors, the same select on scalars (acc first, so a NaN x loses).
+    const skipFold = (md: 'v' | 's', acc: Ref, x: Ref): Ref => {
+      if (md === 'v') return v.fn === 'max' ? m.f32x4.pmax(acc, x) : m.f32x4.pmin(acc, x);
+      const xb = e.bind(binaryen.f32, x);
+      const ab = e.bind(binaryen.f32, acc);
+      const wins = v.fn === 'max' ? m.f32.lt(ab.get(), xb.get()) : m.f32.lt(xb.get(), ab.get());
+      return m.block(null, [xb.set, ab.set, m.select(wins, xb.get(), ab.get())], binaryen.f32);
+    };
     let copy = 0;
     const body = (value: () => Ref): Ref[] => {
       const k = copy++ % 2;
+      if (skip) return [m.local.set(accs[k]!, skipFold(mode, get(k), value()))];
       if (!fast) return [m.local.set(accs[k]!, emitBinary(e, fn, dt, mode, get(k), value()))];
       const x = e.bind(binaryen.v128, value());
       const zeroBits = m.i32x4.splat(m.i32.const(v.fn === 'max' ? 0 : -2147483648));
@@ -341,12 +353,13 @@ export class KernelLowering implements TileEnv {
           m.v128.and(m.f32x4.eq(get(0), m.f32x4.splat(m.f32.const(0))), vget(zeroSeen)),
         )),
       ])
-      : m.local.set(accs[0]!, emitBinary(e, fn, dt, mode, get(0), get(1)));
+      : m.local.set(accs[0]!, skip ? skipFold(mode, get(0), get(1)) : emitBinary(e, fn, dt, mode, get(0), get(1)));
     // Lanes fold pairwise: ((l0 op l1) op (l2 op l3)).
     const horizontal = (): Ref => {
       if (mode === 's') return get();
       const lane = (l: number): Ref => (dt === 'f32' ? m.f32x4.extract_lane(get(), l) : m.i32x4.extract_lane(get(), l));
-      return emitBinary(e, fn, dt, 's', emitBinary(e, fn, dt, 's', lane(0), lane(1)), emitBinary(e, fn, dt, 's', lane(2), lane(3)));
+      const op = (a: Ref, b: Ref): Ref => (skip ? skipFold('s', a, b) : emitBinary(e, fn, dt, 's', a, b));
+      return op(op(lane(0), lane(1)), op(lane(2), lane(3)));
     };
     if (src.shape.length === 1) {
       tl.pre.push(...init);

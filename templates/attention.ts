@@ -73,7 +73,7 @@ const KEEP = `function keepMask(seed, bh, rm, rn, N, pdrop) {
   return rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
 }`;
 
-const HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK, kvLength: KV_LEN, kvHead: KV_HEAD, keepMask: KEEP };
+export const ATTENTION_HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK, kvLength: KV_LEN, kvHead: KV_HEAD, keepMask: KEEP };
 
 export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, group, scale, seed, pdrop,
     BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
@@ -101,7 +101,8 @@ export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, gr
     if (needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW)) {
       s = where(valid(rm, rn, kvLen, CAUSAL, WINDOW), s, -Infinity);
     }
-    const mnew = maximum(mi, max(s, 1));
+    // A NaN score reaches its row through li and acc, so the max may skip it.
+    const mnew = maximum(mi, max(s, 1, false, false));
     // Rows with nothing valid yet keep max -Infinity; subtract 0 instead so exp2 gives 0, not NaN.
     const msafe = where(mnew == -Infinity, 0.0, mnew);
     const alpha = exp2(mi - msafe);
@@ -223,7 +224,7 @@ const FWD_SIG = {
   BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
 } as const;
 
-export const attnFwdKernel = jit(ATTN_FWD_SOURCE, { signature: FWD_SIG, helpers: HELPERS });
+export const attnFwdKernel = jit(ATTN_FWD_SOURCE, { signature: FWD_SIG, helpers: ATTENTION_HELPERS });
 
 export const attnDeltaKernel = jit(ATTN_DELTA_SOURCE, { signature: { O: 'ptr', Do: 'ptr', Delta: 'ptr', rows: 'i32', BM: 'constexpr', D: 'constexpr' } });
 
@@ -233,7 +234,7 @@ export const attnBwdKVKernel = jit(ATTN_BWD_KV_SOURCE, {
     N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
     BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
   },
-  helpers: HELPERS,
+  helpers: ATTENTION_HELPERS,
 });
 
 export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
@@ -242,7 +243,7 @@ export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
     N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
     BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
   },
-  helpers: HELPERS,
+  helpers: ATTENTION_HELPERS,
 });
 
 /**

@@ -27,7 +27,8 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
       }
     } else {
       const x = ld(X, offs, m, -Infinity, EVEN);
-      const z = x - expandDims(max(x, 1), 1);
+      // A NaN reaches the whole row through the sum, so the max may skip it (propagateNan false).
+      const z = x - expandDims(max(x, 1, false, false), 1);
       const e = exp(z);
       if (LOG) {
         st(Out, offs, z - expandDims(log(sum(e, 1)), 1), m, EVEN);
@@ -58,7 +59,7 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
       for (let c = 0; c < N; c += BN) {
         const cols = c + arange(BN);
         const x = load(X, base + cols, cols < N, -Infinity);
-        const mnew = maximum(mx, max(x, 0));
+        const mnew = maximum(mx, max(x, 0, false, false));
         // Rescale the sum to the new max; equal maxima (both -Infinity too) keep it as it is.
         // A chunk of only -Infinity (mnew still -Infinity) adds exp(-Infinity - 0) = 0.
         s = s * where(mnew == mx, 1.0, exp(mx - mnew)) + sum(exp(x - where(mnew == -Infinity, 0.0, mnew)), 0);

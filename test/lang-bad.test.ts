@@ -128,6 +128,14 @@ const CASES: Case[] = [
     src: 'function k(Out, n) {\n  for (const i of staticRange(n)) { store(Out, i, 1.0); }\n}',
   },
   {
+    name: 'propagateNan must be a constexpr boolean', code: 'E_CONSTEXPR', sig: PN, where: 'n > 0)', message: /propagateNan/,
+    src: 'function k(Out, n) {\n  store(Out, 0, max(arange(8) * 1.0, 0, false, n > 0));\n}',
+  },
+  {
+    name: 'sum takes no propagateNan', code: 'E_ARITY', sig: P, where: 'sum(',
+    src: 'function k(Out) {\n  store(Out, 0, sum(arange(8) * 1.0, 0, false, false));\n}',
+  },
+  {
     name: 'dtype must be a constexpr string', code: 'E_CONSTEXPR', sig: P, where: "'f64'",
     src: "function k(Out) {\n  store(Out, 0, cast(1.5 * arange(2), 'f64'));\n}",
   },

@@ -62,6 +62,52 @@ describe.each(['max', 'min'] as const)('%s with special values', (fn) => {
   });
 });
 
+describe.each(['max', 'min'] as const)('%s(x, axis, keepdims, propagateNan = false)', (fn) => {
+  // NaN elements are skipped (all NaN: -Infinity for max, +Infinity for min); a zero result
+  // may be either zero. The reference: Math.max/min over the non-NaN elements.
+  const ref = (vals: number[]): number => {
+    const kept = vals.filter((v) => !Number.isNaN(v));
+    return kept.length ? (fn === 'max' ? Math.max : Math.min)(...kept) : fn === 'max' ? -Infinity : Infinity;
+  };
+  const agrees = (got: number, want: number): boolean => (want === 0 ? got === 0 : Object.is(got, want));
+  const kern = (axis: 0 | 1, shape: '1d' | '2d') => jit(shape === '1d'
+    ? `function s1(X, Out, C) { store(Out, 0, ${fn}(load(X, arange(C)), 0, false, false)); }`
+    : `function s2(X, Out, R, C) {
+  const x = load(X, expandDims(arange(R), 1) * C + expandDims(arange(C), 0));
+  store(Out, arange(${axis === 0 ? 'C' : 'R'}), ${fn}(x, ${axis}, false, false));
+}`, { signature: shape === '1d' ? { X: 'ptr', Out: 'ptr', C: 'constexpr' } : { X: 'ptr', Out: 'ptr', R: 'constexpr', C: 'constexpr' } });
+
+  test.each([[1, '1d'], [0, '2d'], [1, '2d']] as const)('axis %i of %s tiles (widths 1, 2, 4, 32): compiled and interpreted skip NaN', async (axis, shape) => {
+    const rt = await rtP;
+    const k = kern(axis, shape);
+    let s = 21;
+    const pick = (): number => {
+      s = (s * 1103515245 + 12345) >>> 0;
+      return s % 3 === 0 ? NaN : (SPECIALS[s % 9] ?? ((s % 100) - 50) / 7);
+    };
+    for (const C of [1, 2, 4, 32]) {
+      const R = shape === '1d' ? 1 : 8;
+      for (let rep = 0; rep < 6; rep++) {
+        // rep 0: all NaN; rep 1: NaN first then one value; then random mixes.
+        const x = Float32Array.from({ length: R * C }, (_, i) => (rep === 0 ? NaN : rep === 1 ? (i === R * C - 1 ? 3 : NaN) : pick()));
+        const X = rt.tensor(x, [R * C]);
+        const n = shape === '1d' ? 1 : axis === 0 ? C : R;
+        const O = rt.empty([n]), I = rt.empty([n]);
+        const opts = shape === '1d' ? { grid: [1], C } : { grid: [1], R, C };
+        await k.launch(opts, X, O);
+        await k.interpret(opts, X, I);
+        for (let j = 0; j < n; j++) {
+          const vals = shape === '1d' ? Array.from(x) : axis === 0 ? Array.from({ length: R }, (_, r) => x[r * C + j]!) : Array.from(x.subarray(j * C, (j + 1) * C));
+          const want = ref(vals);
+          if (!agrees(O.toArray()[j]!, want) || !agrees(I.toArray()[j]!, want)) {
+            expect.fail(`${fn} of [${vals}]: compiled ${O.toArray()[j]}, interpreted ${I.toArray()[j]}, want ${want}`);
+          }
+        }
+      }
+    }
+  });
+});
+
 describe('minimum / maximum against a constant (lowered to pmin / pmax)', () => {
   // Each constant on either side, as a tile (vector lanes) and as a scalar; the zeros are the
   // cases where pmin/pmax and Math.min/max part ways without the fix-up.

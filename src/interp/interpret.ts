@@ -240,7 +240,7 @@ class Program {
       }
       case 'reduce': {
         const out = this.alloc(v);
-        reduce(v.fn, this.get(v.src), v.src.shape, v.axis, v.dtype === 'i32', out);
+        reduce(v.fn, this.get(v.src), v.src.shape, v.axis, v.dtype === 'i32', out, v.skipNan === true);
         return out;
       }
       case 'rand': {

@@ -54,7 +54,8 @@ export function dot(a: Float32Array, b: Float32Array, acc: Float32Array | undefi
  * (i32 sums wrap, exact since 2^16 elements of 2^31 stay below 2^53). max/min: Math.max/min,
  * so a NaN anywhere gives NaN.
  */
-export function reduce(fn: ReduceFn, src: Tile, from: Shape, axis: number, isInt: boolean, out: Tile): void {
+/** `skipNan`: max/min pass over NaN elements (see ReduceV.skipNan). */
+export function reduce(fn: ReduceFn, src: Tile, from: Shape, axis: number, isInt: boolean, out: Tile, skipNan = false): void {
   const [R, C] = dims2(from);
   // Along axis 0 of a 2-D tile: C outputs, each over a column; otherwise over a row.
   const down = from.length === 2 && axis === 0;
@@ -71,7 +72,10 @@ export function reduce(fn: ReduceFn, src: Tile, from: Shape, axis: number, isInt
     } else {
       s = fn === 'max' ? -Infinity : Infinity;
       const m = fn === 'max' ? Math.max : Math.min;
-      for (let k = 0; k < inner; k++) s = m(s, src[first + k * stride]!);
+      for (let k = 0; k < inner; k++) {
+        const x = src[first + k * stride]!;
+        if (!(skipNan && Number.isNaN(x))) s = m(s, x);
+      }
     }
     out[o] = s;
   }

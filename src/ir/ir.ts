@@ -117,6 +117,12 @@ export interface ReduceV extends ValueBase {
   readonly fn: ReduceFn;
   readonly src: Value;
   readonly axis: number;
+  /**
+   * f32 max/min only: when true, NaN elements are skipped (a row of only NaN gives -Infinity for
+   * max, +Infinity for min) and a zero result may carry either sign. Cheaper than the exact
+   * reduction, which spends three more operations a vector on NaN and the sign of zero.
+   */
+  readonly skipNan?: boolean;
 }
 /**
  * Counter-based uniform random f32 in [0, 1): a pure function of (seed, offset), so a backward

@@ -19,7 +19,7 @@ function valueText(v: Value): string {
     case 'where': return `where ${r(v.cond)}, ${r(v.a)}, ${r(v.b)}`;
     case 'load': return `load p${v.ptr}[${r(v.offsets)}]${v.mask ? ` mask ${r(v.mask)}` : ''}${v.other ? ` other ${r(v.other)}` : ''}`;
     case 'dot': return `dot ${r(v.a)}, ${r(v.b)}${v.acc ? ` + ${r(v.acc)}` : ''}`;
-    case 'reduce': return `${v.fn} ${r(v.src)} axis ${v.axis}`;
+    case 'reduce': return `${v.fn} ${r(v.src)} axis ${v.axis}${v.skipNan ? ' skipnan' : ''}`;
     case 'rand': return `rand ${r(v.seed)}, ${r(v.offsets)}`;
     default: return v.op;
   }

@@ -191,8 +191,11 @@ def('dot', 2, 3, 'dot(a [M,K], b [K,N], acc? [M,N])', (sp, node, args) => {
   return ir(sp.b.emit(node, { op: 'dot', a, b, ...(acc ? { acc } : {}), dtype: 'f32', shape }));
 });
 
-for (const fn of ['sum', 'max', 'min'] as const) {
-  def(fn, 1, 3, `${fn}(x, axis?, keepdims = false)`, (sp, node, args) => reduce(sp, node, fn, args));
+def('sum', 1, 3, 'sum(x, axis?, keepdims = false)', (sp, node, args) => reduce(sp, node, 'sum', args));
+for (const fn of ['max', 'min'] as const) {
+  // propagateNan = false: NaN elements are skipped and a zero may come out with either sign
+  // (Triton's PropagateNan.NONE); cheaper when a NaN reaches the result another way anyway.
+  def(fn, 1, 4, `${fn}(x, axis?, keepdims = false, propagateNan = true)`, (sp, node, args) => reduce(sp, node, fn, args));
 }
 
 function reduce(sp: Specializer, node: acorn.CallExpression, fn: ReduceFn, args: Val[]): Val {
@@ -201,12 +204,14 @@ function reduce(sp: Specializer, node: acorn.CallExpression, fn: ReduceFn, args:
   if (x.dtype === 'bool') x = sp.b.cast(node, x, 'i32');
   const keep = args[2] ? args[2].kind === 'ce' && args[2].v === true : false;
   if (args[2] && !(args[2].kind === 'ce' && typeof args[2].v === 'boolean')) sp.b.fail(argNode(node, 2), 'E_CONSTEXPR', 'keepdims must be a constexpr boolean');
+  if (args[3] && !(args[3].kind === 'ce' && typeof args[3].v === 'boolean')) sp.b.fail(argNode(node, 3), 'E_CONSTEXPR', 'propagateNan must be a constexpr boolean');
+  const skipNan = args[3] !== undefined && args[3].kind === 'ce' && args[3].v === false && x.dtype === 'f32';
   const rank = x.shape.length;
   const axes = args[1] && !(args[1].kind === 'ce' && args[1].v === undefined) ? [axisArg(sp, argNode(node, 1), args[1], rank)] : [...Array(rank).keys()].reverse();
   let y = x;
   for (const axis of axes) {
     const shape = y.shape.filter((_, i) => i !== axis);
-    y = sp.b.emit(node, { op: 'reduce', fn, src: y, axis, dtype: y.dtype, shape });
+    y = sp.b.emit(node, { op: 'reduce', fn, src: y, axis, dtype: y.dtype, shape, ...(skipNan ? { skipNan } : {}) });
   }
   if (keep) {
     const shape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
