@@ -72,6 +72,12 @@ export class TileLoop {
    * only a rare branch runs (a partial vector's mask), whose work must not land on the hot path.
    */
   private inline = 0;
+  /**
+   * Loop splitting (see `build`): while `split` is set, masked vector accesses and `where`s whose
+   * all-lanes test exists are recorded (the masked pass, `assumeFull` false) or take their
+   * all-lanes path with no test (the fast pass, `assumeFull` true).
+   */
+  private split: { assumeFull: boolean; tests: Map<string, { mask: Value; pos: readonly Idx[] }> } | undefined;
 
   /**
    * @param shape the sink's shape (rank 1 or 2)
@@ -193,6 +199,7 @@ export class TileLoop {
       case 'cast':
         return emitCast(e, v.src.dtype, v.dtype, mode, this.evalAs(v.src, pos, mode));
       case 'where':
+        if (this.knownFull(v.cond, pos)) return this.evalAs(v.a, pos, mode);
         return emitWhere(e, mode, this.evalAs(v.cond, pos, mode), this.evalAs(v.a, pos, mode), this.evalAs(v.b, pos, mode));
       case 'load':
         return this.load(v, pos, mode);
@@ -347,6 +354,72 @@ export class TileLoop {
     }
   }
 
+  /**
+   * Whether the vector access or `where` under `mask` at `pos` runs its all-lanes path with no
+   * test (the fast pass of a split loop); in the masked pass, records the mask for the loop's
+   * split test.
+   */
+  private knownFull(mask: Value, pos: readonly Idx[]): boolean {
+    const sp = this.split;
+    if (!sp || this.modeAt(pos) !== 'v') return false;
+    if (!this.inRareBranch(() => this.allLanes(mask, pos) !== null)) return false;
+    if (sp.assumeFull) return true;
+    const leaves: { mask: Value; pos: readonly Idx[] }[] = [];
+    this.maskLeaves(mask, pos, leaves);
+    for (const l of leaves) sp.tests.set(`${l.mask.id}@${l.pos.join('')}`, l);
+    return false;
+  }
+
+  /**
+   * The leaves of an all-lanes-testable mask (see `allLanes`): the `and`s taken apart and the
+   * broadcasts and unit reshapes followed, so that one compare shared by several accesses is
+   * tested once, and lane-invariant leaves (no 'c' in their position) once per loop.
+   */
+  private maskLeaves(mask: Value, pos: readonly Idx[], out: { mask: Value; pos: readonly Idx[] }[]): void {
+    if (mask.shape.length > 0 && mask.op === 'broadcast') {
+      const sp = broadcastPos(mask.src.shape, mask.shape, pos);
+      if (sp.includes('c')) this.maskLeaves(mask.src, sp, out);
+      else out.push({ mask: mask.src, pos: sp });
+    } else if (mask.shape.length > 0 && mask.op === 'reshape') {
+      this.maskLeaves(mask.src, reshapePos(mask.src.shape, mask.shape, pos), out);
+    } else if (mask.shape.length > 0 && mask.op === 'binary' && mask.fn === 'and') {
+      this.maskLeaves(mask.a, pos, out);
+      this.maskLeaves(mask.b, pos, out);
+    } else {
+      out.push({ mask, pos });
+    }
+  }
+
+  /**
+   * For a leaf compare whose rising side must stay below the other (`cols < N`, `N > cols`, and
+   * the <= forms): the first column var value, in i64, at which its four lanes are no longer all
+   * true, computed from the column var's current value 0 (the leaf is true for every vector
+   * before it, false from it on); null for other leaves. Exact in i64, so no lane wraps where
+   * it says true.
+   */
+  private leafLimit(leaf: { mask: Value; pos: readonly Idx[] }): Ref | null {
+    const m = this.env.e.m;
+    const { mask, pos } = leaf;
+    if (mask.op !== 'binary' || mask.a.dtype !== 'i32' || !['lt', 'le', 'gt', 'ge'].includes(mask.fn)) return null;
+    const ca = this.coefC(mask.a, pos), cb = this.coefC(mask.b, pos);
+    const rising = ca === 1 && cb === 0 ? 'a' : ca === 0 && cb === 1 ? 'b' : null;
+    if (!rising) return null;
+    const lower = mask.fn === 'lt' || mask.fn === 'le';
+    if ((rising === 'a') !== lower) return null;
+    const a0 = this.memoScalar(mask.a, pos), b0 = a0 && this.memoScalar(mask.b, pos);
+    if (!a0 || !b0) return null;
+    const [r0, o] = rising === 'a' ? [a0, b0] : [b0, a0];
+    // All lanes true at column c iff r0 + c + 3 < o (or <= for the inclusive compares).
+    const strict = mask.fn === 'lt' || mask.fn === 'gt';
+    return m.i64.sub(m.i64.sub(m.i64.extend_s(o), m.i64.extend_s(r0)), m.i64.const(strict ? 3 : 2));
+  }
+
+  /** A leaf's test (see `maskLeaves`): the leaf's own all-lanes test, or its scalar value. */
+  private leafTest(leaf: { mask: Value; pos: readonly Idx[] }): Ref {
+    if (leaf.mask.shape.length > 0 && !leaf.pos.includes('c')) return this.evalAs(leaf.mask, leaf.pos, 's');
+    return this.allLanes(leaf.mask, leaf.pos)!;
+  }
+
   /** `make()` with new values computed in place (see `inline`): code for a rare branch. */
   private inRareBranch<T>(make: () => T): T {
     this.inline++;
@@ -461,8 +534,9 @@ export class TileLoop {
     if (!v.mask) {
       return m.block(null, [...pre, ...check.all, contiguous ? full() : gather(m.v128.const(new Array(16).fill(0)))], binaryen.v128);
     }
-    const all = contiguous ? this.allLanes(v.mask, pos) : null;
     const fullChecked = (): Ref => (check.all.length ? m.block(null, [...check.all, full()], binaryen.v128) : full());
+    if (contiguous && this.knownFull(v.mask, pos)) return m.block(null, [...pre, fullChecked()], binaryen.v128);
+    const all = contiguous ? this.allLanes(v.mask, pos) : null;
     if (all) {
       // All four lanes valid, known from a scalar compare: the vector load, and no lane mask.
       const partial = this.inRareBranch(() => {
@@ -557,6 +631,7 @@ export class TileLoop {
     // Checked kernels check every lane before the first byte is written.
     if (!mask) return m.block(null, [V.set, ...pre, ...check.all, contiguous ? full() : scatter()]);
     const fullChecked = (): Ref => (check.all.length ? m.block(null, [...check.all, full()]) : full());
+    if (contiguous && this.knownFull(mask, pos)) return m.block(null, [V.set, ...pre, fullChecked()]);
     const all = contiguous ? this.allLanes(mask, pos) : null;
     if (all) {
       const partial = this.inRareBranch(() => {
@@ -578,19 +653,85 @@ export class TileLoop {
    */
   build(body: Ref[] | (() => Ref[]) = []): Ref {
     const m = this.env.e.m;
+    const i32 = binaryen.i32;
     let innerStmts: Ref[];
     const iv = this.vars[this.innerVar]!;
+    const ivGet = (): Ref => m.local.get(iv.local, i32);
+    const forget = (): void => {
+      for (const [key, hit] of this.cache) if (hit.inner) this.cache.delete(key);
+    };
+    const id = nextLabel++;
+    let fast: Ref[] = [];
     if (typeof body === 'function') {
       const copies = this.innerVar === 'c' && this.vec && (iv.extent / iv.step) % 2 === 0 ? 2 : 1;
-      innerStmts = [];
-      for (let k = 0; k < copies; k++) {
-        if (k > 0) {
-          // The second copy works on the next vector: inner-level values are recomputed.
-          for (const [key, hit] of this.cache) if (hit.inner) this.cache.delete(key);
-          innerStmts.push(m.local.set(iv.local, m.i32.add(m.local.get(iv.local, binaryen.i32), m.i32.const(iv.step))));
+      const unrolled = (): Ref[] => {
+        const stmts: Ref[] = [];
+        for (let k = 0; k < copies; k++) {
+          if (k > 0) {
+            // The second copy works on the next vector: inner-level values are recomputed.
+            forget();
+            stmts.push(m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))));
+          }
+          const b = body();
+          stmts.push(...this.inner.splice(0), ...b);
         }
-        const b = body();
-        innerStmts.push(...this.inner.splice(0), ...b);
+        return stmts;
+      };
+      // Loop splitting: when masks along the lanes have scalar all-lanes tests (cols < N, ...),
+      // the loop first runs a copy of the body with every such mask taken as all true, for as
+      // long as one combined test says so, then the masked body for the rest. For a prefix mask
+      // that is the whole vectors, then the tail: one test an iteration instead of one an access.
+      const sp = this.vec && this.innerVar === 'c' ? { assumeFull: false, tests: new Map<string, { mask: Value; pos: readonly Idx[] }>() } : undefined;
+      this.split = sp;
+      try {
+        innerStmts = unrolled();
+        if (sp && sp.tests.size) {
+          sp.assumeFull = true;
+          forget();
+          const fullStmts = unrolled();
+          forget();
+          const leaves = [...sp.tests.values()];
+          const and = (refs: Ref[]): Ref => refs.reduce((a, b) => m.i32.and(a, b));
+          // Lane-invariant leaves (row masks) hold for the whole loop or not at all: tested once.
+          const once = leaves.filter((l) => l.mask.shape.length === 0 || !l.pos.includes('c'));
+          const rising = leaves.filter((l) => !once.includes(l));
+          const T = this.env.e.local(i32);
+          const test: Ref[] = [];
+          const i64 = binaryen.i64;
+          // Prefix leaves (cols < N): the fast part's end, computed once before it.
+          const limits = this.inRareBranch(() => rising.map((l) => this.leafLimit(l)));
+          const hoisted = limits.every((x) => x !== null);
+          const end: Ref[] = [];
+          if (hoisted && rising.length) {
+            const L = this.env.e.local(i64);
+            const lget = (): Ref => m.local.get(L, i64);
+            end.push(m.local.set(L, m.i64.const(iv.extent)));
+            for (const lim of limits) {
+              const x = this.env.e.bind(i64, m.i64.sub(lim!, m.i64.const(iv.step * (copies - 1))));
+              end.push(x.set, m.local.set(L, m.select(m.i64.lt_s(x.get(), lget()), x.get(), lget())));
+            }
+            end.push(m.local.set(T, m.i32.wrap(m.select(m.i64.lt_s(lget(), m.i64.const(0)), m.i64.const(0), lget()))));
+          }
+          for (let k = 0; k < copies && rising.length && !hoisted; k++) {
+            if (k > 0) test.push(m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))));
+            const all = this.inRareBranch(() => and(rising.map((l) => this.leafTest(l))));
+            test.push(m.local.set(T, k === 0 ? all : m.i32.and(m.local.get(T, i32), all)));
+          }
+          if (copies > 1 && rising.length && !hoisted) test.push(m.local.set(iv.local, m.i32.sub(ivGet(), m.i32.const(iv.step * (copies - 1)))));
+          const done = `fdone${id}`;
+          const label = `fast${id}`;
+          const loop = m.block(done, [...end, m.loop(label, m.block(null, [
+            m.br(done, m.i32.ge_s(ivGet(), hoisted && rising.length ? m.local.get(T, i32) : m.i32.const(iv.extent))),
+            ...test,
+            ...(rising.length && !hoisted ? [m.br(done, m.i32.eqz(m.local.get(T, i32)))] : []),
+            ...fullStmts,
+            m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))),
+            m.br(label),
+          ]))]);
+          fast = [once.length ? m.if(this.inRareBranch(() => and(once.map((l) => this.leafTest(l)))), loop) : loop];
+        }
+      } finally {
+        this.split = undefined;
       }
     } else {
       innerStmts = [...this.inner, ...body];
@@ -606,8 +747,25 @@ export class TileLoop {
         ])),
       ];
     };
-    const id = nextLabel++;
-    let nest = loop(this.vars[this.innerVar]!, innerStmts, `in${id}`);
+    let nest: Ref[];
+    if (fast.length) {
+      // The fast part leaves the var at the first vector it did not take; the masked part runs
+      // from there (possibly not at all).
+      const done = `sdone${id}`;
+      const label = `in${id}`;
+      nest = [
+        m.local.set(iv.local, m.i32.const(0)),
+        ...fast,
+        m.block(done, [m.loop(label, m.block(null, [
+          m.br(done, m.i32.ge_s(ivGet(), m.i32.const(iv.extent))),
+          ...innerStmts,
+          m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))),
+          m.br(label),
+        ]))]),
+      ];
+    } else {
+      nest = loop(iv, innerStmts, `in${id}`);
+    }
     if (this.outer) nest = loop(this.vars[this.outer]!, [...this.outerPre, ...nest, ...this.outerPost], `out${id}`);
     return m.block(null, [...this.pre, ...nest]);
   }

@@ -67,6 +67,37 @@ add({
   dtypes: ['f32', 'bf16'],
 });
 
+// Split loops: the whole vectors of a row run a mask-free copy of the body up to a limit computed
+// before the loop (prefix masks: cols < w, offs < n, cols <= k, k >= cols), or while a test
+// holds (a suffix mask: cols >= k - 5), the rest the masked body. Row widths cut vectors at
+// every lane, rows end inside a tile and the tensor ends inside a row, so an off-by-one in a
+// limit reads or writes a lane the interpreter does not.
+add({
+  name: 'split loops',
+  kernel: jit(`function splitLoops(X, Out, S, n, w, k, BLOCK) {
+    const rows = programId(0) * 4 + arange(4);
+    const cols = arange(BLOCK);
+    const offs = expandDims(rows, 1) * w + expandDims(cols, 0);
+    const inRow = expandDims(cols < w, 0) && offs < n;
+    const x = load(X, offs, inRow, -3.0);
+    const y = where(expandDims(cols <= k, 0), x * 2.0, x);
+    store(Out, offs, y + 1.0, inRow);
+    store(Out, n + offs, x, inRow && expandDims(k >= cols, 0));
+    store(Out, 2 * n + offs, x - 1.0, inRow && expandDims(cols >= k - 5, 0));
+    store(S, rows, sum(where(inRow, x, 0.0), 1) + max(x, 1), rows * w < n);
+  }`, { signature: { X: 'ptr', Out: 'ptr', S: 'ptr', n: 'i32', w: 'i32', k: 'i32', BLOCK: 'constexpr' } }),
+  args: (rt, n, dt, r) => {
+    const w = 1 + (n % 61);
+    return [vec(rt, n, dt, r), zeros(rt, 3 * n, dt), zeros(rt, cdiv(n, w) + 4, 'f32'), n, w, w >> 1];
+  },
+  launch: (n) => ({ grid: [cdiv(cdiv(n, 1 + (n % 61)), 4)], BLOCK: 64 }),
+  outs: [1, 2],
+  // Row widths 1 + n % 61 of every residue mod 4, most with several rows: 2, 4, 18, 3, 5, 18,
+  // 21, 23, 47, 15, 29, 25, 1, 48.
+  sizes: [1, 3, 17, 63, 65, 78, 142, 144, 168, 197, 211, 1000, 1037, 2000],
+  dtypes: ['f32', 'bf16'],
+});
+
 add({
   name: 'saxpy',
   kernel: jit(`function saxpy(X, Y, Out, a, n, BLOCK) {
