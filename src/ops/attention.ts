@@ -7,7 +7,7 @@ import {
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
-import { fail, finite, floatTensor, output, sameShape } from './common.js';
+import { describe, fail, finite, floatTensor, output, sameShape } from './common.js';
 
 /** Options of `ops.attention`. */
 export interface AttentionOptions {
@@ -82,7 +82,7 @@ function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
     } else {
       const a = opts.kvLens;
       if (!Array.isArray(a) || a.length !== B || a.some((x) => !Number.isInteger(x) || x < 0)) {
-        fail(op, `kvLens must list ${B} non-negative integers (one per batch entry), got ${JSON.stringify(a)}`);
+        fail(op, `kvLens must list ${B} non-negative integers (one per batch entry), got ${describe(a)}`);
       }
       lens = rt.tensor(a.map((x) => Math.min(x, N)), [B], 'i32');
       ownLens = true;

@@ -34,15 +34,26 @@ export function output(op: string, rt: Runtime, shape: readonly number[], dtype:
   return out;
 }
 
+/** A short description of a bad argument for an error message (never a whole tensor or array). */
+export function describe(v: unknown): string {
+  if (typeof v === 'string') return v.length > 40 ? `${JSON.stringify(v.slice(0, 40))}...` : JSON.stringify(v);
+  if (v === null || typeof v !== 'object') return typeof v === 'function' ? 'a function' : String(v);
+  const t = v as { shape?: unknown; dtype?: unknown };
+  if (Array.isArray(t.shape) && typeof t.dtype === 'string') return `a tensor of shape [${t.shape.join(', ')}] (${t.dtype})`;
+  if (Array.isArray(v)) return v.length > 8 ? `[${v.slice(0, 8).map(describe).join(', ')}, ... (${v.length} items)]` : `[${v.map(describe).join(', ')}]`;
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`;
+  return `an object (${v.constructor?.name ?? 'Object'})`;
+}
+
 /** A finite number option. */
 export function finite(op: string, name: string, v: unknown, check?: (x: number) => boolean, expect = 'a finite number'): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || (check && !check(v))) fail(op, `${name} must be ${expect}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || (check && !check(v))) fail(op, `${name} must be ${expect}, got ${describe(v)}`);
   return v;
 }
 
 /** One of the listed strings. */
 export function oneOf<T extends string>(op: string, name: string, v: unknown, allowed: readonly T[]): T {
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) fail(op, `${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) fail(op, `${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
   return v as T;
 }
 
