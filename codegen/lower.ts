@@ -259,7 +259,10 @@ export class KernelLowering implements TileEnv {
 
   private dot(v: DotV, d: Buffer): Ref {
     const m = this.e.m;
-    const a = this.matBuf(v.a);
+    // A transpose only dots read: its source's buffer, read down the columns.
+    const a = v.a.op === 'trans' && this.plan.transReadByDot.has(v.a.id)
+      ? { ...this.matBuf(v.a.src), rows: v.a.shape[0]!, cols: v.a.shape[1]!, transposed: true }
+      : this.matBuf(v.a);
     const b = this.matBuf(v.b);
     const stmts: Ref[] = [];
     let accumulate = false;

@@ -20,6 +20,11 @@ export interface Plan {
   readonly defSite: ReadonlyMap<number, Site>;
   /** Dot value id -> carried value whose buffer the dot accumulates into (no copies). */
   readonly dotInPlace: ReadonlyMap<number, number>;
+  /**
+   * Transposes read by nothing but dots, as their left operand: not materialised; the dots read
+   * the source's buffer column-wise (the microkernel's splats walk a column instead of a row).
+   */
+  readonly transReadByDot: ReadonlySet<number>;
 }
 
 /**
@@ -100,6 +105,13 @@ export function planKernel(ir: KernelIR): Plan {
   };
   walk(ir.body, null);
   findInPlaceDots(ir.body, dotInPlace);
+  const transReadByDot = findTransOperands(ir.body);
+  for (const id of transReadByDot) {
+    const t = defSite.get(id)!;
+    const v = t.block[t.index] as Value & { op: 'trans' };
+    materialised.delete(id);
+    materialised.add(v.src.id);
+  }
   cutDeepChains(ir.body, materialised);
 
   // Pass 2 (to a fixpoint): lazy values whose consumers make recomputation wrong or wasteful.
@@ -198,7 +210,40 @@ export function planKernel(ir: KernelIR): Plan {
       }
     }
   }
-  return { materialised, defSite, dotInPlace };
+  return { materialised, defSite, dotInPlace, transReadByDot };
+}
+
+/** Transposes of 2-D tiles whose every use is the left operand of a dot (see Plan.transReadByDot). */
+function findTransOperands(body: readonly Instr[]): Set<number> {
+  const trans = new Map<number, boolean>();
+  const use = (v: Value, asDotA: boolean): void => {
+    if (v.op !== 'trans' || v.shape.length !== 2) return;
+    trans.set(v.id, (trans.get(v.id) ?? true) && asDotA);
+  };
+  const visit = (block: readonly Instr[]): void => {
+    for (const ins of block) {
+      if (isValue(ins)) {
+        if (ins.op === 'dot') {
+          use(ins.a, true);
+          use(ins.b, false);
+          if (ins.acc) use(ins.acc, false);
+        } else {
+          for (const o of operandsOf(ins)) use(o, false);
+        }
+      } else if (ins.op === 'store') {
+        [ins.offsets, ins.value, ...(ins.mask ? [ins.mask] : [])].forEach((o) => use(o, false));
+      } else if (ins.op === 'for') {
+        [ins.start, ins.end, ins.step, ...ins.inits, ...ins.yields].forEach((o) => use(o, false));
+        visit(ins.body);
+      } else if (ins.op === 'if') {
+        [ins.cond, ...ins.thenYields, ...ins.elseYields].forEach((o) => use(o, false));
+        visit(ins.then);
+        visit(ins.else);
+      }
+    }
+  };
+  visit(body);
+  return new Set([...trans].filter(([, onlyDotA]) => onlyDotA).map(([id]) => id));
 }
 
 /**

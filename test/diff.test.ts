@@ -283,6 +283,62 @@ for (const [bm, bn, bk] of [[16, 16, 8], [4, 8, 4], [32, 32, 16], [2, 4, 2], [8,
   });
 }
 
+// A stored K x M and read through trans(): the dot reads the loaded tile down its columns (no
+// transpose pass), in the microkernel (N >= 4) and the scalar one (N < 4); a second dot on the
+// same transpose, and one with it on the right, which keeps the transpose materialised.
+const MATMUL_TA = `function matmulTA(A, B, C, C2, M, N, K, BM, BN, BK) {
+  const rm = programId(0) * BM + arange(BM);
+  const rn = programId(1) * BN + arange(BN);
+  let acc = zeros([BM, BN]);
+  let acc2 = zeros([BM, BN]);
+  for (let k = 0; k < K; k += BK) {
+    const rk = k + arange(BK);
+    const at = trans(load(A, expandDims(rk, 1) * M + expandDims(rm, 0), expandDims(rk < K, 1) && expandDims(rm < M, 0)));
+    const b = load(B, expandDims(rk, 1) * N + expandDims(rn, 0), expandDims(rk < K, 1) && expandDims(rn < N, 0));
+    acc = dot(at, b, acc);
+    acc2 = dot(at, b * 2.0, acc2);
+  }
+  const mask = expandDims(rm < M, 1) && expandDims(rn < N, 0);
+  store(C, expandDims(rm, 1) * N + expandDims(rn, 0), acc, mask);
+  store(C2, expandDims(rm, 1) * N + expandDims(rn, 0), acc2, mask);
+}`;
+
+for (const [bm, bn, bk] of [[16, 16, 8], [4, 8, 4], [2, 4, 2], [8, 2, 4], [1, 8, 4]] as const) {
+  add({
+    name: `tiled matmul, A transposed, ${bm}x${bn}x${bk}`,
+    kernel: jit(MATMUL_TA, { signature: { A: 'ptr', B: 'ptr', C: 'ptr', C2: 'ptr', M: 'i32', N: 'i32', K: 'i32', BM: 'constexpr', BN: 'constexpr', BK: 'constexpr' } }),
+    args: (rt, n, dt, r) => {
+      const M = Math.min(n, 70), N = Math.min(n + 2, 37), K = Math.min(n, 45);
+      return [vec(rt, M * K, dt, r), vec(rt, K * N, dt, r), zeros(rt, M * N, 'f32'), zeros(rt, M * N, 'f32'), M, N, K];
+    },
+    launch: (n) => ({ grid: [cdiv(Math.min(n, 70), bm), cdiv(Math.min(n + 2, 37), bn)], BM: bm, BN: bn, BK: bk }),
+    outs: [2, 3],
+    sizes: [1, 3, 17, 63, 65],
+    dtypes: ['f32', 'bf16'],
+    tol: 1e-5,
+  });
+}
+
+add({
+  name: 'trans() on the right of a dot stays a transpose',
+  kernel: jit(`function rightT(X, Y, Out, B) {
+    const r = arange(B);
+    const x = load(X, expandDims(r, 1) * B + expandDims(r, 0));
+    const y = load(Y, expandDims(r, 1) * B + expandDims(r, 0));
+    const t = trans(y);
+    store(Out, expandDims(r, 1) * B + expandDims(r, 0), dot(t, x) + dot(x, t));
+  }`, { signature: { X: 'ptr', Y: 'ptr', Out: 'ptr', B: 'constexpr' } }),
+  args: (rt, n, dt, r) => {
+    const B = n >= 8 ? 8 : 2;
+    return [vec(rt, B * B, dt, r), vec(rt, B * B, dt, r), zeros(rt, B * B, 'f32')];
+  },
+  launch: (n) => ({ grid: [1], B: n >= 8 ? 8 : 2 }),
+  outs: [2],
+  sizes: [1, 17],
+  dtypes: ['f32'],
+  tol: 1e-5,
+});
+
 add({
   name: 'online softmax state carried through a loop',
   kernel: jit(`function online(X, Out, cols, BR, BC) {

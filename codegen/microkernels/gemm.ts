@@ -8,12 +8,16 @@
 import binaryen from 'binaryen';
 import type { Emit, Ref } from '../emit.js';
 
-/** A dense f32 matrix in scratch: `pitch` elements per row, at sbase + offset. */
+/**
+ * A dense f32 matrix in scratch: `pitch` elements per row, at sbase + offset. `transposed` (left
+ * operands only): element (i, k) sits at k * pitch + i, the buffer holding the transpose.
+ */
 export interface MatBuf {
   readonly offset: number;
   readonly rows: number;
   readonly cols: number;
   readonly pitch: number;
+  readonly transposed?: boolean;
 }
 
 /** One microkernel variant: MR rows x NR columns of D in registers, K unrolled by `unroll`. */
@@ -94,6 +98,8 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
   const nr = Math.min(nrWanted, N);
   const u = K % unroll === 0 ? unroll : 1;
   const nv = nr / 4;
+  const aStep = a.transposed ? a.pitch : 1;
+  const aRow = a.transposed ? 1 : a.pitch;
   const J = e.local(i32);
   const pA = e.local(i32);
   const pAEnd = e.local(i32);
@@ -107,8 +113,9 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
   const setup: Ref[] = [
     // pD = sbase + (I * d.pitch + J) * 4; buffer offsets ride in the load/store immediates.
     m.local.set(pD, m.i32.add(base(), m.i32.shl(m.i32.add(m.i32.mul(get(I), m.i32.const(d.pitch)), get(J)), m.i32.const(2)))),
-    m.local.set(pA, m.i32.add(base(), m.i32.shl(m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2)))),
-    m.local.set(pAEnd, m.i32.add(get(pA), m.i32.const(K * 4))),
+    // A's row I starts at I * pitch (I, transposed) and its k-th element is 1 (pitch) further.
+    m.local.set(pA, m.i32.add(base(), m.i32.shl(a.transposed ? get(I) : m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2)))),
+    m.local.set(pAEnd, m.i32.add(get(pA), m.i32.const(K * aStep * 4))),
     m.local.set(pB, m.i32.add(base(), m.i32.shl(get(J), m.i32.const(2)))),
   ];
   for (let r = 0; r < mr; r++) {
@@ -130,14 +137,14 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
     }
     for (let r = 0; r < mr; r++) {
       const splat = e.local(v128);
-      step.push(m.local.set(splat, m.v128.load32_splat(a.offset + (r * a.pitch + k) * 4, 4, get(pA))));
+      step.push(m.local.set(splat, m.v128.load32_splat(a.offset + (r * aRow + k * aStep) * 4, 4, get(pA))));
       for (let v = 0; v < nv; v++) {
         const al = acc[r]![v]!;
         step.push(m.local.set(al, e.madd(get(splat, v128), get(bv[v]!, v128), get(al, v128))));
       }
     }
   }
-  step.push(m.local.set(pA, m.i32.add(get(pA), m.i32.const(u * 4))));
+  step.push(m.local.set(pA, m.i32.add(get(pA), m.i32.const(u * aStep * 4))));
   step.push(m.local.set(pB, m.i32.add(get(pB), m.i32.const(u * b.pitch * 4))));
   const label = `dotk${nextLabel++}`;
   const kLoop = m.loop(label, m.block(null, [...step, m.br(label, m.i32.lt_u(get(pA), get(pAEnd)))]));
@@ -181,7 +188,7 @@ function scalarDot(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accu
   const id = nextLabel++;
   const kBody = [
     m.local.set(S, m.f32.add(get(S, f32), m.f32.mul(
-      m.f32.load(a.offset, 4, addr(a.offset, get(I), a.pitch, get(Kx))),
+      m.f32.load(a.offset, 4, a.transposed ? addr(a.offset, get(Kx), a.pitch, get(I)) : addr(a.offset, get(I), a.pitch, get(Kx))),
       m.f32.load(b.offset, 4, addr(b.offset, get(Kx), b.pitch, get(J))),
     ))),
   ];
