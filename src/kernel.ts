@@ -165,9 +165,14 @@ export class Kernel {
     return this.parsed.params;
   }
 
-  /** A hash of the source and inlined helpers: what a tuning result or a cache entry belongs to. */
+  /**
+   * A hash of the source, the inlined helpers and the compiler (tilejit's version, its codegen,
+   * binaryen's version): what a tuning result belongs to. Timings measured on other code are
+   * not reused.
+   */
   get hash(): string {
-    return hashKey([this.parsed.source, ...this.parsed.helperSources]);
+    this.baseHash ??= hashKey([this.parsed.source, ...this.parsed.helperSources, TILEJIT_VERSION, compilerFingerprint(), BINARYEN_VERSION]);
+    return this.baseHash;
   }
 
   /** Every compilation so far with its reason (first launch, a constexpr changed, ...). */
@@ -304,8 +309,7 @@ export class Kernel {
    * source, helpers and versions enter as one hash computed once per kernel object.
    */
   private fastKey(s: Spec): string {
-    this.baseHash ??= hashKey([this.parsed.source, ...this.parsed.helperSources, TILEJIT_VERSION, compilerFingerprint(), BINARYEN_VERSION]);
-    let k = `${this.baseHash}|${s.relaxed ? 'r' : 's'}${s.checked ? 'c' : ''}`;
+    let k = `${this.hash}|${s.relaxed ? 'r' : 's'}${s.checked ? 'c' : ''}`;
     for (const [name, v] of Object.entries(s.constexprs)) k += `|${name}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`;
     for (const [name, v] of Object.entries(s.tensorDtypes)) k += `|${name}:${v}`;
     for (const [name, v] of Object.entries(s.divisibility)) k += `|${name}%${v}`;
