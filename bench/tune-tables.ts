@@ -38,13 +38,17 @@ for (const op of only) {
 const threads = availableParallelism();
 const file = (rel: string): string => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const rowText = (r: Row): string => `{ ${Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'string' ? `'${v}'` : String(v)}`).join(', ')} }`;
-// The rates noted beside the rows that stay, read back from the files.
+// The rates noted beside the rows that stay, read back from the files, per table (two tables
+// can hold the same row text: softmax and layer norm both have { M, N, R, BN, SINGLE } rows).
 const oldNotes = new Map<string, string>();
 for (const f of ['templates/gemm-table.ts', 'templates/tuned-tables.ts']) {
-  for (const m of readFileSync(file(f), 'utf8').matchAll(/^ {2}(\{.*\}), \/\/ (.*)$/gm)) oldNotes.set(m[1]!, m[2]!);
+  for (const section of readFileSync(file(f), 'utf8').split(/^export const /m).slice(1)) {
+    const table = /^\w+/.exec(section)![0];
+    for (const m of section.matchAll(/^ {2}(\{.*\}), \/\/ (.*)$/gm)) oldNotes.set(`${table} ${m[1]!}`, m[2]!);
+  }
 }
 const tables: Record<string, { rows: Row[]; notes: string[] }> = {};
-const keep = (name: string, rows: readonly Row[]): void => void (tables[name] = { rows: [...rows], notes: rows.map((r) => oldNotes.get(rowText(r)) ?? '') });
+const keep = (name: string, rows: readonly Row[]): void => void (tables[name] = { rows: [...rows], notes: rows.map((r) => oldNotes.get(`${name} ${rowText(r)}`) ?? '') });
 keep('GEMM_TABLE', GEMM_TABLE.map((r) => ({ ...r })));
 keep('GEMV_TABLE', GEMV_TABLE);
 keep('SOFTMAX_TABLE', SOFTMAX_TABLE);
