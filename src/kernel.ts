@@ -199,7 +199,7 @@ export class Kernel {
     interpret(ir, spec.grid, spec.interpArgs, spec.runtime.memory.buffer, { kernelName: this.name });
   }
 
-  /** The optimised WebAssembly text of this specialisation. */
+  /** The WebAssembly text of this specialisation (the module that runs). */
   async wat(opts: LaunchOptions, ...args: KernelArg[]): Promise<string> {
     const spec = this.spec(opts, args);
     const out = await this.codegen(this.specialise(spec), spec, performance.now(), true);
