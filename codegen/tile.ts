@@ -646,6 +646,62 @@ export class TileLoop {
   }
 
   /**
+   * The fast part of a split loop (see `build`): `fullStmts` (the body with the masks of
+   * `leaves` taken as all true) from the column var's current value 0 up to the end computed
+   * before the loop from prefix leaves, or while the leaves' test holds; skipped when a
+   * lane-invariant leaf is false. Leaves the column var at the first vector it did not take.
+   */
+  private fastLoop(leaves: readonly { mask: Value; pos: readonly Idx[] }[], fullStmts: Ref[], copies: number, id: number): Ref {
+    const m = this.env.e.m;
+    const i32 = binaryen.i32;
+    const i64 = binaryen.i64;
+    const iv = this.vars[this.innerVar]!;
+    const ivGet = (): Ref => m.local.get(iv.local, i32);
+    const and = (refs: Ref[]): Ref => refs.reduce((a, b) => m.i32.and(a, b));
+    // Lane-invariant leaves (row masks) hold for the whole loop or not at all: tested once.
+    const once = leaves.filter((l) => l.mask.shape.length === 0 || !l.pos.includes('c'));
+    const rising = leaves.filter((l) => !once.includes(l));
+    const limits = this.inRareBranch(() => rising.map((l) => this.leafLimit(l)));
+    const T = this.env.e.local(i32);
+    const getT = (): Ref => m.local.get(T, i32);
+    // The loop's stop: iv >= T (T computed before it), or iv >= extent and a test each iteration.
+    const before: Ref[] = [];
+    const each: Ref[] = [];
+    let stop = m.i32.const(iv.extent);
+    if (rising.length && limits.every((x) => x !== null)) {
+      // Prefix leaves only (cols < N, ...): T = min(extent, each limit less the unrolled copies' reach), at least 0.
+      const L = this.env.e.local(i64);
+      const getL = (): Ref => m.local.get(L, i64);
+      before.push(m.local.set(L, m.i64.const(iv.extent)));
+      for (const lim of limits) {
+        const x = this.env.e.bind(i64, m.i64.sub(lim!, m.i64.const(iv.step * (copies - 1))));
+        before.push(x.set, m.local.set(L, m.select(m.i64.lt_s(x.get(), getL()), x.get(), getL())));
+      }
+      before.push(m.local.set(T, m.i32.wrap(m.select(m.i64.lt_s(getL(), m.i64.const(0)), m.i64.const(0), getL()))));
+      stop = getT();
+    } else if (rising.length) {
+      // Some leaf is not a prefix (cols >= lo): test every copy's vector at the top of each iteration.
+      for (let k = 0; k < copies; k++) {
+        if (k > 0) each.push(m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))));
+        const all = this.inRareBranch(() => and(rising.map((l) => this.leafTest(l))));
+        each.push(m.local.set(T, k === 0 ? all : m.i32.and(getT(), all)));
+      }
+      if (copies > 1) each.push(m.local.set(iv.local, m.i32.sub(ivGet(), m.i32.const(iv.step * (copies - 1)))));
+    }
+    const done = `fdone${id}`;
+    const label = `fast${id}`;
+    const loop = m.block(done, [...before, m.loop(label, m.block(null, [
+      m.br(done, m.i32.ge_s(ivGet(), stop)),
+      ...each,
+      ...(each.length ? [m.br(done, m.i32.eqz(getT()))] : []),
+      ...fullStmts,
+      m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))),
+      m.br(label),
+    ]))]);
+    return once.length ? m.if(this.inRareBranch(() => and(once.map((l) => this.leafTest(l)))), loop) : loop;
+  }
+
+  /**
    * Assemble the nest around `body` (statements run per inner iteration, after `inner`). Given
    * a generator, a vectorised inner loop is unrolled twice: two independent copies per
    * iteration let the CPU overlap the long dependency chains of vector math (measured 1.6-2x
@@ -690,45 +746,7 @@ export class TileLoop {
           forget();
           const fullStmts = unrolled();
           forget();
-          const leaves = [...sp.tests.values()];
-          const and = (refs: Ref[]): Ref => refs.reduce((a, b) => m.i32.and(a, b));
-          // Lane-invariant leaves (row masks) hold for the whole loop or not at all: tested once.
-          const once = leaves.filter((l) => l.mask.shape.length === 0 || !l.pos.includes('c'));
-          const rising = leaves.filter((l) => !once.includes(l));
-          const T = this.env.e.local(i32);
-          const test: Ref[] = [];
-          const i64 = binaryen.i64;
-          // Prefix leaves (cols < N): the fast part's end, computed once before it.
-          const limits = this.inRareBranch(() => rising.map((l) => this.leafLimit(l)));
-          const hoisted = limits.every((x) => x !== null);
-          const end: Ref[] = [];
-          if (hoisted && rising.length) {
-            const L = this.env.e.local(i64);
-            const lget = (): Ref => m.local.get(L, i64);
-            end.push(m.local.set(L, m.i64.const(iv.extent)));
-            for (const lim of limits) {
-              const x = this.env.e.bind(i64, m.i64.sub(lim!, m.i64.const(iv.step * (copies - 1))));
-              end.push(x.set, m.local.set(L, m.select(m.i64.lt_s(x.get(), lget()), x.get(), lget())));
-            }
-            end.push(m.local.set(T, m.i32.wrap(m.select(m.i64.lt_s(lget(), m.i64.const(0)), m.i64.const(0), lget()))));
-          }
-          for (let k = 0; k < copies && rising.length && !hoisted; k++) {
-            if (k > 0) test.push(m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))));
-            const all = this.inRareBranch(() => and(rising.map((l) => this.leafTest(l))));
-            test.push(m.local.set(T, k === 0 ? all : m.i32.and(m.local.get(T, i32), all)));
-          }
-          if (copies > 1 && rising.length && !hoisted) test.push(m.local.set(iv.local, m.i32.sub(ivGet(), m.i32.const(iv.step * (copies - 1)))));
-          const done = `fdone${id}`;
-          const label = `fast${id}`;
-          const loop = m.block(done, [...end, m.loop(label, m.block(null, [
-            m.br(done, m.i32.ge_s(ivGet(), hoisted && rising.length ? m.local.get(T, i32) : m.i32.const(iv.extent))),
-            ...test,
-            ...(rising.length && !hoisted ? [m.br(done, m.i32.eqz(m.local.get(T, i32)))] : []),
-            ...fullStmts,
-            m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))),
-            m.br(label),
-          ]))]);
-          fast = [once.length ? m.if(this.inRareBranch(() => and(once.map((l) => this.leafTest(l)))), loop) : loop];
+          fast = [this.fastLoop([...sp.tests.values()], fullStmts, copies, id)];
         }
       } finally {
         this.split = undefined;
