@@ -331,16 +331,11 @@ export class TileLoop {
           const b = a && this.allLanes(mask.b, pos);
           return a && b ? m.i32.and(a, b) : null;
         }
-        if (mask.a.dtype !== 'i32' || !['lt', 'le', 'gt', 'ge'].includes(mask.fn)) return null;
-        const ca = this.coefC(mask.a, pos), cb = this.coefC(mask.b, pos);
-        // One side walks the lanes (lane l is lane 0 + l), the other is the same in every lane.
-        const rising = ca === 1 && cb === 0 ? 'a' : ca === 0 && cb === 1 ? 'b' : null;
-        if (!rising) return null;
-        const a0 = this.memoScalar(mask.a, pos), b0 = a0 && this.memoScalar(mask.b, pos);
-        if (!a0 || !b0) return null;
+        const lc = this.laneCompare(mask, pos);
+        if (!lc) return null;
+        const { rising, a0, b0, small } = lc;
         // The extreme lane decides: lane 3 of the rising side where it must stay small, lane 0
         // where it must stay large. Lane 3 must not wrap past 2^31 - 1 (then: not all).
-        const small = (rising === 'a') === (mask.fn === 'lt' || mask.fn === 'le');
         const r0 = rising === 'a' ? a0 : b0;
         // Lane 0 of the rising side again (a fresh expression: one may not sit in two places).
         const noWrap = m.i32.le_s(this.memoScalar(rising === 'a' ? mask.a : mask.b, pos)!, m.i32.const(0x7ffffffc));
@@ -352,6 +347,22 @@ export class TileLoop {
       default:
         return null;
     }
+  }
+
+  /**
+   * An i32 compare (lt, le, gt, ge) of which one side walks the lanes (lane l is lane 0 + l)
+   * and the other is the same in every lane: which side rises, both sides' lane-0 values, and
+   * whether the rising side must stay below the other (`small`: cols < N, N > cols, the <=
+   * forms). Null for any other compare.
+   */
+  private laneCompare(mask: Value, pos: readonly Idx[]): { rising: 'a' | 'b'; a0: Ref; b0: Ref; small: boolean } | null {
+    if (mask.op !== 'binary' || mask.a.dtype !== 'i32' || !['lt', 'le', 'gt', 'ge'].includes(mask.fn)) return null;
+    const ca = this.coefC(mask.a, pos), cb = this.coefC(mask.b, pos);
+    const rising = ca === 1 && cb === 0 ? 'a' : ca === 0 && cb === 1 ? 'b' : null;
+    if (!rising) return null;
+    const a0 = this.memoScalar(mask.a, pos), b0 = a0 && this.memoScalar(mask.b, pos);
+    if (!a0 || !b0) return null;
+    return { rising, a0, b0, small: (rising === 'a') === (mask.fn === 'lt' || mask.fn === 'le') };
   }
 
   /**
@@ -399,18 +410,11 @@ export class TileLoop {
    */
   private leafLimit(leaf: { mask: Value; pos: readonly Idx[] }): Ref | null {
     const m = this.env.e.m;
-    const { mask, pos } = leaf;
-    if (mask.op !== 'binary' || mask.a.dtype !== 'i32' || !['lt', 'le', 'gt', 'ge'].includes(mask.fn)) return null;
-    const ca = this.coefC(mask.a, pos), cb = this.coefC(mask.b, pos);
-    const rising = ca === 1 && cb === 0 ? 'a' : ca === 0 && cb === 1 ? 'b' : null;
-    if (!rising) return null;
-    const lower = mask.fn === 'lt' || mask.fn === 'le';
-    if ((rising === 'a') !== lower) return null;
-    const a0 = this.memoScalar(mask.a, pos), b0 = a0 && this.memoScalar(mask.b, pos);
-    if (!a0 || !b0) return null;
-    const [r0, o] = rising === 'a' ? [a0, b0] : [b0, a0];
+    const lc = this.laneCompare(leaf.mask, leaf.pos);
+    if (!lc || !lc.small) return null;
+    const [r0, o] = lc.rising === 'a' ? [lc.a0, lc.b0] : [lc.b0, lc.a0];
     // All lanes true at column c iff r0 + c + 3 < o (or <= for the inclusive compares).
-    const strict = mask.fn === 'lt' || mask.fn === 'gt';
+    const strict = leaf.mask.op === 'binary' && (leaf.mask.fn === 'lt' || leaf.mask.fn === 'gt');
     return m.i64.sub(m.i64.sub(m.i64.extend_s(o), m.i64.extend_s(r0)), m.i64.const(strict ? 3 : 2));
   }
 
@@ -717,7 +721,7 @@ export class TileLoop {
       for (const [key, hit] of this.cache) if (hit.inner) this.cache.delete(key);
     };
     const id = nextLabel++;
-    let fast: Ref[] = [];
+    let fast: Ref | undefined;
     if (typeof body === 'function') {
       const copies = this.innerVar === 'c' && this.vec && (iv.extent / iv.step) % 2 === 0 ? 2 : 1;
       const unrolled = (): Ref[] => {
@@ -746,7 +750,7 @@ export class TileLoop {
           forget();
           const fullStmts = unrolled();
           forget();
-          fast = [this.fastLoop([...sp.tests.values()], fullStmts, copies, id)];
+          fast = this.fastLoop([...sp.tests.values()], fullStmts, copies, id);
         }
       } finally {
         this.split = undefined;
@@ -766,14 +770,14 @@ export class TileLoop {
       ];
     };
     let nest: Ref[];
-    if (fast.length) {
+    if (fast) {
       // The fast part leaves the var at the first vector it did not take; the masked part runs
       // from there (possibly not at all).
       const done = `sdone${id}`;
       const label = `in${id}`;
       nest = [
         m.local.set(iv.local, m.i32.const(0)),
-        ...fast,
+        fast,
         m.block(done, [m.loop(label, m.block(null, [
           m.br(done, m.i32.ge_s(ivGet(), m.i32.const(iv.extent))),
           ...innerStmts,
