@@ -105,13 +105,12 @@ export function planKernel(ir: KernelIR): Plan {
   };
   walk(ir.body, null);
   findInPlaceDots(ir.body, dotInPlace);
-  const transReadByDot = findTransOperands(ir.body);
-  for (const id of transReadByDot) {
-    const t = defSite.get(id)!;
-    const v = t.block[t.index] as Value & { op: 'trans' };
+  const transOperands = findTransOperands(ir.body);
+  for (const [id, t] of transOperands) {
     materialised.delete(id);
-    materialised.add(v.src.id);
+    materialised.add(t.src.id);
   }
+  const transReadByDot = new Set(transOperands.keys());
   cutDeepChains(ir.body, materialised);
 
   // Pass 2 (to a fixpoint): lazy values whose consumers make recomputation wrong or wasteful.
@@ -214,36 +213,34 @@ export function planKernel(ir: KernelIR): Plan {
 }
 
 /** Transposes of 2-D tiles whose every use is the left operand of a dot (see Plan.transReadByDot). */
-function findTransOperands(body: readonly Instr[]): Set<number> {
-  const trans = new Map<number, boolean>();
-  const use = (v: Value, asDotA: boolean): void => {
-    if (v.op !== 'trans' || v.shape.length !== 2) return;
-    trans.set(v.id, (trans.get(v.id) ?? true) && asDotA);
-  };
-  const visit = (block: readonly Instr[]): void => {
-    for (const ins of block) {
-      if (isValue(ins)) {
-        if (ins.op === 'dot') {
-          use(ins.a, true);
-          use(ins.b, false);
-          if (ins.acc) use(ins.acc, false);
-        } else {
-          for (const o of operandsOf(ins)) use(o, false);
-        }
-      } else if (ins.op === 'store') {
-        [ins.offsets, ins.value, ...(ins.mask ? [ins.mask] : [])].forEach((o) => use(o, false));
-      } else if (ins.op === 'for') {
-        [ins.start, ins.end, ins.step, ...ins.inits, ...ins.yields].forEach((o) => use(o, false));
-        visit(ins.body);
-      } else if (ins.op === 'if') {
-        [ins.cond, ...ins.thenYields, ...ins.elseYields].forEach((o) => use(o, false));
-        visit(ins.then);
-        visit(ins.else);
-      }
+function findTransOperands(body: readonly Instr[]): Map<number, Value & { op: 'trans' }> {
+  const trans = new Map<number, { v: Value & { op: 'trans' }; onlyDotA: boolean }>();
+  forEachUse(body, (o, user, index) => {
+    if (o.op !== 'trans' || o.shape.length !== 2) return;
+    const asDotA = isValue(user) && user.op === 'dot' && index === 0;
+    trans.set(o.id, { v: o, onlyDotA: (trans.get(o.id)?.onlyDotA ?? true) && asDotA });
+  });
+  return new Map([...trans].filter(([, t]) => t.onlyDotA).map(([id, t]) => [id, t.v]));
+}
+
+/**
+ * Every direct operand reference in `block` and the blocks nested in it: `fn(operand, user,
+ * index)`, index being the operand's place in the user's operand list (a dot's: a, b, acc).
+ */
+function forEachUse(block: readonly Instr[], fn: (operand: Value, user: Instr, index: number) => void): void {
+  for (const ins of block) {
+    const ops = isValue(ins) ? operandsOf(ins)
+      : ins.op === 'store' ? [ins.offsets, ins.value, ...(ins.mask ? [ins.mask] : [])]
+        : ins.op === 'for' ? [ins.start, ins.end, ins.step, ...ins.inits, ...ins.yields]
+          : ins.op === 'if' ? [ins.cond, ...ins.thenYields, ...ins.elseYields]
+            : [];
+    ops.forEach((o, k) => fn(o, ins, k));
+    if (ins.op === 'for') forEachUse(ins.body, fn);
+    else if (ins.op === 'if') {
+      forEachUse(ins.then, fn);
+      forEachUse(ins.else, fn);
     }
-  };
-  visit(body);
-  return new Set([...trans].filter(([, onlyDotA]) => onlyDotA).map(([id]) => id));
+  }
 }
 
 /**
@@ -315,24 +312,7 @@ function forLoopDots(loop: ForI, out: Map<number, number>): void {
     if (!loop.body.includes(y)) return;
     let count = 0;
     // Direct operand references only: every instruction of the body is scanned once.
-    const countUses = (v: Value): void => {
-      for (const o of operandsOf(v)) if (o === c) count++;
-    };
-    const scan = (blk: readonly Instr[]): void => {
-      for (const ins of blk) {
-        if (isValue(ins)) countUses(ins);
-        else if (ins.op === 'store') [ins.offsets, ins.value, ...(ins.mask ? [ins.mask] : [])].forEach((o) => { if (o === c) count++; });
-        else if (ins.op === 'for') {
-          [ins.start, ins.end, ins.step, ...ins.inits, ...ins.yields].forEach((o) => { if (o === c) count++; });
-          scan(ins.body);
-        } else if (ins.op === 'if') {
-          [ins.cond, ...ins.thenYields, ...ins.elseYields].forEach((o) => { if (o === c) count++; });
-          scan(ins.then);
-          scan(ins.else);
-        }
-      }
-    };
-    scan(loop.body);
+    forEachUse(loop.body, (o) => { if (o === c) count++; });
     loop.yields.forEach((o, j) => { if (j !== i && o === c) count++; });
     if (count === 1) out.set(y.id, c.id);
   });
