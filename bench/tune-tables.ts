@@ -40,9 +40,11 @@ const file = (rel: string): string => fileURLToPath(new URL(`../../../${rel}`, i
 const rowText = (r: Row): string => `{ ${Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'string' ? `'${v}'` : String(v)}`).join(', ')} }`;
 // The rates noted beside the rows that stay, read back from the files, per table (two tables
 // can hold the same row text: softmax and layer norm both have { M, N, R, BN, SINGLE } rows).
+const TABLE_FILES = ['templates/gemm-table.ts', 'templates/tuned-tables.ts'];
+const oldText = TABLE_FILES.map((f) => readFileSync(file(f), 'utf8'));
 const oldNotes = new Map<string, string>();
-for (const f of ['templates/gemm-table.ts', 'templates/tuned-tables.ts']) {
-  for (const section of readFileSync(file(f), 'utf8').split(/^export const /m).slice(1)) {
+for (const text of oldText) {
+  for (const section of text.split(/^export const /m).slice(1)) {
     const table = /^\w+/.exec(section)![0];
     for (const m of section.matchAll(/^ {2}(\{.*\}), \/\/ (.*)$/gm)) oldNotes.set(`${table} ${m[1]!}`, m[2]!);
   }
@@ -94,8 +96,8 @@ rt.dispose();
 const here = signatureId(machineSignature(threads)).replace(/\|/g, ', ');
 // Where each table was measured: here if this run tuned it, else what its file says.
 const measured: Record<string, string> = {};
-for (const f of ['templates/gemm-table.ts', 'templates/tuned-tables.ts']) {
-  for (const m of readFileSync(file(f), 'utf8').matchAll(/measured on ([^\n]*?)\.\n(?:.*\n)*?export const (\w+_TABLE)/g)) measured[m[2]!] ??= m[1]!;
+for (const text of oldText) {
+  for (const m of text.matchAll(/measured on ([^\n]*?)\.\n(?:.*\n)*?export const (\w+_TABLE)/g)) measured[m[2]!] ??= m[1]!;
 }
 for (const op of only) measured[TABLE_OF[op]!] = here;
 const on = (name: string): string => measured[name] ?? 'no machine yet';

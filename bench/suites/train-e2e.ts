@@ -37,10 +37,10 @@ export async function trainSuite(ctx: BenchContext): Promise<void> {
     ourTimes.push(await medianMs(() => ours.trainStep(x, y), { quick: ctx.quick, slow: true }));
   }
   const ratios = jsTimes.map((j, i) => j / ourTimes[i]!);
-  const round1 = (v: number): number => Math.round(v * 10) / 10;
+  const tenths = (v: number): number => Math.round(v * 10) / 10;
   const ms = (ourTimes[0]! + ourTimes[1]!) / 2;
   const jsMs = (jsTimes[0]! + jsTimes[1]!) / 2;
-  ctx.emit(line('train', name, 'tilejit', 2, ms, {}, err, { ...params, speedup_vs_js: round1((ratios[0]! + ratios[1]!) / 2), speedup_round1: round1(ratios[0]!), speedup_round2: round1(ratios[1]!) }));
+  ctx.emit(line('train', name, 'tilejit', 2, ms, {}, err, { ...params, speedup_vs_js: tenths((ratios[0]! + ratios[1]!) / 2), speedup_round1: tenths(ratios[0]!), speedup_round2: tenths(ratios[1]!) }));
   ctx.emit(line('train', name, 'naive-js', 1, jsMs, {}, 0, { ...params, repetitions: 2, round1_ms: Math.round(jsTimes[0]!), round2_ms: Math.round(jsTimes[1]!) }));
   const one = x.subarray(0, c.context * c.channels);
   await ours.predict(one);

@@ -52,9 +52,8 @@ export function dot(a: Float32Array, b: Float32Array, acc: Float32Array | undefi
 /**
  * Reduces `src` (shape `from`) along `axis` into `out`. sum: f64 accumulation, rounded once
  * (i32 sums wrap, exact since 2^16 elements of 2^31 stay below 2^53). max/min: Math.max/min,
- * so a NaN anywhere gives NaN.
+ * so a NaN anywhere gives NaN, unless `skipNan` (ReduceV.skipNan): then NaN elements are passed over.
  */
-/** `skipNan`: max/min pass over NaN elements (see ReduceV.skipNan). */
 export function reduce(fn: ReduceFn, src: Tile, from: Shape, axis: number, isInt: boolean, out: Tile, skipNan = false): void {
   const [R, C] = dims2(from);
   // Along axis 0 of a 2-D tile: C outputs, each over a column; otherwise over a row.
