@@ -5,11 +5,12 @@
  */
 import binaryen from 'binaryen';
 import { erf64, erfc64 } from '../src/util/erf.js';
+import { EXP2_FTZ_BELOW, EXP_FTZ_BELOW } from '../src/ir/ir.js';
 import type { Emit, Ref } from './emit.js';
 
 /**
  * Promised max error in ulp of the f32 result against the exact value, with or without FMA:
- * exp/exp2 over the whole finite range (subnormal results in ulps of 2^-149), log/log2 for
+ * exp/exp2 over the whole finite range (subnormal results in ulps of 2^-149), expFtz/exp2Ftz (exp(x, true), exp2(x, true)) from their cutoffs up, log/log2 for
  * positive normal and subnormal x, rsqrt for x > 0. tanh, sigmoid and erf are bounded relative
  * to the result everywhere, near 0 and in sigmoid's subnormal tail included, so no absolute
  * bound is needed. Measured worst cases (FMA on or off; MATH_WORST=1 prints them in
@@ -17,8 +18,8 @@ import type { Emit, Ref } from './emit.js';
  * rsqrt 1.5.
  */
 export const MATH_ULP = {
-  exp: 2, exp2: 2, log: 2, log2: 2, tanh: 4, sigmoid: 4, erf: 4, rsqrt: 2,
-} as const satisfies Readonly<Record<'exp' | 'exp2' | 'log' | 'log2' | 'tanh' | 'sigmoid' | 'erf' | 'rsqrt', number>>;
+  exp: 2, expFtz: 2, exp2: 2, exp2Ftz: 2, log: 2, log2: 2, tanh: 4, sigmoid: 4, erf: 4, rsqrt: 2,
+} as const satisfies Readonly<Record<'exp' | 'expFtz' | 'exp2' | 'exp2Ftz' | 'log' | 'log2' | 'tanh' | 'sigmoid' | 'erf' | 'rsqrt', number>>;
 
 const v128 = binaryen.v128;
 const ERF_SMALL_DEG = 8;
@@ -131,6 +132,33 @@ export function vExp(e: Emit, x: Ref): Ref {
   return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale2(e, p, n.t))], v128);
 }
 
+/** 2(e^r - 1)/r: the flushing exp's quotient, scaled by 2 (exact) for its single 2^(n-1) step. */
+const EXPM1_R2 = EXPM1_R.map((c) => 2 * c);
+/** 2·2^r, for vExp2Ftz's 2^(n-1) step. */
+const EXP2_R2 = EXP2_R.map((c) => 2 * c);
+
+/**
+ * e^x with tiny results flushed, ≤ 2 ulp: +0 below EXP_FTZ_BELOW (results under 1.7e-38, the
+ * normal range's bottom third and the subnormals), overflow to +Inf above 88.72. The scale is
+ * one exact multiply by 2^(n-1), built with one shift, against the full exp's two half steps
+ * that keep gradual underflow: three fewer FP-port ops a vector (softmax, attention: their
+ * arguments are <= 0 and what they flush is below any sum's ulp).
+ */
+export function vExpFtz(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  const z = zeroBelow(e, X.get, EXP_FTZ_BELOW);
+  // n <= 128, so 2^(n-1) stays finite; 2e^r · 2^127 overflows on its own past 88.72.
+  const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 88.75)));
+  // t's low bits hold n + 126 (bias 126): t << 23 is 2^(n-1), the shift dropping t's high bits.
+  const n = roundMagic(e, xc.get, Math.LOG2E, 126);
+  const HI = 0.693359375;
+  const LO = Math.LN2 - HI;
+  const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), xc.get())));
+  const p2 = e.madd(r.get(), poly(e, r.get, EXPM1_R2), f(e, 2));
+  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(m.f32x4.mul(p2, m.i32x4.shl(n.t(), m.i32.const(23))))], v128);
+}
+
 /** 2^x, ≤ 2 ulp; +Inf from 128, gradual underflow to 0 below -150. */
 export function vExp2(e: Emit, x: Ref): Ref {
   const m = e.m;
@@ -143,6 +171,19 @@ export function vExp2(e: Emit, x: Ref): Ref {
   // Horner here: Estrin's extra rounding measured worse in exp2's subnormal range.
   const p = poly(e, r.get, EXP2_R);
   return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale2(e, p, n.t))], v128);
+}
+
+/** 2^x with tiny results flushed (exp2(x, true)), ≤ 2 ulp: +0 below EXP2_FTZ_BELOW, as vExpFtz; +Inf from 128. */
+export function vExp2Ftz(e: Emit, x: Ref): Ref {
+  const m = e.m;
+  const X = e.bind(v128, x);
+  const z = zeroBelow(e, X.get, EXP2_FTZ_BELOW);
+  // n <= 128: 2·2^r · 2^127 overflows on its own from 128.
+  const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 128.5)));
+  const n = roundMagic(e, xc.get, 1, 126);
+  const r = e.bind(v128, m.f32x4.sub(xc.get(), n.nf()));
+  const p2 = poly(e, r.get, EXP2_R2);
+  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(m.f32x4.mul(p2, m.i32x4.shl(n.t(), m.i32.const(23))))], v128);
 }
 
 /**

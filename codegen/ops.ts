@@ -6,7 +6,7 @@
 import binaryen from 'binaryen';
 import type { BinaryFn, DType, UnaryFn } from '../src/ir/ir.js';
 import type { Emit, Ref } from './emit.js';
-import { vErf, vExp, vExp2, vGelu, vGeluGrad, vGeluTanh, vGeluTanhGrad, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from './math.js';
+import { vErf, vExp, vExpFtz, vExp2, vExp2Ftz, vGelu, vGeluGrad, vGeluTanh, vGeluTanhGrad, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from './math.js';
 
 export type Mode = 'v' | 's';
 
@@ -28,7 +28,7 @@ function scalarViaVector(e: Emit, f: (e: Emit, x: Ref) => Ref, x: Ref): Ref {
 }
 
 const VMATH: Partial<Record<UnaryFn, (e: Emit, x: Ref) => Ref>> = {
-  exp: vExp, exp2: vExp2, log: vLog, log2: vLog2, tanh: vTanh, sigmoid: vSigmoid, erf: vErf, rsqrt: vRsqrt, gelu: vGelu, geluTanh: vGeluTanh, geluGrad: vGeluGrad, geluTanhGrad: vGeluTanhGrad,
+  exp: vExp, expFtz: vExpFtz, exp2: vExp2, exp2Ftz: vExp2Ftz, log: vLog, log2: vLog2, tanh: vTanh, sigmoid: vSigmoid, erf: vErf, rsqrt: vRsqrt, gelu: vGelu, geluTanh: vGeluTanh, geluGrad: vGeluGrad, geluTanhGrad: vGeluTanhGrad,
 };
 
 /** Unary op on a value of dtype `dt` (the operand's dtype; the result has the same dtype). */

@@ -36,7 +36,7 @@ export interface Plan {
 export const MAX_FUSED_DEPTH = 64;
 
 const INHERENT = new Set(['dot', 'reduce', 'trans', 'carried', 'result']);
-const EXPENSIVE_UNARY = new Set(['exp', 'exp2', 'log', 'log2', 'tanh', 'sigmoid', 'erf', 'sqrt', 'rsqrt']);
+const EXPENSIVE_UNARY = new Set(['exp', 'expFtz', 'exp2', 'exp2Ftz', 'log', 'log2', 'tanh', 'sigmoid', 'erf', 'sqrt', 'rsqrt']);
 
 /** Operands a lazy value reads (for fused evaluation). */
 export function lazyOperands(v: Value): Value[] {

@@ -105,8 +105,8 @@ export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, gr
     const mnew = maximum(mi, max(s, 1, false, false));
     // Rows with nothing valid yet keep max -Infinity; subtract 0 instead so exp2 gives 0, not NaN.
     const msafe = where(mnew == -Infinity, 0.0, mnew);
-    const alpha = exp2(mi - msafe);
-    let p = exp2(s - expandDims(msafe, 1));
+    const alpha = exp2(mi - msafe, true);
+    let p = exp2(s - expandDims(msafe, 1), true);
     li = li * alpha + sum(p, 1);
     if (DROPOUT) {
       const keep = keepMask(seed, bh, rm, rn, N, pdrop);
@@ -160,7 +160,7 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
       const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
       const q = load(Q, qoffs, mq, 0.0);
       const lse = load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634;
-      let p = exp2(dot(q, trans(k)) * c - expandDims(lse, 1));
+      let p = exp2(dot(q, trans(k)) * c - expandDims(lse, 1), true);
       if (needsMask(mb, nb * BN, kvLen, BM, BN, CAUSAL, WINDOW)) {
         p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
       }
@@ -205,7 +205,7 @@ export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq,
     const kvoffs = kbase + expandDims(rn, 1) * D + expandDims(rd, 0);
     const mk = expandDims(rn < N, 1);
     const k = load(K, kvoffs, mk, 0.0);
-    let p = exp2(dot(q, trans(k)) - lse);
+    let p = exp2(dot(q, trans(k)) - lse, true);
     if (needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW)) {
       p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
     }

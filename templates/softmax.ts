@@ -21,7 +21,7 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
       const y = ld(X, offs, m, 0.0, EVEN);
       const dy = ld(Dy, offs, m, 0.0, EVEN);
       if (LOG) {
-        st(Out, offs, dy - exp(y) * expandDims(sum(dy, 1), 1), m, EVEN);
+        st(Out, offs, dy - exp(y, true) * expandDims(sum(dy, 1), 1), m, EVEN);
       } else {
         st(Out, offs, y * (dy - expandDims(sum(dy * y, 1), 1)), m, EVEN);
       }
@@ -29,7 +29,7 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
       const x = ld(X, offs, m, -Infinity, EVEN);
       // A NaN reaches the whole row through the sum, so the max may skip it (propagateNan false).
       const z = x - expandDims(max(x, 1, false, false), 1);
-      const e = exp(z);
+      const e = exp(z, true);
       if (LOG) {
         st(Out, offs, z - expandDims(log(sum(e, 1)), 1), m, EVEN);
       } else {
@@ -51,7 +51,7 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
         const m = cols < N;
         const y = load(X, base + cols, m, 0.0);
         const dy = load(Dy, base + cols, m, 0.0);
-        if (LOG) { store(Out, base + cols, dy - exp(y) * acc, m); } else { store(Out, base + cols, y * (dy - acc), m); }
+        if (LOG) { store(Out, base + cols, dy - exp(y, true) * acc, m); } else { store(Out, base + cols, y * (dy - acc), m); }
       }
     } else {
       let mx = -Infinity;
@@ -62,7 +62,7 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
         const mnew = maximum(mx, max(x, 0, false, false));
         // Rescale the sum to the new max; equal maxima (both -Infinity too) keep it as it is.
         // A chunk of only -Infinity (mnew still -Infinity) adds exp(-Infinity - 0) = 0.
-        s = s * where(mnew == mx, 1.0, exp(mx - mnew)) + sum(exp(x - where(mnew == -Infinity, 0.0, mnew)), 0);
+        s = s * where(mnew == mx, 1.0, exp(mx - mnew, true)) + sum(exp(x - where(mnew == -Infinity, 0.0, mnew), true), 0);
         mx = mnew;
       }
       const ls = log(s);
@@ -71,7 +71,7 @@ export const SOFTMAX_SOURCE = `function softmax(X, Dy, Out, M, N, R, BN, LOG, BW
         const cols = c + arange(BN);
         const m = cols < N;
         const x = load(X, base + cols, m, 0.0);
-        if (LOG) { store(Out, base + cols, x - mx - ls, m); } else { store(Out, base + cols, exp(x - mx) * inv, m); }
+        if (LOG) { store(Out, base + cols, x - mx - ls, m); } else { store(Out, base + cols, exp(x - mx, true) * inv, m); }
       }
     }
   }

@@ -132,6 +132,14 @@ const CASES: Case[] = [
     src: 'function k(Out, n) {\n  store(Out, 0, max(arange(8) * 1.0, 0, false, n > 0));\n}',
   },
   {
+    name: 'flushTiny must be a constexpr boolean', code: 'E_CONSTEXPR', sig: PN, where: 'n > 0)', message: /flushTiny/,
+    src: 'function k(Out, n) {\n  store(Out, 0, exp2(1.0, n > 0));\n}',
+  },
+  {
+    name: 'log takes no flushTiny', code: 'E_ARITY', sig: P, where: 'log(',
+    src: 'function k(Out) {\n  store(Out, 0, log(2.0, true));\n}',
+  },
+  {
     name: 'sum takes no propagateNan', code: 'E_ARITY', sig: P, where: 'sum(',
     src: 'function k(Out) {\n  store(Out, 0, sum(arange(8) * 1.0, 0, false, false));\n}',
   },

@@ -5,7 +5,8 @@
  */
 import { describe, expect, test } from 'vitest';
 import { erf64, gelu64, geluGrad64, geluTanh64, geluTanhGrad64 } from '../src/util/erf.js';
-import { GELU_BOUND, GELU_GRAD_BOUND, MATH_ULP, vErf, vGelu, vGeluGrad, vGeluTanh, vGeluTanhGrad, vExp, vExp2, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from '../codegen/math.js';
+import { EXP2_FTZ_BELOW, EXP_FTZ_BELOW } from '../src/ir/ir.js';
+import { GELU_BOUND, GELU_GRAD_BOUND, MATH_ULP, vErf, vGelu, vGeluGrad, vGeluTanh, vGeluTanhGrad, vExp, vExpFtz, vExp2, vExp2Ftz, vLog, vLog2, vRsqrt, vSigmoid, vTanh } from '../codegen/math.js';
 import { bitsOf, floatOf, HAS_RELAXED, ulpAt, ulpError, vectorMap } from './util/wasmharness.js';
 import type { Emit, Ref } from '../codegen/emit.js';
 
@@ -46,9 +47,20 @@ const CASES: Case[] = [
     specials: [[Infinity, Infinity], [-Infinity, 0], [0, 1], [-0, 1], [89, Infinity], [-104, 0], [1e30, Infinity], [-1e30, 0]],
   },
   {
+    // exp(x, true): +0 below the cutoff, one 2^(n-1) scale above it.
+    name: 'expFtz', fn: vExpFtz, ref: (x) => (x < EXP_FTZ_BELOW ? 0 : Math.exp(x)), lo: -110, hi: 90, step: 1009,
+    edges: [Math.log(MAXF), EXP_FTZ_BELOW, -125.5 * Math.LN2, 0, 88.75],
+    specials: [[Infinity, Infinity], [-Infinity, 0], [0, 1], [-0, 1], [88.75, Infinity], [-87, 0], [-100, 0], [1e30, Infinity], [-1e30, 0]],
+  },
+  {
     name: 'exp2', fn: vExp2, ref: (x) => 2 ** x, lo: -160, hi: 130, step: 1009,
     edges: [128, -126, -149, -150, 0, 0.5, -0.5],
     specials: [[Infinity, Infinity], [-Infinity, 0], [0, 1], [3, 8], [-149, TINY], [-126, 2 ** -126], [128, Infinity], [-151, 0]],
+  },
+  {
+    name: 'exp2Ftz', fn: vExp2Ftz, ref: (x) => (x < EXP2_FTZ_BELOW ? 0 : 2 ** x), lo: -160, hi: 130, step: 1009,
+    edges: [128, EXP2_FTZ_BELOW, -125.5, 0, 0.5, -0.5, 128.5],
+    specials: [[Infinity, Infinity], [-Infinity, 0], [0, 1], [3, 8], [-125, 2 ** -125], [-126, 0], [128, Infinity], [127, 2 ** 127], [-151, 0]],
   },
   {
     name: 'log', fn: vLog, ref: Math.log, lo: 0, hi: MAXF, step: 1009,
@@ -89,7 +101,7 @@ test('relaxed SIMD is available to test the FMA path', () => {
 });
 
 test('MATH_ULP states the promised bounds', () => {
-  expect(MATH_ULP).toEqual({ exp: 2, exp2: 2, log: 2, log2: 2, tanh: 4, sigmoid: 4, erf: 4, rsqrt: 2 });
+  expect(MATH_ULP).toEqual({ exp: 2, expFtz: 2, exp2: 2, exp2Ftz: 2, log: 2, log2: 2, tanh: 4, sigmoid: 4, erf: 4, rsqrt: 2 });
 });
 
 describe.each(targets.map((relaxed) => ({ relaxed })))('vector math (relaxed FMA: $relaxed)', ({ relaxed }) => {
@@ -129,9 +141,11 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('exp and exp2 on vectors 
   // subnormal-result branch must each give every lane its own right answer.
   const pools = {
     exp: [-103.5, -100, -95, -88, -87.2, -86.9, -60, -1, 0, 3, 80, 88.72, 88.7229, 89, 200, -200, -Infinity, Infinity, NaN],
+    expFtz: [-100, -87, -86.99, -86.97, -86.5, -60, -1, 0, 3, 80, 88.72, 88.7229, 89, 200, -200, -Infinity, Infinity, NaN],
     exp2: [-150.5, -149, -140, -126.3, -125.6, -125.4, -60, -1, 0, 3, 127.9, 128, 130, -300, -Infinity, Infinity, NaN],
+    exp2Ftz: [-150.5, -126, -125.5, -125.49, -125.4, -60, -1, 0, 3, 127.9, 128, 128.5, 130, -300, -Infinity, Infinity, NaN],
   };
-  test.each([['exp', vExp, Math.exp], ['exp2', vExp2, (x: number) => 2 ** x]] as const)('%s', (name, fn, ref) => {
+  test.each([['exp', vExp, Math.exp], ['expFtz', vExpFtz, (x: number) => (x < EXP_FTZ_BELOW ? 0 : Math.exp(x))], ['exp2', vExp2, (x: number) => 2 ** x], ['exp2Ftz', vExp2Ftz, (x: number) => (x < EXP2_FTZ_BELOW ? 0 : 2 ** x)]] as const)('%s', (name, fn, ref) => {
     const run = vectorMap(fn, relaxed);
     const pool = pools[name];
     let s = 7;

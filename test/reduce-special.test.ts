@@ -6,6 +6,7 @@
  */
 import { afterAll, describe, expect, test } from 'vitest';
 import { jit, Runtime } from '../src/index.js';
+import { EXP2_FTZ_BELOW, EXP_FTZ_BELOW } from '../src/ir/ir.js';
 
 const rtP = Runtime.create({ threads: 0 });
 afterAll(async () => (await rtP).dispose());
@@ -144,6 +145,45 @@ describe('minimum / maximum against a constant (lowered to pmin / pmax)', () => 
           }
         }
       });
+    }
+  });
+});
+
+describe.each([
+  ['exp', EXP_FTZ_BELOW, Math.exp],
+  ['exp2', EXP2_FTZ_BELOW, (x: number) => 2 ** x],
+] as const)('%s(x, flushTiny = true)', (fn, below, f) => {
+  // +0 below the cutoff (the first f32 under it, -Infinity, -1e30), the plain function from it
+  // up (the cutoff itself, overflow, NaN): compiled as tile lanes and as a scalar, interpreted,
+  // and folded from constants.
+  const ref = (x: number): number => Math.fround(x < below ? 0 : f(x));
+  const under = (x: number): number => new Float32Array(new Uint32Array([new Uint32Array(Float32Array.of(x).buffer)[0]! + 1]).buffer)[0]!;
+  const xs = [below, under(below), below + 0.5, -1e30, -Infinity, 0, 1, -1, 80, 127.9, 200, Infinity, NaN, -200, -3.5, 0.25];
+  const kern = jit(`function e(X, Out) {
+  const i = arange(16);
+  store(Out, i, ${fn}(load(X, i), true));
+  store(Out, 16 + i, ${fn}(load(X, i), false));
+  for (let j = 0; j < 16; j++) { store(Out, 32 + j, ${fn}(load(X, j), true)); }
+  store(Out, 48, ${fn}(${below} - 1.0, true));
+  store(Out, 49, ${fn}(${below}, true));
+}`, { signature: { X: 'ptr', Out: 'ptr' } });
+  test('compiled and interpreted: +0 below the cutoff, the exact function from it up', async () => {
+    const rt = await rtP;
+    const X = rt.tensor(Float32Array.from(xs), [16]);
+    for (const run of ['launch', 'interpret'] as const) {
+      const O = rt.empty([50]);
+      await kern[run]({ grid: [1] }, X, O);
+      const got = O.toArray();
+      xs.forEach((x, j) => {
+        const want = ref(Math.fround(x));
+        for (const at of [j, 32 + j]) {
+          const ok = Object.is(got[at], want) || (Number.isFinite(want) && Math.abs(got[at]! - want) <= 2 * Math.abs(want) * 2 ** -23);
+          expect(ok, `${run}: ${fn}(${x}, true) at ${at} = ${got[at]}, want ${want}`).toBe(true);
+        }
+      });
+      expect(got[16 + 1], `${run}: ${fn} without the flag keeps the tiny result`).toBeGreaterThan(0);
+      expect(got[48], `${run}: folded below the cutoff`).toBe(0);
+      expect(got[49], `${run}: folded at the cutoff`).toBeGreaterThan(0);
     }
   });
 });

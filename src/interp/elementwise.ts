@@ -6,6 +6,7 @@
 import type { BinaryFn, DType, UnaryFn } from '../ir/ir.js';
 import { erf64, gelu64, geluGrad64, geluTanh64, geluTanhGrad64 } from '../util/erf.js';
 import type { Tile } from './memory.js';
+import { EXP2_FTZ_BELOW, EXP_FTZ_BELOW } from '../ir/ir.js';
 
 /** f32 unary functions in f64 (the Float32Array store rounds the result to f32). */
 const F32_UNARY: Record<Exclude<UnaryFn, 'not'>, (x: number) => number> = {
@@ -16,6 +17,8 @@ const F32_UNARY: Record<Exclude<UnaryFn, 'not'>, (x: number) => number> = {
   sqrt: Math.sqrt,
   rsqrt: (x) => 1 / Math.sqrt(x),
   exp: Math.exp,
+  expFtz: (x) => (x < EXP_FTZ_BELOW ? 0 : Math.exp(x)),
+  exp2Ftz: (x) => (x < EXP2_FTZ_BELOW ? 0 : 2 ** x),
   exp2: (x) => 2 ** x,
   log: Math.log,
   log2: Math.log2,

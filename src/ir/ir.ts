@@ -31,8 +31,17 @@ export type UnaryFn =
   | 'neg' | 'not' // not: bool -> bool (logical), i32 -> i32 (bitwise)
   | 'abs' | 'floor' | 'ceil' | 'sqrt' | 'rsqrt'
   | 'exp' | 'exp2' | 'log' | 'log2' | 'tanh' | 'sigmoid' | 'erf'
+  | 'expFtz' | 'exp2Ftz' // exp(x, true), exp2(x, true): +0 below EXP_FTZ_BELOW / EXP2_FTZ_BELOW
   | 'gelu' | 'geluTanh' // x·Φ(x), and its tanh approximation 0.5x(1 + tanh(√(2/π)(x + 0.044715x³)))
   | 'geluGrad' | 'geluTanhGrad'; // their derivatives
+
+/**
+ * Below these, `exp(x, true)` ('expFtz') and `exp2(x, true)` ('exp2Ftz') give +0 (the true
+ * results are under 1.7e-38): from here up n = round(x·log2 e) (round(x)) is >= -125, so the
+ * compiled form's single 2^(n-1) step is a normal number.
+ */
+export const EXP_FTZ_BELOW = Math.fround(-86.98);
+export const EXP2_FTZ_BELOW = Math.fround(-125.49);
 
 export type BinaryFn =
   | 'add' | 'sub' | 'mul' | 'div' // div on i32 truncates toward zero; x/0 on i32 traps

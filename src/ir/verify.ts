@@ -20,7 +20,7 @@ export function operandsOf(v: Value): Value[] {
 const CMP = new Set(['lt', 'le', 'gt', 'ge', 'eq', 'ne']);
 const LOGIC = new Set(['and', 'or', 'xor']);
 const SHIFT = new Set(['shl', 'shr', 'shru']);
-const FLOAT_ONLY = new Set(['sqrt', 'rsqrt', 'exp', 'exp2', 'log', 'log2', 'tanh', 'sigmoid', 'erf', 'gelu', 'geluTanh', 'geluGrad', 'geluTanhGrad', 'floor', 'ceil']);
+const FLOAT_ONLY = new Set(['sqrt', 'rsqrt', 'exp', 'expFtz', 'exp2', 'exp2Ftz', 'log', 'log2', 'tanh', 'sigmoid', 'erf', 'gelu', 'geluTanh', 'geluGrad', 'geluTanhGrad', 'floor', 'ceil']);
 
 const sameShape = (a: Shape, b: Shape): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 const text = (s: Shape): string => `[${s.join(', ')}]`;

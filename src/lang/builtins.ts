@@ -4,6 +4,7 @@
  */
 import type * as acorn from 'acorn';
 import type { DType, ReduceFn, Shape, UnaryFn, Value } from '../ir/ir.js';
+import { EXP2_FTZ_BELOW, EXP_FTZ_BELOW } from '../ir/ir.js';
 import { erf64, gelu64, geluGrad64, geluTanh64, geluTanhGrad64 } from '../util/erf.js';
 import type { Specializer } from './specialize.js';
 import { broadcastShapes, describe, POISON, sameShape, type Val } from './values.js';
@@ -242,8 +243,16 @@ const MATH: Record<string, [UnaryFn, (x: number) => number]> = {
   erf: ['erf', erf64], gelu: ['gelu', gelu64], geluTanh: ['geluTanh', geluTanh64],
   geluGrad: ['geluGrad', geluGrad64], geluTanhGrad: ['geluTanhGrad', geluTanhGrad64],
 };
-for (const [name, [fn, fold]] of Object.entries(MATH)) {
-  def(name, 1, 1, `${name}(x)`, (sp, node, [a]) => {
+/** The math functions with a flushing form: its IR function and the argument below which it gives +0. */
+const FLUSHING: Record<string, [UnaryFn, number]> = { exp: ['expFtz', EXP_FTZ_BELOW], exp2: ['exp2Ftz', EXP2_FTZ_BELOW] };
+for (const [name, [fn0, fold0]] of Object.entries(MATH)) {
+  // exp/exp2(x, flushTiny = false): flushTiny (a constexpr) gives +0 for results under 1.7e-38, for a cheaper scale.
+  const flush = FLUSHING[name];
+  def(name, 1, flush ? 2 : 1, flush ? `${name}(x, flushTiny = false)` : `${name}(x)`, (sp, node, [a, flag]) => {
+    if (flag && !(flag.kind === 'ce' && typeof flag.v === 'boolean')) sp.b.fail(argNode(node, 1), 'E_CONSTEXPR', 'flushTiny must be a constexpr boolean');
+    const ftz = flush !== undefined && flag !== undefined && flag.kind === 'ce' && flag.v === true;
+    const fn: UnaryFn = ftz ? flush[0] : fn0;
+    const fold = ftz ? (x: number): number => (x < flush[1] ? 0 : fold0(x)) : fold0;
     // abs keeps an integer an integer, folded or not (abs(k) of an i32 k is i32 too), and wraps
     // as i32 does at run time: abs(-2^31) is -2^31.
     if (a!.kind === 'ce' && typeof a!.v === 'number') {
