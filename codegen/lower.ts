@@ -5,7 +5,7 @@
  */
 import binaryen from 'binaryen';
 import {
-  isValue, numel, type DotV, type ForI, type IfI, type Instr, type KernelIR, type ReduceV, type Value,
+  isValue, numel, type DotV, type ForI, type IfI, type Instr, type KernelIR, type LoadV, type ReduceV, type Value,
 } from '../src/ir/ir.js';
 import { LimitError, MAX_SCRATCH_BYTES } from '../src/ir/limits.js';
 import { BoundsChecks } from './bounds.js';
@@ -14,6 +14,7 @@ import { emitDot, type MatBuf } from './microkernels/gemm.js';
 import { emitBinary, wasmType } from './ops.js';
 import { lazyOperands, planKernel, type Plan } from './plan.js';
 import { TileLoop, type Buffer, type TensorSize, type TileEnv } from './tile.js';
+import type { Coef } from './affine.js';
 
 /** Fixed leading params of the program function: p0 p1 p2 g0 g1 g2 sbase. */
 export const PROGRAM_FIXED_PARAMS = 7;
@@ -53,7 +54,7 @@ export class KernelLowering implements TileEnv {
    * @param scratchHeader bytes of scratch header below the program's scratch base
    */
   constructor(readonly e: Emit, readonly ir: KernelIR, opts: { checked?: boolean; scratchHeader?: number } = {}) {
-    this.plan = planKernel(ir);
+    this.plan = planKernel(ir, { inPlaceDots: !opts.checked });
     if (opts.checked) {
       this.checks = new BoundsChecks(e, this.sbase, opts.scratchHeader ?? 0);
       ir.params.forEach((p, i) => {
@@ -260,11 +261,13 @@ export class KernelLowering implements TileEnv {
   private dot(v: DotV, d: Buffer): Ref {
     const m = this.e.m;
     // A transpose only dots read: its source's buffer, read down the columns.
-    const a = v.a.op === 'trans' && this.plan.transReadByDot.has(v.a.id)
-      ? { ...this.matBuf(v.a.src), rows: v.a.shape[0]!, cols: v.a.shape[1]!, transposed: true }
-      : this.matBuf(v.a);
-    const b = this.matBuf(v.b);
     const stmts: Ref[] = [];
+    const inPlace = this.plan.dotReadsInPlace.get(v.a.id);
+    const a = inPlace && v.a.op === 'load' ? this.inPlaceMat(v.a, inPlace, stmts)
+      : v.a.op === 'trans' && this.plan.transReadByDot.has(v.a.id)
+        ? { ...this.matBuf(v.a.src), rows: v.a.shape[0]!, cols: v.a.shape[1]!, transposed: true }
+        : this.matBuf(v.a);
+    const b = this.matBuf(v.b);
     let accumulate = false;
     if (v.acc) {
       accumulate = true;
@@ -273,6 +276,27 @@ export class KernelLowering implements TileEnv {
     const dm: MatBuf = { offset: d.offset, rows: v.shape[0]!, cols: v.shape[1]!, pitch: d.pitch };
     stmts.push(emitDot(this.e, this.sbase, a, b, dm, accumulate));
     return m.block(null, stmts);
+  }
+
+  /**
+   * A dot's left operand read in place from its tensor (Plan.dotReadsInPlace): the byte address
+   * of element (0, 0) and the row pitch in bytes, into locals set by `stmts`.
+   */
+  private inPlaceMat(v: LoadV, pitch: Coef, stmts: Ref[]): MatBuf {
+    const m = this.e.m;
+    const i32 = binaryen.i32;
+    const tl = new TileLoop(this, v.shape, 'rc', true);
+    const off00 = tl.eval(v.offsets, ['0', '0']);
+    const addr = this.e.local(i32);
+    const pitchBytes = this.e.local(i32);
+    const term = (t: Coef[number]): Ref => t.syms.reduce<Ref>((acc, s) => m.i32.mul(acc, m.local.get(this.scalarLocal(s), i32)), m.i32.const(t.c));
+    const elems = pitch.reduce<Ref>((acc, t) => m.i32.add(acc, term(t)), m.i32.const(0));
+    stmts.push(
+      ...tl.pre, ...tl.outerPre, ...tl.inner,
+      m.local.set(addr, m.i32.add(m.local.get(this.tensor(v.ptr).local, i32), m.i32.shl(off00, m.i32.const(2)))),
+      m.local.set(pitchBytes, m.i32.shl(elems, m.i32.const(2))),
+    );
+    return { offset: 0, rows: v.shape[0]!, cols: v.shape[1]!, pitch: 0, inPlace: { addr, pitchBytes } };
   }
 
   private matBuf(v: Value): MatBuf {

@@ -6,6 +6,7 @@
  * that a store could overtake) or wasteful (expensive work used twice or inside a loop).
  */
 import { isValue, type ForI, type Instr, type KernelIR, type Value } from '../src/ir/ir.js';
+import { affineCoefs, isConst, type Coef } from './affine.js';
 
 /** Where a sink sits: the block it is in and its index there. */
 interface Site {
@@ -25,6 +26,14 @@ export interface Plan {
    * the source's buffer column-wise (the microkernel's splats walk a column instead of a row).
    */
   readonly transReadByDot: ReadonlySet<number>;
+  /**
+   * Unmasked f32 loads at affine offsets (consecutive along the columns) that only dots read,
+   * as their left operand, with no store, loop or branch between the load and the dots: not
+   * materialised; the microkernel reads the tensor in place, its rows `pitch` elements apart
+   * (MR rows of A at a time sit in MR cache lines per k step, so no copy is needed to keep
+   * them in L1; B, read by every row block, keeps its scratch copy). Load id -> row pitch.
+   */
+  readonly dotReadsInPlace: ReadonlyMap<number, Coef>;
 }
 
 /**
@@ -63,7 +72,8 @@ export function isUnitReshape(src: readonly number[], dst: readonly number[]): b
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-export function planKernel(ir: KernelIR): Plan {
+/** `inPlaceDots` false (checked kernels, whose loads are bounds-checked): every dot operand is copied. */
+export function planKernel(ir: KernelIR, opts: { inPlaceDots?: boolean } = {}): Plan {
   const defSite = new Map<number, Site>();
   const materialised = new Set<number>();
   const dotInPlace = new Map<number, number>();
@@ -111,6 +121,8 @@ export function planKernel(ir: KernelIR): Plan {
     materialised.add(t.src.id);
   }
   const transReadByDot = new Set(transOperands.keys());
+  const dotReadsInPlace = opts.inPlaceDots === false ? new Map<number, Coef>() : findInPlaceOperands(ir, defSite);
+  for (const id of dotReadsInPlace.keys()) materialised.delete(id);
   cutDeepChains(ir.body, materialised);
 
   // Pass 2 (to a fixpoint): lazy values whose consumers make recomputation wrong or wasteful.
@@ -209,7 +221,42 @@ export function planKernel(ir: KernelIR): Plan {
       }
     }
   }
-  return { materialised, defSite, dotInPlace, transReadByDot };
+  return { materialised, defSite, dotInPlace, transReadByDot, dotReadsInPlace };
+}
+
+/** The loads dots may read in place (see Plan.dotReadsInPlace), with their row pitch. */
+function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>): Map<number, Coef> {
+  const cands = new Map<number, { v: Value & { op: 'load' }; ok: boolean }>();
+  const sites = new Map<Instr, Site>();
+  const index = (block: readonly Instr[]): void => block.forEach((ins, i) => {
+    sites.set(ins, { block, index: i });
+    if (ins.op === 'for') index(ins.body);
+    else if (ins.op === 'if') {
+      index(ins.then);
+      index(ins.else);
+    }
+  });
+  index(ir.body);
+  forEachUse(ir.body, (o, user, k) => {
+    if (o.op !== 'load' || o.shape.length !== 2) return;
+    const prev = cands.get(o.id);
+    if (prev && !prev.ok) return;
+    let ok = isValue(user) && user.op === 'dot' && k === 0 && !o.mask;
+    const p = ir.params[o.ptr];
+    ok &&= p?.kind === 'tensor' && p.dtype === 'f32';
+    // The dot reads memory where it stands: nothing may write in between.
+    const def = defSite.get(o.id), at = sites.get(user);
+    ok &&= def !== undefined && at !== undefined && at.block === def.block && at.index > def.index;
+    if (ok) for (let i = def!.index + 1; i < at!.index; i++) if (['store', 'for', 'if'].includes(def!.block[i]!.op)) ok = false;
+    cands.set(o.id, { v: o, ok });
+  });
+  const out = new Map<number, Coef>();
+  for (const [id, { v, ok }] of cands) {
+    if (!ok) continue;
+    const c = affineCoefs(v.offsets);
+    if (c && isConst(c[1]!, 1)) out.set(id, c[0]!);
+  }
+  return out;
 }
 
 /** Transposes of 2-D tiles whose every use is the left operand of a dot (see Plan.transReadByDot). */

@@ -319,6 +319,40 @@ for (const [bm, bn, bk] of [[16, 16, 8], [4, 8, 4], [2, 4, 2], [8, 2, 4], [1, 8,
   });
 }
 
+// A dot's left operand loaded unmasked from an f32 tensor is read in place (no scratch copy):
+// rows a run-time pitch apart, starting off a vector boundary; N < 4 takes the scalar dot. Then
+// a load that a store overwrites before the dot runs must still give the dot the old values.
+const IN_PLACE_DOT = `function ipDot(A, B, C, D, K, lda, BM, BN, BK) {
+  const rm = programId(0) * BM + arange(BM);
+  const rn = arange(BN);
+  let acc = zeros([BM, BN]);
+  for (let k = 0; k < K; k += BK) {
+    const rk = k + arange(BK);
+    const a = load(A, 1 + expandDims(rm, 1) * lda + expandDims(rk, 0));
+    acc = dot(a, load(B, expandDims(rk, 1) * BN + expandDims(rn, 0)), acc);
+  }
+  store(C, expandDims(rm, 1) * BN + expandDims(rn, 0), acc);
+  const offs = expandDims(rm, 1) * lda + expandDims(arange(BK), 0);
+  const a0 = load(A, offs);
+  store(A, offs, full([BM, BK], 5.0));
+  store(D, expandDims(rm, 1) * BN + expandDims(rn, 0), dot(a0, load(B, expandDims(arange(BK), 1) * BN + expandDims(rn, 0))));
+}`;
+for (const [bm, bn, bk] of [[8, 8, 4], [16, 16, 8], [4, 2, 4], [2, 8, 2], [1, 4, 8]] as const) {
+  add({
+    name: `dot reads its left operand in place, ${bm}x${bn}x${bk}`,
+    kernel: jit(IN_PLACE_DOT, { signature: { A: 'ptr', B: 'ptr', C: 'ptr', D: 'ptr', K: 'i32', lda: 'i32', BM: 'constexpr', BN: 'constexpr', BK: 'constexpr' } }),
+    args: (rt, n, dt, r) => {
+      const M = bm * Math.min(cdiv(n, bm), 4), K = bk * Math.min(cdiv(n, bk), 6), lda = K + 3;
+      return [vec(rt, M * lda + 1, dt, r), vec(rt, K * bn, dt, r), zeros(rt, M * bn, 'f32'), zeros(rt, M * bn, 'f32'), K, lda];
+    },
+    launch: (n) => ({ grid: [Math.min(cdiv(n, bm), 4)], BM: bm, BN: bn, BK: bk }),
+    outs: [0, 2, 3],
+    sizes: [1, 17, 63],
+    dtypes: ['f32', 'bf16'],
+    tol: 1e-5,
+  });
+}
+
 add({
   name: 'trans() on the right of a dot stays a transpose',
   kernel: jit(`function rightT(X, Y, Out, B) {

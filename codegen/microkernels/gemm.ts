@@ -1,6 +1,6 @@
 /**
  * @fileoverview The register-blocked `dot` microkernel generator: D[M,N] (+)= A[M,K] @ B[K,N]
- * over scratch buffers. One MR x NR block of D lives in v128 locals while K streams through:
+ * over scratch buffers (A may instead be read in place from its tensor: MatBuf.inPlace). One MR x NR block of D lives in v128 locals while K streams through:
  * each step loads NR/4 vectors of a B row, splats MR elements of A (load32_splat) and does
  * MR*NR/4 multiply-adds (relaxed FMA when the target has it). The block shape comes from a
  * table (see `chooseBlock`), not from code scattered through callers.
@@ -18,6 +18,11 @@ export interface MatBuf {
   readonly cols: number;
   readonly pitch: number;
   readonly transposed?: boolean;
+  /**
+   * Left operands only: the matrix is read in place, not from scratch; element (i, k) is at
+   * byte address `addr + i·pitchBytes + 4k` (locals; `offset` and `pitch` are unused).
+   */
+  readonly inPlace?: { readonly addr: number; readonly pitchBytes: number };
 }
 
 /** One microkernel variant: MR rows x NR columns of D in registers, K unrolled by `unroll`. */
@@ -103,6 +108,10 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
   const J = e.local(i32);
   const pA = e.local(i32);
   const pAEnd = e.local(i32);
+  // In place: one pointer per row of the block (the pitch is a run-time value), stepped by pA,
+  // which then counts bytes along k from 0.
+  const ip = a.inPlace;
+  const rowPtr = ip ? Array.from({ length: mr }, () => e.local(i32)) : [];
   const pB = e.local(i32);
   const pD = e.local(i32);
   const acc: number[][] = [];
@@ -114,7 +123,12 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
     // pD = sbase + (I * d.pitch + J) * 4; buffer offsets ride in the load/store immediates.
     m.local.set(pD, m.i32.add(base(), m.i32.shl(m.i32.add(m.i32.mul(get(I), m.i32.const(d.pitch)), get(J)), m.i32.const(2)))),
     // A's row I starts at I * pitch (I, transposed) and its k-th element is 1 (pitch) further.
-    m.local.set(pA, m.i32.add(base(), m.i32.shl(a.transposed ? get(I) : m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2)))),
+    ...(ip
+      ? [
+        ...rowPtr.map((p, r) => m.local.set(p, m.i32.add(get(ip.addr), m.i32.mul(m.i32.add(get(I), m.i32.const(r)), get(ip.pitchBytes))))),
+        m.local.set(pA, m.i32.const(0)),
+      ]
+      : [m.local.set(pA, m.i32.add(base(), m.i32.shl(a.transposed ? get(I) : m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2))))]),
     m.local.set(pAEnd, m.i32.add(get(pA), m.i32.const(K * aStep * 4))),
     m.local.set(pB, m.i32.add(base(), m.i32.shl(get(J), m.i32.const(2)))),
   ];
@@ -137,7 +151,9 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
     }
     for (let r = 0; r < mr; r++) {
       const splat = e.local(v128);
-      step.push(m.local.set(splat, m.v128.load32_splat(a.offset + (r * aRow + k * aStep) * 4, 4, get(pA))));
+      step.push(m.local.set(splat, ip
+        ? m.v128.load32_splat(k * 4, 4, m.i32.add(get(rowPtr[r]!), get(pA)))
+        : m.v128.load32_splat(a.offset + (r * aRow + k * aStep) * 4, 4, get(pA))));
       for (let v = 0; v < nv; v++) {
         const al = acc[r]![v]!;
         step.push(m.local.set(al, e.madd(get(splat, v128), get(bv[v]!, v128), get(al, v128))));
@@ -186,9 +202,13 @@ function scalarDot(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accu
       m.loop(label, m.block(null, [...body, m.local.set(ix, m.i32.add(get(ix), m.i32.const(1))), m.br(label, m.i32.lt_s(get(ix), m.i32.const(n)))])),
     ]);
   const id = nextLabel++;
+  const ip = a.inPlace;
+  const aAddr = (): Ref => ip
+    ? m.i32.add(m.i32.add(get(ip.addr), m.i32.mul(get(I), get(ip.pitchBytes))), m.i32.shl(get(Kx), m.i32.const(2)))
+    : a.transposed ? addr(a.offset, get(Kx), a.pitch, get(I)) : addr(a.offset, get(I), a.pitch, get(Kx));
   const kBody = [
     m.local.set(S, m.f32.add(get(S, f32), m.f32.mul(
-      m.f32.load(a.offset, 4, a.transposed ? addr(a.offset, get(Kx), a.pitch, get(I)) : addr(a.offset, get(I), a.pitch, get(Kx))),
+      m.f32.load(ip ? 0 : a.offset, 4, aAddr()),
       m.f32.load(b.offset, 4, addr(b.offset, get(Kx), b.pitch, get(J))),
     ))),
   ];

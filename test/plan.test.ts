@@ -1,0 +1,42 @@
+/**
+ * @fileoverview Codegen planning decisions that change no result, only the code: which dot
+ * operands the microkernel reads in place from their tensor instead of a scratch copy. The
+ * differential tests (diff.test.ts) check that the results stay right either way.
+ */
+import { describe, expect, test } from 'vitest';
+import { GEMM_SOURCE } from '../templates/gemm.js';
+import { parseKernel } from '../src/lang/parse.js';
+import { specialize } from '../src/lang/specialize.js';
+import { planKernel } from '../codegen/plan.js';
+import type { StorageDType } from '../src/ir/ir.js';
+
+const GEMM_SIG = {
+  A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
+  M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32', alpha: 'f32', beta: 'f32',
+  BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
+  HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr',
+} as const;
+
+function gemmPlan(opts: { EVEN: boolean; TRANS_A?: boolean; dtypeA?: StorageDType; checked?: boolean }) {
+  const k = parseKernel(GEMM_SOURCE, { signature: GEMM_SIG });
+  const ir = specialize(k, {
+    constexprs: { BM: 64, BN: 64, BK: 32, TRANS_A: opts.TRANS_A ?? false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: opts.EVEN },
+    tensorDtypes: { A: opts.dtypeA ?? 'f32', B: 'f32', C: 'f32', Bias: 'f32', Out: 'f32' },
+  });
+  return planKernel(ir, { inPlaceDots: !opts.checked });
+}
+
+describe('dot operands read in place', () => {
+  test("the GEMM's unmasked A tile: read in place, not materialised; B keeps its copy", () => {
+    const plan = gemmPlan({ EVEN: true });
+    expect(plan.dotReadsInPlace.size).toBe(1);
+    const [id] = [...plan.dotReadsInPlace.keys()];
+    expect(plan.materialised.has(id!)).toBe(false);
+  });
+  test('a masked, transposed or f16 A tile, or a checked kernel: copied as before', () => {
+    expect(gemmPlan({ EVEN: false }).dotReadsInPlace.size).toBe(0);
+    expect(gemmPlan({ EVEN: true, TRANS_A: true }).dotReadsInPlace.size).toBe(0);
+    expect(gemmPlan({ EVEN: true, dtypeA: 'f16' }).dotReadsInPlace.size).toBe(0);
+    expect(gemmPlan({ EVEN: true, checked: true }).dotReadsInPlace.size).toBe(0);
+  });
+});
