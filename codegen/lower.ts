@@ -267,7 +267,8 @@ export class KernelLowering implements TileEnv {
       : v.a.op === 'trans' && this.plan.transReadByDot.has(v.a.id)
         ? { ...this.matBuf(v.a.src), rows: v.a.shape[0]!, cols: v.a.shape[1]!, transposed: true }
         : this.matBuf(v.a);
-    const b = this.matBuf(v.b);
+    const inPlaceB = this.plan.dotReadsInPlace.get(v.b.id);
+    const b = inPlaceB && v.b.op === 'load' ? this.inPlaceMat(v.b, inPlaceB, stmts) : this.matBuf(v.b);
     let accumulate = false;
     if (v.acc) {
       accumulate = true;
@@ -279,8 +280,8 @@ export class KernelLowering implements TileEnv {
   }
 
   /**
-   * A dot's left operand read in place from its tensor (Plan.dotReadsInPlace): the byte address
-   * of element (0, 0) and the row pitch in bytes, into locals set by `stmts`.
+   * A dot operand read in place from its tensor (Plan.dotReadsInPlace): the byte address of
+   * element (0, 0) and the row pitch in bytes, into locals set by `stmts`.
    */
   private inPlaceMat(v: LoadV, pitch: Coef, stmts: Ref[]): MatBuf {
     const m = this.e.m;
@@ -296,7 +297,9 @@ export class KernelLowering implements TileEnv {
       m.local.set(addr, m.i32.add(m.local.get(this.tensor(v.ptr).local, i32), m.i32.shl(off00, m.i32.const(2)))),
       m.local.set(pitchBytes, m.i32.shl(elems, m.i32.const(2))),
     );
-    return { offset: 0, rows: v.shape[0]!, cols: v.shape[1]!, pitch: 0, inPlace: { addr, pitchBytes } };
+    // A constant pitch (a right operand's, always) also rides in the microkernel's immediates.
+    const constPitch = pitch.length === 1 && pitch[0]!.syms.length === 0 ? pitch[0]!.c : 0;
+    return { offset: 0, rows: v.shape[0]!, cols: v.shape[1]!, pitch: constPitch, inPlace: { addr, pitchBytes } };
   }
 
   private matBuf(v: Value): MatBuf {

@@ -28,10 +28,12 @@ export interface Plan {
   readonly transReadByDot: ReadonlySet<number>;
   /**
    * Unmasked f32 loads at affine offsets (consecutive along the columns) that only dots read,
-   * as their left operand, with no store, loop or branch between the load and the dots: not
-   * materialised; the microkernel reads the tensor in place, its rows `pitch` elements apart
-   * (MR rows of A at a time sit in MR cache lines per k step, so no copy is needed to keep
-   * them in L1; B, read by every row block, keeps its scratch copy). Load id -> row pitch.
+   * with no store, loop or branch between the load and the dots: not materialised; the
+   * microkernel reads the tensor in place, its rows `pitch` elements apart. A left operand
+   * may have any pitch: MR rows at a time sit in MR cache lines per k step. A right operand,
+   * whose BK-row strips every row block reads again, needs a compile-time pitch of at most
+   * IN_PLACE_B_PITCH (a packed panel): rows 4 KB apart would all map to one L1 set and evict
+   * each other, which is what the scratch copy avoids. Load id -> row pitch.
    */
   readonly dotReadsInPlace: ReadonlyMap<number, Coef>;
 }
@@ -224,9 +226,12 @@ export function planKernel(ir: KernelIR, opts: { inPlaceDots?: boolean } = {}): 
   return { materialised, defSite, dotInPlace, transReadByDot, dotReadsInPlace };
 }
 
+/** Largest row pitch (elements, a compile-time constant) of a dot's right operand read in place. */
+export const IN_PLACE_B_PITCH = 256;
+
 /** The loads dots may read in place (see Plan.dotReadsInPlace), with their row pitch. */
 function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>): Map<number, Coef> {
-  const cands = new Map<number, { v: Value & { op: 'load' }; ok: boolean }>();
+  const cands = new Map<number, { v: Value & { op: 'load' }; ok: boolean; side: number }>();
   const sites = new Map<Instr, Site>();
   const index = (block: readonly Instr[]): void => block.forEach((ins, i) => {
     sites.set(ins, { block, index: i });
@@ -241,20 +246,24 @@ function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>): 
     if (o.op !== 'load' || o.shape.length !== 2) return;
     const prev = cands.get(o.id);
     if (prev && !prev.ok) return;
-    let ok = isValue(user) && user.op === 'dot' && k === 0 && !o.mask;
+    let ok = isValue(user) && user.op === 'dot' && k <= 1 && (prev === undefined || prev.side === k) && !o.mask;
     const p = ir.params[o.ptr];
     ok &&= p?.kind === 'tensor' && p.dtype === 'f32';
     // The dot reads memory where it stands: nothing may write in between.
     const def = defSite.get(o.id), at = sites.get(user);
     ok &&= def !== undefined && at !== undefined && at.block === def.block && at.index > def.index;
     if (ok) for (let i = def!.index + 1; i < at!.index; i++) if (['store', 'for', 'if'].includes(def!.block[i]!.op)) ok = false;
-    cands.set(o.id, { v: o, ok });
+    cands.set(o.id, { v: o, ok, side: k });
   });
   const out = new Map<number, Coef>();
-  for (const [id, { v, ok }] of cands) {
+  for (const [id, { v, ok, side }] of cands) {
     if (!ok) continue;
     const c = affineCoefs(v.offsets);
-    if (c && isConst(c[1]!, 1)) out.set(id, c[0]!);
+    if (!c || !isConst(c[1]!, 1)) continue;
+    const p = c[0]!;
+    const constPitch = p.length === 0 ? 0 : p.length === 1 && p[0]!.syms.length === 0 ? p[0]!.c : undefined;
+    if (side === 1 && !(constPitch !== undefined && constPitch > 0 && constPitch <= IN_PLACE_B_PITCH)) continue;
+    out.set(id, p);
   }
   return out;
 }

@@ -8,7 +8,7 @@ import { jit } from '../src/kernel.js';
 import { gelu64, geluTanh64 } from '../src/util/erf.js';
 
 export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
-    BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN) {
+    BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN, PACKED_B) {
   const rm = programId(0) * BM + arange(BM);
   const rn = programId(1) * BN + arange(BN);
   const batch = programId(2);
@@ -28,7 +28,11 @@ export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, 
       if (EVEN) { a = load(A, offA); }
       else { a = load(A, offA, expandDims(rm < M, 1) && expandDims(rk < K, 0)); }
     }
-    if (TRANS_B) {
+    if (PACKED_B) {
+      // B in panels (packBKernel): panel n holds B[:, n·BN .. n·BN + BN) as K rows of BN, so
+      // the dot reads this tile in place, rows BN apart.
+      b = load(B, baseB + programId(1) * K * BN + expandDims(rk, 1) * BN + expandDims(arange(BN), 0));
+    } else if (TRANS_B) {
       const offB = baseB + expandDims(rn, 1) * K + expandDims(rk, 0);
       if (EVEN) { b = trans(load(B, offB)); }
       else { b = trans(load(B, offB, expandDims(rn < N, 1) && expandDims(rk < K, 0))); }
@@ -65,10 +69,30 @@ export const gemmKernel = jit(GEMM_SOURCE, {
     M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32',
     alpha: 'f32', beta: 'f32',
     BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
-    HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr',
+    HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
   },
   // 2·M·N·K per batch entry (grid axis 2), for the profiler's GFLOP/s.
   work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * params[7]! * grid[2] }),
+});
+
+/**
+ * op(B) [K, N] (any storage dtype) -> f32 panels P[batch][N / BN][K][BN], for the GEMM's
+ * PACKED_B path: one program per BK x BN block. Bᵀ ([N, K]) is transposed on the way. K must
+ * be a multiple of BK and N of BN (the GEMM's EVEN case).
+ */
+export const PACK_B_SOURCE = `function packB(B, P, K, N, strideB, strideP, BN, BK, TRANS_B) {
+  const rk = programId(0) * BK + arange(BK);
+  const rn = programId(1) * BN + arange(BN);
+  const base = programId(2) * strideB;
+  let b = zeros([BK, BN]);
+  if (TRANS_B) { b = trans(load(B, base + expandDims(rn, 1) * K + expandDims(rk, 0))); }
+  else { b = load(B, base + expandDims(rk, 1) * N + expandDims(rn, 0)); }
+  store(P, programId(2) * strideP + programId(1) * K * BN + expandDims(rk, 1) * BN + expandDims(arange(BN), 0), b);
+}`;
+
+/** The B-packing kernel (see PACK_B_SOURCE). */
+export const packBKernel = jit(PACK_B_SOURCE, {
+  signature: { B: 'ptr', P: 'ptr', K: 'i32', N: 'i32', strideB: 'i32', strideP: 'i32', BN: 'constexpr', BK: 'constexpr', TRANS_B: 'constexpr' },
 });
 
 /** Epilogue activations of `ops.matmul`. */

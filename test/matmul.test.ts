@@ -22,6 +22,12 @@ function check(got: Float32Array | Int32Array, want: Float32Array, K: number, dt
   }
 }
 
+/** Bit-for-bit equality, reporting the first difference (toEqual's diff of 100k elements takes minutes). */
+function sameValues(got: Float32Array | Int32Array, want: Float32Array | Int32Array): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) expect.fail(`[${i}]: ${got[i]} differs from ${want[i]}`);
+}
+
 const DIMS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 255];
 const sample: [number, number, number][] = [];
 for (let i = 0; i < 40; i++) sample.push([DIMS[(i * 7) % DIMS.length]!, DIMS[(i * 11 + 3) % DIMS.length]!, DIMS[(i * 5 + 1) % DIMS.length]!]);
@@ -83,6 +89,41 @@ describe.each([0, 2] as const)('ops.matmul (threads %i)', (threads) => {
     for (let bi = 0; bi < B; bi++) {
       const want = gemmReference(a.subarray(bi * M * K, (bi + 1) * M * K), w, M, N, K);
       check(got.subarray(bi * M * N, (bi + 1) * M * N), want, K, dt);
+    }
+  });
+});
+
+describe.each([0, 2] as const)('ops.matmul with B packed into panels (threads %i)', (threads) => {
+  // The tiles divide the shape and B would be copied by 16 row tiles: ops.matmul packs it once
+  // and the dots read both operands in place. Bit for bit the unpacked result (same sums in
+  // the same order), and within tolerance of the reference.
+  const config = { BM: 64, BN: 64, BK: 32 };
+  test.each([
+    [false, 'f32', 'none'], [true, 'f32', 'gelu'], [false, 'bf16', 'relu'], [true, 'f16', 'none'],
+  ] as const)('transB=%s, B stored %s, bias and c, %s epilogue', async (transB, dt, activation) => {
+    const rt = await rts[threads];
+    const [M, N, K] = [1024, 128, 256];
+    const A = rt.tensor(rand(M * K, 31), [M, K]), B = rt.tensor(rand(K * N, 32), transB ? [N, K] : [K, N], dt);
+    const c = rand(M * N, 33), bias = rand(N, 34);
+    const opts = { transB, config, alpha: 0.5, beta: 2, c: rt.tensor(c, [M, N]), bias: rt.tensor(bias, [N]), activation };
+    const packed = (await ops.matmul(A, B, opts)).toArray();
+    const unpacked = (await ops.matmul(A, B, { ...opts, packB: false })).toArray();
+    sameValues(packed, unpacked);
+    const want = gemmReference(A.toArray() as Float32Array, B.toArray() as Float32Array, M, N, K, { transB, alpha: 0.5, beta: 2, c, bias, activation });
+    check(packed, want, K, 'f32');
+  });
+  test('batched B (one set of panels per batch entry) and a 2-D B shared by a batched A', async () => {
+    const rt = await rts[threads];
+    const [Bt, M, N, K] = [3, 1024, 128, 256];
+    const A = rt.tensor(rand(Bt * M * K, 41), [Bt, M, K]);
+    for (const W of [rt.tensor(rand(Bt * K * N, 42), [Bt, K, N]), rt.tensor(rand(K * N, 43), [K, N])]) {
+      const packed = (await ops.matmul(A, W, { config })).toArray();
+      sameValues(packed, (await ops.matmul(A, W, { config, packB: false })).toArray());
+      const a = A.toArray() as Float32Array, w = W.toArray() as Float32Array;
+      for (let bi = 0; bi < Bt; bi++) {
+        const wb = W.shape.length === 3 ? w.subarray(bi * K * N, (bi + 1) * K * N) : w;
+        check(packed.subarray(bi * M * N, (bi + 1) * M * N), gemmReference(a.subarray(bi * M * K, (bi + 1) * M * K), wb, M, N, K), K, 'f32');
+      }
     }
   });
 });

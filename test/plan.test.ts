@@ -14,13 +14,13 @@ const GEMM_SIG = {
   A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
   M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32', alpha: 'f32', beta: 'f32',
   BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
-  HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr',
+  HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
 } as const;
 
-function gemmPlan(opts: { EVEN: boolean; TRANS_A?: boolean; dtypeA?: StorageDType; checked?: boolean }) {
+function gemmPlan(opts: { EVEN: boolean; TRANS_A?: boolean; dtypeA?: StorageDType; checked?: boolean; PACKED_B?: boolean }) {
   const k = parseKernel(GEMM_SOURCE, { signature: GEMM_SIG });
   const ir = specialize(k, {
-    constexprs: { BM: 64, BN: 64, BK: 32, TRANS_A: opts.TRANS_A ?? false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: opts.EVEN },
+    constexprs: { BM: 64, BN: 64, BK: 32, TRANS_A: opts.TRANS_A ?? false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: opts.EVEN, PACKED_B: opts.PACKED_B ?? false },
     tensorDtypes: { A: opts.dtypeA ?? 'f32', B: 'f32', C: 'f32', Bias: 'f32', Out: 'f32' },
   });
   return planKernel(ir, { inPlaceDots: !opts.checked });
@@ -32,6 +32,11 @@ describe('dot operands read in place', () => {
     expect(plan.dotReadsInPlace.size).toBe(1);
     const [id] = [...plan.dotReadsInPlace.keys()];
     expect(plan.materialised.has(id!)).toBe(false);
+  });
+  test('packed B panels (rows BN apart): A and B both read in place', () => {
+    expect(gemmPlan({ EVEN: true, PACKED_B: true }).dotReadsInPlace.size).toBe(2);
+    // B straight from a [K, N] tensor: rows N apart, a run-time pitch: copied.
+    expect(gemmPlan({ EVEN: true, PACKED_B: false }).dotReadsInPlace.size).toBe(1);
   });
   test('a masked, transposed or f16 A tile, or a checked kernel: copied as before', () => {
     expect(gemmPlan({ EVEN: false }).dotReadsInPlace.size).toBe(0);

@@ -19,8 +19,8 @@ export interface MatBuf {
   readonly pitch: number;
   readonly transposed?: boolean;
   /**
-   * Left operands only: the matrix is read in place, not from scratch; element (i, k) is at
-   * byte address `addr + i·pitchBytes + 4k` (locals; `offset` and `pitch` are unused).
+   * Read in place, not from scratch: element (i, k) is at byte address `addr + i·pitchBytes +
+   * 4k` (locals; `offset` is 0). A right operand's pitch is a constant, also in `pitch`.
    */
   readonly inPlace?: { readonly addr: number; readonly pitchBytes: number };
 }
@@ -130,7 +130,7 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
       ]
       : [m.local.set(pA, m.i32.add(base(), m.i32.shl(a.transposed ? get(I) : m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2))))]),
     m.local.set(pAEnd, m.i32.add(get(pA), m.i32.const(K * aStep * 4))),
-    m.local.set(pB, m.i32.add(base(), m.i32.shl(get(J), m.i32.const(2)))),
+    m.local.set(pB, m.i32.add(b.inPlace ? get(b.inPlace.addr) : base(), m.i32.shl(get(J), m.i32.const(2)))),
   ];
   for (let r = 0; r < mr; r++) {
     for (let v = 0; v < nv; v++) {
@@ -209,7 +209,9 @@ function scalarDot(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accu
   const kBody = [
     m.local.set(S, m.f32.add(get(S, f32), m.f32.mul(
       m.f32.load(ip ? 0 : a.offset, 4, aAddr()),
-      m.f32.load(b.offset, 4, addr(b.offset, get(Kx), b.pitch, get(J))),
+      m.f32.load(b.offset, 4, b.inPlace
+        ? m.i32.add(m.i32.add(get(b.inPlace.addr), m.i32.mul(get(Kx), get(b.inPlace.pitchBytes))), m.i32.shl(get(J), m.i32.const(2)))
+        : addr(b.offset, get(Kx), b.pitch, get(J))),
     ))),
   ];
   const jBody = [

@@ -20,7 +20,7 @@ export interface TunedGemmOptions {
 }
 
 /** The constexprs a plain GEMM fixes. */
-export const PLAIN_GEMM = { TRANS_A: false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none' } as const;
+export const PLAIN_GEMM = { TRANS_A: false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', PACKED_B: false } as const;
 
 const num = (x: unknown): number => x as number;
 
