@@ -263,9 +263,10 @@ export class KernelLowering implements TileEnv {
     // A transpose only dots read: its source's buffer, read down the columns.
     const stmts: Ref[] = [];
     const inPlace = this.plan.dotReadsInPlace.get(v.a.id);
+    const inPlaceT = v.a.op === 'trans' ? this.plan.dotReadsInPlace.get(v.a.src.id) : undefined;
     const a = inPlace && v.a.op === 'load' ? this.inPlaceMat(v.a, inPlace, stmts)
       : v.a.op === 'trans' && this.plan.transReadByDot.has(v.a.id)
-        ? { ...this.matBuf(v.a.src), rows: v.a.shape[0]!, cols: v.a.shape[1]!, transposed: true }
+        ? { ...(inPlaceT && v.a.src.op === 'load' ? this.inPlaceMat(v.a.src, inPlaceT, stmts) : this.matBuf(v.a.src)), rows: v.a.shape[0]!, cols: v.a.shape[1]!, transposed: true }
         : this.matBuf(v.a);
     const inPlaceB = this.plan.dotReadsInPlace.get(v.b.id);
     const b = inPlaceB && v.b.op === 'load' ? this.inPlaceMat(v.b, inPlaceB, stmts) : this.matBuf(v.b);

@@ -123,7 +123,7 @@ export function planKernel(ir: KernelIR, opts: { inPlaceDots?: boolean } = {}): 
     materialised.add(t.src.id);
   }
   const transReadByDot = new Set(transOperands.keys());
-  const dotReadsInPlace = opts.inPlaceDots === false ? new Map<number, Coef>() : findInPlaceOperands(ir, defSite);
+  const dotReadsInPlace = opts.inPlaceDots === false ? new Map<number, Coef>() : findInPlaceOperands(ir, defSite, transReadByDot);
   for (const id of dotReadsInPlace.keys()) materialised.delete(id);
   cutDeepChains(ir.body, materialised);
 
@@ -230,7 +230,7 @@ export function planKernel(ir: KernelIR, opts: { inPlaceDots?: boolean } = {}): 
 export const IN_PLACE_B_PITCH = 256;
 
 /** The loads dots may read in place (see Plan.dotReadsInPlace), with their row pitch. */
-function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>): Map<number, Coef> {
+function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, transByDot: ReadonlySet<number>): Map<number, Coef> {
   const cands = new Map<number, { v: Value & { op: 'load' }; ok: boolean; side: number }>();
   const sites = new Map<Instr, Site>();
   const index = (block: readonly Instr[]): void => block.forEach((ins, i) => {
@@ -242,18 +242,30 @@ function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>): 
     }
   });
   index(ir.body);
+  // The dots reading each transpose that only dots read (as their left operand, Plan.transReadByDot).
+  const transUsers = new Map<number, Instr[]>();
+  forEachUse(ir.body, (o, user) => {
+    if (transByDot.has(o.id)) transUsers.set(o.id, [...(transUsers.get(o.id) ?? []), user]);
+  });
   forEachUse(ir.body, (o, user, k) => {
     if (o.op !== 'load' || o.shape.length !== 2) return;
     const prev = cands.get(o.id);
     if (prev && !prev.ok) return;
-    let ok = isValue(user) && user.op === 'dot' && k <= 1 && (prev === undefined || prev.side === k) && !o.mask;
+    // A load under such a transpose is read in place too, transposed: its dots are its users.
+    const viaTrans = isValue(user) && user.op === 'trans' && transByDot.has(user.id);
+    const dots = viaTrans ? transUsers.get(user.id) ?? [] : [user];
+    const side = viaTrans ? 0 : k;
+    let ok = (viaTrans || (isValue(user) && user.op === 'dot' && k <= 1)) && (prev === undefined || prev.side === side) && !o.mask;
     const p = ir.params[o.ptr];
     ok &&= p?.kind === 'tensor' && p.dtype === 'f32';
     // The dot reads memory where it stands: nothing may write in between.
-    const def = defSite.get(o.id), at = sites.get(user);
-    ok &&= def !== undefined && at !== undefined && at.block === def.block && at.index > def.index;
-    if (ok) for (let i = def!.index + 1; i < at!.index; i++) if (['store', 'for', 'if'].includes(def!.block[i]!.op)) ok = false;
-    cands.set(o.id, { v: o, ok, side: k });
+    const def = defSite.get(o.id);
+    for (const d of dots) {
+      const at = sites.get(d);
+      ok &&= def !== undefined && at !== undefined && at.block === def.block && at.index > def.index;
+      if (ok) for (let i = def!.index + 1; i < at!.index; i++) if (['store', 'for', 'if'].includes(def!.block[i]!.op)) ok = false;
+    }
+    cands.set(o.id, { v: o, ok, side });
   });
   const out = new Map<number, Coef>();
   for (const [id, { v, ok, side }] of cands) {

@@ -38,9 +38,15 @@ describe('dot operands read in place', () => {
     // B straight from a [K, N] tensor: rows N apart, a run-time pitch: copied.
     expect(gemmPlan({ EVEN: true, PACKED_B: false }).dotReadsInPlace.size).toBe(1);
   });
-  test('a masked, transposed or f16 A tile, or a checked kernel: copied as before', () => {
+  test('a transposed A tile (trans(load) that only dots read): read in place too, not transposed in scratch', () => {
+    const plan = gemmPlan({ EVEN: true, TRANS_A: true });
+    expect(plan.dotReadsInPlace.size).toBe(1);
+    expect(plan.transReadByDot.size).toBe(1);
+    expect(plan.materialised.has([...plan.dotReadsInPlace.keys()][0]!)).toBe(false);
+  });
+  test('a masked or f16 A tile, or a checked kernel: copied as before', () => {
     expect(gemmPlan({ EVEN: false }).dotReadsInPlace.size).toBe(0);
-    expect(gemmPlan({ EVEN: true, TRANS_A: true }).dotReadsInPlace.size).toBe(0);
+    expect(gemmPlan({ EVEN: false, TRANS_A: true }).dotReadsInPlace.size).toBe(0);
     expect(gemmPlan({ EVEN: true, dtypeA: 'f16' }).dotReadsInPlace.size).toBe(0);
     expect(gemmPlan({ EVEN: true, checked: true }).dotReadsInPlace.size).toBe(0);
   });

@@ -20,7 +20,8 @@ export interface MatBuf {
   readonly transposed?: boolean;
   /**
    * Read in place, not from scratch: element (i, k) is at byte address `addr + i·pitchBytes +
-   * 4k` (locals; `offset` is 0). A right operand's pitch is a constant, also in `pitch`.
+   * 4k`, or `addr + k·pitchBytes + 4i` when `transposed` (locals; `offset` is 0). A right
+   * operand's pitch is a constant, also in `pitch`.
    */
   readonly inPlace?: { readonly addr: number; readonly pitchBytes: number };
 }
@@ -101,7 +102,9 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
   const i32 = binaryen.i32;
   const v128 = binaryen.v128;
   const nr = Math.min(nrWanted, N);
-  const u = K % unroll === 0 ? unroll : 1;
+  // A transposed and in place steps by a run-time pitch along k: one k per iteration.
+  const ipT = a.inPlace && a.transposed ? a.inPlace : undefined;
+  const u = K % unroll === 0 && !ipT ? unroll : 1;
   const nv = nr / 4;
   const aStep = a.transposed ? a.pitch : 1;
   const aRow = a.transposed ? 1 : a.pitch;
@@ -110,7 +113,7 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
   const pAEnd = e.local(i32);
   // In place: one pointer per row of the block (the pitch is a run-time value), stepped by pA,
   // which then counts bytes along k from 0.
-  const ip = a.inPlace;
+  const ip = a.inPlace && !a.transposed ? a.inPlace : undefined;
   const rowPtr = ip ? Array.from({ length: mr }, () => e.local(i32)) : [];
   const pB = e.local(i32);
   const pD = e.local(i32);
@@ -128,8 +131,11 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
         ...rowPtr.map((p, r) => m.local.set(p, m.i32.add(get(ip.addr), m.i32.mul(m.i32.add(get(I), m.i32.const(r)), get(ip.pitchBytes))))),
         m.local.set(pA, m.i32.const(0)),
       ]
-      : [m.local.set(pA, m.i32.add(base(), m.i32.shl(a.transposed ? get(I) : m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2))))]),
-    m.local.set(pAEnd, m.i32.add(get(pA), m.i32.const(K * aStep * 4))),
+      : ipT
+        // Transposed in place: element (i, k) at addr + k·pitchBytes + 4i; pA walks k.
+        ? [m.local.set(pA, m.i32.add(get(ipT.addr), m.i32.shl(get(I), m.i32.const(2))))]
+        : [m.local.set(pA, m.i32.add(base(), m.i32.shl(a.transposed ? get(I) : m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2))))]),
+    m.local.set(pAEnd, m.i32.add(get(pA), ipT ? m.i32.mul(m.i32.const(K), get(ipT.pitchBytes)) : m.i32.const(K * aStep * 4))),
     m.local.set(pB, m.i32.add(b.inPlace ? get(b.inPlace.addr) : base(), m.i32.shl(get(J), m.i32.const(2)))),
   ];
   for (let r = 0; r < mr; r++) {
@@ -153,14 +159,16 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
       const splat = e.local(v128);
       step.push(m.local.set(splat, ip
         ? m.v128.load32_splat(k * 4, 4, m.i32.add(get(rowPtr[r]!), get(pA)))
-        : m.v128.load32_splat(a.offset + (r * aRow + k * aStep) * 4, 4, get(pA))));
+        : ipT
+          ? m.v128.load32_splat(r * 4, 4, get(pA))
+          : m.v128.load32_splat(a.offset + (r * aRow + k * aStep) * 4, 4, get(pA))));
       for (let v = 0; v < nv; v++) {
         const al = acc[r]![v]!;
         step.push(m.local.set(al, e.madd(get(splat, v128), get(bv[v]!, v128), get(al, v128))));
       }
     }
   }
-  step.push(m.local.set(pA, m.i32.add(get(pA), m.i32.const(u * aStep * 4))));
+  step.push(m.local.set(pA, m.i32.add(get(pA), ipT ? get(ipT.pitchBytes) : m.i32.const(u * aStep * 4))));
   step.push(m.local.set(pB, m.i32.add(get(pB), m.i32.const(u * b.pitch * 4))));
   const label = `dotk${nextLabel++}`;
   const kLoop = m.loop(label, m.block(null, [...step, m.br(label, m.i32.lt_u(get(pA), get(pAEnd)))]));
@@ -203,8 +211,10 @@ function scalarDot(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accu
     ]);
   const id = nextLabel++;
   const ip = a.inPlace;
+  // In place, element (i, k) sits at addr + i·pitchBytes + 4k, or at addr + k·pitchBytes + 4i transposed.
+  const [major, minor] = a.transposed ? [Kx, I] : [I, Kx];
   const aAddr = (): Ref => ip
-    ? m.i32.add(m.i32.add(get(ip.addr), m.i32.mul(get(I), get(ip.pitchBytes))), m.i32.shl(get(Kx), m.i32.const(2)))
+    ? m.i32.add(m.i32.add(get(ip.addr), m.i32.mul(get(major), get(ip.pitchBytes))), m.i32.shl(get(minor), m.i32.const(2)))
     : a.transposed ? addr(a.offset, get(Kx), a.pitch, get(I)) : addr(a.offset, get(I), a.pitch, get(Kx));
   const kBody = [
     m.local.set(S, m.f32.add(get(S, f32), m.f32.mul(

@@ -136,7 +136,8 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
   // B goes once into f32 panels that every row tile's dots read in place, instead of each row
   // tile copying (or transposing) its B tiles again: when the copies saved, (M/BM - 1)·K·N
   // elements, pay for the extra pass and launch (measured, 2 threads: 1024³ 78 -> 85 GFLOP/s,
-  // 8192x128x512 75 -> 88; 256³, saving 0.2M, 71 -> 68).
+  // 8192x128x512 75 -> 88; 256³, saving 0.2M, 71 -> 68). A weight gradient's two row tiles over
+  // K = 8192 still gain: panels stream in, tile copies of rows 1.5 KB apart miss.
   const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
   const panels = pack ? rt.empty([(batchB.length ? count : 1) * K * N], 'f32') : undefined;
   try {
