@@ -121,15 +121,23 @@ export function vExp(e: Emit, x: Ref): Ref {
   const z = zeroBelow(e, X.get, -104);
   // The clamp keeps n <= 129; the arithmetic then overflows on its own.
   const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 89)));
-  const n = roundMagic(e, xc.get, Math.LOG2E, 254);
-  // Cody-Waite: ln2 = HI + LO with HI exact in 9 bits, so n*HI is exact.
-  const HI = 0.693359375;
-  const LO = Math.LN2 - HI;
-  const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), xc.get())));
+  const { pre, r, t } = lnReduce(e, xc.get, 254);
   // e^r = 1 + r·q(r): the last multiply-add rounds once and q's own error shrinks by |r| <= 0.35.
   // Horner: this is throughput-bound code, where fewer ops beat a shorter chain.
-  const p = e.madd(r.get(), poly(e, r.get, EXPM1_R), f(e, 1));
-  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale2(e, p, n.t))], v128);
+  const p = e.madd(r(), poly(e, r, EXPM1_R), f(e, 1));
+  return m.block(null, [X.set, ...z.pre, xc.set, ...pre, z.clear(scale2(e, p, t))], v128);
+}
+
+/**
+ * x = n·ln2 + r with n = round(x·log2 e) (roundMagic's sum `t` holding n + bias in its low
+ * bits) and r by Cody-Waite: ln2 = HI + LO with HI exact in 9 bits, so n·HI is exact.
+ */
+function lnReduce(e: Emit, x: () => Ref, bias: number): { pre: Ref[]; r: () => Ref; t: () => Ref } {
+  const n = roundMagic(e, x, Math.LOG2E, bias);
+  const HI = 0.693359375;
+  const LO = Math.LN2 - HI;
+  const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), x())));
+  return { pre: [...n.pre, r.set], r: r.get, t: n.t };
 }
 
 /** 2(e^r - 1)/r: the flushing exp's quotient, scaled by 2 (exact) for its single 2^(n-1) step. */
@@ -151,12 +159,9 @@ export function vExpFtz(e: Emit, x: Ref): Ref {
   // n <= 128, so 2^(n-1) stays finite; 2e^r · 2^127 overflows on its own past 88.72.
   const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 88.75)));
   // t's low bits hold n + 126 (bias 126): t << 23 is 2^(n-1), the shift dropping t's high bits.
-  const n = roundMagic(e, xc.get, Math.LOG2E, 126);
-  const HI = 0.693359375;
-  const LO = Math.LN2 - HI;
-  const r = e.bind(v128, e.madd(n.nf(), f(e, -LO), e.madd(n.nf(), f(e, -HI), xc.get())));
-  const p2 = e.madd(r.get(), poly(e, r.get, EXPM1_R2), f(e, 2));
-  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(m.f32x4.mul(p2, m.i32x4.shl(n.t(), m.i32.const(23))))], v128);
+  const { pre, r, t } = lnReduce(e, xc.get, 126);
+  const p2 = e.madd(r(), poly(e, r, EXPM1_R2), f(e, 2));
+  return m.block(null, [X.set, ...z.pre, xc.set, ...pre, z.clear(m.f32x4.mul(p2, m.i32x4.shl(t(), m.i32.const(23))))], v128);
 }
 
 /** 2^x, ≤ 2 ulp; +Inf from 128, gradual underflow to 0 below -150. */
