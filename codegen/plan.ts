@@ -33,7 +33,8 @@ export interface Plan {
    * may have any pitch: MR rows at a time sit in MR cache lines per k step. A right operand,
    * whose BK-row strips every row block reads again, needs a compile-time pitch of at most
    * IN_PLACE_B_PITCH (a packed panel): rows 4 KB apart would all map to one L1 set and evict
-   * each other, which is what the scratch copy avoids. Load id -> row pitch.
+   * each other, which is what the scratch copy avoids; unless the dot has one row block (M <=
+   * 4: GEMV-like), which reads each strip once. Load id -> row pitch.
    */
   readonly dotReadsInPlace: ReadonlyMap<number, Coef>;
 }
@@ -231,7 +232,7 @@ export const IN_PLACE_B_PITCH = 256;
 
 /** The loads dots may read in place (see Plan.dotReadsInPlace), with their row pitch. */
 function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, transByDot: ReadonlySet<number>): Map<number, Coef> {
-  const cands = new Map<number, { v: Value & { op: 'load' }; ok: boolean; side: number }>();
+  const cands = new Map<number, { v: Value & { op: 'load' }; ok: boolean; side: number; oneRowBlock: boolean }>();
   const sites = new Map<Instr, Site>();
   const index = (block: readonly Instr[]): void => block.forEach((ins, i) => {
     sites.set(ins, { block, index: i });
@@ -265,16 +266,18 @@ function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, t
       ok &&= def !== undefined && at !== undefined && at.block === def.block && at.index > def.index;
       if (ok) for (let i = def!.index + 1; i < at!.index; i++) if (['store', 'for', 'if'].includes(def!.block[i]!.op)) ok = false;
     }
-    cands.set(o.id, { v: o, ok, side });
+    // A right operand that one block of output rows reads (M <= 4, the microkernel's MR) is read once: no reuse to protect.
+    const oneRowBlock = (prev?.oneRowBlock ?? true) && dots.every((d) => isValue(d) && d.op === 'dot' && d.shape[0]! <= 4);
+    cands.set(o.id, { v: o, ok, side, oneRowBlock });
   });
   const out = new Map<number, Coef>();
-  for (const [id, { v, ok, side }] of cands) {
+  for (const [id, { v, ok, side, oneRowBlock }] of cands) {
     if (!ok) continue;
     const c = affineCoefs(v.offsets);
     if (!c || !isConst(c[1]!, 1)) continue;
     const p = c[0]!;
     const constPitch = p.length === 0 ? 0 : p.length === 1 && p[0]!.syms.length === 0 ? p[0]!.c : undefined;
-    if (side === 1 && !(constPitch !== undefined && constPitch > 0 && constPitch <= IN_PLACE_B_PITCH)) continue;
+    if (side === 1 && !oneRowBlock && !(constPitch !== undefined && constPitch > 0 && constPitch <= IN_PLACE_B_PITCH)) continue;
     out.set(id, p);
   }
   return out;

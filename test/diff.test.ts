@@ -322,7 +322,7 @@ for (const [bm, bn, bk] of [[16, 16, 8], [4, 8, 4], [2, 4, 2], [8, 2, 4], [1, 8,
 // A dot's left operand loaded unmasked from an f32 tensor is read in place (no scratch copy):
 // rows a run-time pitch apart, starting off a vector boundary; N < 4 takes the scalar dot. Then
 // a load that a store overwrites before the dot runs must still give the dot the old values.
-const IN_PLACE_DOT = `function ipDot(A, B, C, D, E, K, lda, BM, BN, BK) {
+const IN_PLACE_DOT = `function ipDot(A, B, C, D, E, F, K, lda, ldb, BM, BN, BK) {
   const rm = programId(0) * BM + arange(BM);
   const rn = arange(BN);
   let acc = zeros([BM, BN]);
@@ -332,6 +332,9 @@ const IN_PLACE_DOT = `function ipDot(A, B, C, D, E, K, lda, BM, BN, BK) {
     acc = dot(a, load(B, expandDims(rk, 1) * BN + expandDims(rn, 0)), acc);
   }
   store(C, expandDims(rm, 1) * BN + expandDims(rn, 0), acc);
+  // B rows a run-time pitch apart: in place when the dot has one block of rows (BM <= 4).
+  const bw = load(B, 3 + expandDims(arange(BK), 1) * ldb + expandDims(rn, 0));
+  store(F, expandDims(rm, 1) * BN + expandDims(rn, 0), dot(load(A, expandDims(rm, 1) * lda + expandDims(arange(BK), 0)), bw));
   // Transposed: a [BK, BM] block whose rows are lda apart, read as its transpose.
   const at = load(A, 2 + expandDims(arange(BK), 1) * lda + expandDims(rm, 0));
   store(E, expandDims(rm, 1) * BN + expandDims(rn, 0), dot(trans(at), load(B, expandDims(arange(BK), 1) * BN + expandDims(rn, 0))));
@@ -343,13 +346,14 @@ const IN_PLACE_DOT = `function ipDot(A, B, C, D, E, K, lda, BM, BN, BK) {
 for (const [bm, bn, bk] of [[8, 8, 4], [16, 16, 8], [4, 2, 4], [2, 8, 2], [1, 4, 8]] as const) {
   add({
     name: `dot reads its left operand in place, ${bm}x${bn}x${bk}`,
-    kernel: jit(IN_PLACE_DOT, { signature: { A: 'ptr', B: 'ptr', C: 'ptr', D: 'ptr', E: 'ptr', K: 'i32', lda: 'i32', BM: 'constexpr', BN: 'constexpr', BK: 'constexpr' } }),
+    kernel: jit(IN_PLACE_DOT, { signature: { A: 'ptr', B: 'ptr', C: 'ptr', D: 'ptr', E: 'ptr', F: 'ptr', K: 'i32', lda: 'i32', ldb: 'i32', BM: 'constexpr', BN: 'constexpr', BK: 'constexpr' } }),
     args: (rt, n, dt, r) => {
-      const M = bm * Math.min(cdiv(n, bm), 4), K = bk * Math.min(cdiv(n, bk), 6), lda = Math.max(K, M) + 3;
-      return [vec(rt, (Math.max(M, K) + 1) * lda, dt, r), vec(rt, K * bn, dt, r), zeros(rt, M * bn, 'f32'), zeros(rt, M * bn, 'f32'), zeros(rt, M * bn, 'f32'), K, lda];
+      const M = bm * Math.min(cdiv(n, bm), 4), K = bk * Math.min(cdiv(n, bk), 6), lda = Math.max(K, M) + 3, ldb = bn + 5;
+      const out = (): Tensor => zeros(rt, M * bn, 'f32');
+      return [vec(rt, (Math.max(M, K) + 1) * lda, dt, r), vec(rt, Math.max(K * bn, bk * ldb + 3), dt, r), out(), out(), out(), out(), K, lda, ldb];
     },
     launch: (n) => ({ grid: [Math.min(cdiv(n, bm), 4)], BM: bm, BN: bn, BK: bk }),
-    outs: [0, 2, 3, 4],
+    outs: [0, 2, 3, 4, 5],
     sizes: [1, 17, 63],
     dtypes: ['f32', 'bf16'],
     tol: 1e-5,

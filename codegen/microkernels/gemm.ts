@@ -20,8 +20,8 @@ export interface MatBuf {
   readonly transposed?: boolean;
   /**
    * Read in place, not from scratch: element (i, k) is at byte address `addr + i·pitchBytes +
-   * 4k`, or `addr + k·pitchBytes + 4i` when `transposed` (locals; `offset` is 0). A right
-   * operand's pitch is a constant, also in `pitch`.
+   * 4k`, or `addr + k·pitchBytes + 4i` when `transposed` (locals; `offset` is 0). A constant
+   * pitch is also in `pitch` (0: a run-time one).
    */
   readonly inPlace?: { readonly addr: number; readonly pitchBytes: number };
 }
@@ -104,7 +104,9 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
   const nr = Math.min(nrWanted, N);
   // A transposed and in place steps by a run-time pitch along k: one k per iteration.
   const ipT = a.inPlace && a.transposed ? a.inPlace : undefined;
-  const u = K % unroll === 0 && !ipT ? unroll : 1;
+  // B in place with a run-time pitch (pitch 0 in the MatBuf): pB steps by pitchBytes, one k at a time.
+  const bRun = b.inPlace && b.pitch === 0 ? b.inPlace : undefined;
+  const u = K % unroll === 0 && !ipT && !bRun ? unroll : 1;
   const nv = nr / 4;
   const aStep = a.transposed ? a.pitch : 1;
   const aRow = a.transposed ? 1 : a.pitch;
@@ -169,7 +171,7 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
     }
   }
   step.push(m.local.set(pA, m.i32.add(get(pA), ipT ? get(ipT.pitchBytes) : m.i32.const(u * aStep * 4))));
-  step.push(m.local.set(pB, m.i32.add(get(pB), m.i32.const(u * b.pitch * 4))));
+  step.push(m.local.set(pB, m.i32.add(get(pB), bRun ? get(bRun.pitchBytes) : m.i32.const(u * b.pitch * 4))));
   const label = `dotk${nextLabel++}`;
   const kLoop = m.loop(label, m.block(null, [...step, m.br(label, m.i32.lt_u(get(pA), get(pAEnd)))]));
 
