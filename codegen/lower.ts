@@ -293,14 +293,17 @@ export class KernelLowering implements TileEnv {
     const pitchBytes = this.e.local(i32);
     const term = (t: Coef[number]): Ref => t.syms.reduce<Ref>((acc, s) => m.i32.mul(acc, m.local.get(this.scalarLocal(s), i32)), m.i32.const(t.c));
     const elems = pitch.reduce<Ref>((acc, t) => m.i32.add(acc, term(t)), m.i32.const(0));
+    const t = this.tensor(v.ptr);
+    const shift = t.dtype === 'f32' ? 2 : 1;
     stmts.push(
       ...tl.pre, ...tl.outerPre, ...tl.inner,
-      m.local.set(addr, m.i32.add(m.local.get(this.tensor(v.ptr).local, i32), m.i32.shl(off00, m.i32.const(2)))),
-      m.local.set(pitchBytes, m.i32.shl(elems, m.i32.const(2))),
+      m.local.set(addr, m.i32.add(m.local.get(t.local, i32), m.i32.shl(off00, m.i32.const(shift)))),
+      m.local.set(pitchBytes, m.i32.shl(elems, m.i32.const(shift))),
     );
     // A constant pitch (a right operand's, always) also rides in the microkernel's immediates.
-    const constPitch = pitch.length === 1 && pitch[0]!.syms.length === 0 ? pitch[0]!.c : 0;
-    return { offset: 0, rows: v.shape[0]!, cols: v.shape[1]!, pitch: constPitch, inPlace: { addr, pitchBytes } };
+    const constPitch = t.dtype === 'f32' && pitch.length === 1 && pitch[0]!.syms.length === 0 ? pitch[0]!.c : 0;
+    const half = t.dtype === 'f16' || t.dtype === 'bf16' ? t.dtype : undefined;
+    return { offset: 0, rows: v.shape[0]!, cols: v.shape[1]!, pitch: constPitch, inPlace: { addr, pitchBytes, ...(half ? { half } : {}) } };
   }
 
   private matBuf(v: Value): MatBuf {

@@ -27,7 +27,8 @@ export interface Plan {
    */
   readonly transReadByDot: ReadonlySet<number>;
   /**
-   * Unmasked f32 loads at affine offsets (consecutive along the columns) that only dots read,
+   * Unmasked f32 loads at affine offsets (consecutive along the columns) that only dots read
+   * (f16/bf16 too for a right operand read once, below),
    * with no store, loop or branch between the load and the dots: not materialised; the
    * microkernel reads the tensor in place, its rows `pitch` elements apart. A left operand
    * may have any pitch: MR rows at a time sit in MR cache lines per k step. A right operand,
@@ -258,7 +259,7 @@ function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, t
     const side = viaTrans ? 0 : k;
     let ok = (viaTrans || (isValue(user) && user.op === 'dot' && k <= 1)) && (prev === undefined || prev.side === side) && !o.mask;
     const p = ir.params[o.ptr];
-    ok &&= p?.kind === 'tensor' && p.dtype === 'f32';
+    ok &&= p?.kind === 'tensor' && p.dtype !== 'i32';
     // The dot reads memory where it stands: nothing may write in between.
     const def = defSite.get(o.id);
     for (const d of dots) {
@@ -273,6 +274,9 @@ function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, t
   const out = new Map<number, Coef>();
   for (const [id, { v, ok, side, oneRowBlock }] of cands) {
     if (!ok) continue;
+    // f16/bf16 storage: only a right operand read once (converted as it is loaded, 4 at a time).
+    const param = ir.params[v.ptr];
+    if (param?.kind === 'tensor' && param.dtype !== 'f32' && !(side === 1 && oneRowBlock)) continue;
     const c = affineCoefs(v.offsets);
     if (!c || !isConst(c[1]!, 1)) continue;
     const p = c[0]!;

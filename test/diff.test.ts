@@ -355,7 +355,7 @@ for (const [bm, bn, bk] of [[8, 8, 4], [16, 16, 8], [4, 2, 4], [2, 8, 2], [1, 4,
     launch: (n) => ({ grid: [Math.min(cdiv(n, bm), 4)], BM: bm, BN: bn, BK: bk }),
     outs: [0, 2, 3, 4, 5],
     sizes: [1, 17, 63],
-    dtypes: ['f32', 'bf16'],
+    dtypes: ['f32', 'bf16', 'f16'],
     tol: 1e-5,
   });
 }

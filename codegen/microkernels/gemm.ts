@@ -6,6 +6,7 @@
  * table (see `chooseBlock`), not from code scattered through callers.
  */
 import binaryen from 'binaryen';
+import { loadHalf4, vBf16ToF32, vF16ToF32 } from '../convert.js';
 import type { Emit, Ref } from '../emit.js';
 
 /**
@@ -21,9 +22,10 @@ export interface MatBuf {
   /**
    * Read in place, not from scratch: element (i, k) is at byte address `addr + i·pitchBytes +
    * 4k`, or `addr + k·pitchBytes + 4i` when `transposed` (locals; `offset` is 0). A constant
-   * pitch is also in `pitch` (0: a run-time one).
+   * pitch is also in `pitch` (0: a run-time one). `half`: a right operand stored as f16/bf16
+   * (2 bytes an element, `pitch` then 0), converted as it is loaded.
    */
-  readonly inPlace?: { readonly addr: number; readonly pitchBytes: number };
+  readonly inPlace?: { readonly addr: number; readonly pitchBytes: number; readonly half?: 'f16' | 'bf16' };
 }
 
 /** One microkernel variant: MR rows x NR columns of D in registers, K unrolled by `unroll`. */
@@ -138,7 +140,7 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
         ? [m.local.set(pA, m.i32.add(get(ipT.addr), m.i32.shl(get(I), m.i32.const(2))))]
         : [m.local.set(pA, m.i32.add(base(), m.i32.shl(a.transposed ? get(I) : m.i32.mul(get(I), m.i32.const(a.pitch)), m.i32.const(2))))]),
     m.local.set(pAEnd, m.i32.add(get(pA), ipT ? m.i32.mul(m.i32.const(K), get(ipT.pitchBytes)) : m.i32.const(K * aStep * 4))),
-    m.local.set(pB, m.i32.add(b.inPlace ? get(b.inPlace.addr) : base(), m.i32.shl(get(J), m.i32.const(2)))),
+    m.local.set(pB, m.i32.add(b.inPlace ? get(b.inPlace.addr) : base(), m.i32.shl(get(J), m.i32.const(b.inPlace?.half ? 1 : 2)))),
   ];
   for (let r = 0; r < mr; r++) {
     for (let v = 0; v < nv; v++) {
@@ -155,7 +157,10 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
     for (let v = 0; v < nv; v++) {
       const l = e.local(v128);
       bv.push(l);
-      step.push(m.local.set(l, m.v128.load(b.offset + (k * b.pitch + v * 4) * 4, 16, get(pB))));
+      const half = b.inPlace?.half;
+      step.push(m.local.set(l, half
+        ? loadHalf4(e, get(pB), half, (k * b.pitch + v * 4) * 2)
+        : m.v128.load(b.offset + (k * b.pitch + v * 4) * 4, 16, get(pB))));
     }
     for (let r = 0; r < mr; r++) {
       const splat = e.local(v128);
@@ -194,6 +199,13 @@ function rowBlock(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accum
 
 let nextLabel = 0;
 
+/** One f32 at byte address `addr`, stored as f32 or as a half (converted in lane 0; no byte past it is read). */
+function loadOne(e: Emit, addr: Ref, half?: 'f16' | 'bf16'): Ref {
+  if (!half) return e.m.f32.load(0, 4, addr);
+  const bits = e.m.i32x4.splat(e.m.i32.load16_u(0, 2, addr));
+  return e.m.f32x4.extract_lane(half === 'f16' ? vF16ToF32(e, bits) : vBf16ToF32(e, bits), 0);
+}
+
 /** N of 1 or 2: a plain scalar triple loop (rare: column-vector outputs). */
 function scalarDot(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accumulate: boolean): Ref {
   const m = e.m;
@@ -221,9 +233,9 @@ function scalarDot(e: Emit, sbase: number, a: MatBuf, b: MatBuf, d: MatBuf, accu
   const kBody = [
     m.local.set(S, m.f32.add(get(S, f32), m.f32.mul(
       m.f32.load(ip ? 0 : a.offset, 4, aAddr()),
-      m.f32.load(b.offset, 4, b.inPlace
-        ? m.i32.add(m.i32.add(get(b.inPlace.addr), m.i32.mul(get(Kx), get(b.inPlace.pitchBytes))), m.i32.shl(get(J), m.i32.const(2)))
-        : addr(b.offset, get(Kx), b.pitch, get(J))),
+      b.inPlace
+        ? loadOne(e, m.i32.add(m.i32.add(get(b.inPlace.addr), m.i32.mul(get(Kx), get(b.inPlace.pitchBytes))), m.i32.shl(get(J), m.i32.const(b.inPlace.half ? 1 : 2))), b.inPlace.half)
+        : m.f32.load(b.offset, 4, addr(b.offset, get(Kx), b.pitch, get(J))),
     ))),
   ];
   const jBody = [
