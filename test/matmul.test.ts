@@ -128,6 +128,19 @@ describe.each([0, 2] as const)('ops.matmul with B packed into panels (threads %i
   });
 });
 
+test('when the memory cannot take B\'s panels, the GEMM copies tiles as before instead of failing', async () => {
+  const [M, N, K] = [1024, 128, 256];
+  // Room for A, B, the output and scratch, not for the 128 KB of panels.
+  const rt = await Runtime.create({ threads: 0, maxMemoryBytes: (M * K + K * N + M * N) * 4 + (64 << 10), initialMemoryBytes: 1 << 16 });
+  try {
+    const a = rand(M * K, 51), b = rand(K * N, 52);
+    const out = await ops.matmul(rt.tensor(a, [M, K]), rt.tensor(b, [K, N]), { config: { BM: 64, BN: 64, BK: 32 } });
+    check(out.toArray(), gemmReference(a, b, M, N, K), K, 'f32');
+  } finally {
+    rt.dispose();
+  }
+});
+
 describe('ops.matmul validation', () => {
   test('bad shapes and options are clear errors; nothing is written', async () => {
     const rt = await rts[0];

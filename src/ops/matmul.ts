@@ -139,7 +139,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
   // 8192x128x512 75 -> 88; 256³, saving 0.2M, 71 -> 68). A weight gradient's two row tiles over
   // K = 8192 still gain: panels stream in, tile copies of rows 1.5 KB apart miss.
   const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
-  const panels = pack ? rt.empty([(batchB.length ? count : 1) * K * N], 'f32') : undefined;
+  const panels = pack ? tryEmpty(rt, (batchB.length ? count : 1) * K * N) : undefined;
   try {
     if (panels) {
       await packBKernel.launch(
@@ -163,6 +163,15 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
     panels?.free();
   }
   return out;
+}
+
+/** Scratch panels, or undefined when the runtime's memory cannot take them (the GEMM then copies tiles as before). */
+function tryEmpty(rt: Tensor['runtime'], n: number): Tensor | undefined {
+  try {
+    return rt.empty([n], 'f32');
+  } catch {
+    return undefined;
+  }
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
