@@ -1,6 +1,6 @@
 /**
  * @fileoverview Affine index tiles: offsets(i, j) = offsets(0, 0) + i·R + j·C with R and C the
- * same for every element (run-time scalars allowed). `dot` reads a left operand loaded at such
+ * same for every element (run-time scalars allowed). `dot` reads an operand loaded at such
  * offsets, with C = 1, straight from the tensor (see Plan.dotReadsInPlace) instead of from a
  * scratch copy.
  */
@@ -28,9 +28,15 @@ function scale(a: Coef, k: Coef): Coef {
   return out;
 }
 
+/** The compile-time value of `c`, or undefined when it has run-time factors. */
+export function constValue(c: Coef): number | undefined {
+  if (c.length === 0) return 0;
+  return c.length === 1 && c[0]!.syms.length === 0 ? c[0]!.c : undefined;
+}
+
 /** True when `c` is exactly the constant `k`. */
 export function isConst(c: Coef, k: number): boolean {
-  return k === 0 ? c.length === 0 : c.length === 1 && c[0]!.syms.length === 0 && c[0]!.c === k;
+  return constValue(c) === k;
 }
 
 /** The same value at every position (a scalar or a broadcast of one), as a coefficient; else undefined. */

@@ -14,7 +14,7 @@ import { emitDot, type MatBuf } from './microkernels/gemm.js';
 import { emitBinary, wasmType } from './ops.js';
 import { lazyOperands, planKernel, type Plan } from './plan.js';
 import { TileLoop, type Buffer, type TensorSize, type TileEnv } from './tile.js';
-import type { Coef } from './affine.js';
+import { constValue, type Coef } from './affine.js';
 
 /** Fixed leading params of the program function: p0 p1 p2 g0 g1 g2 sbase. */
 export const PROGRAM_FIXED_PARAMS = 7;
@@ -301,7 +301,7 @@ export class KernelLowering implements TileEnv {
       m.local.set(pitchBytes, m.i32.shl(elems, m.i32.const(shift))),
     );
     // A constant pitch (a right operand's, always) also rides in the microkernel's immediates.
-    const constPitch = t.dtype === 'f32' && pitch.length === 1 && pitch[0]!.syms.length === 0 ? pitch[0]!.c : 0;
+    const constPitch = t.dtype === 'f32' ? constValue(pitch) ?? 0 : 0;
     const half = t.dtype === 'f16' || t.dtype === 'bf16' ? t.dtype : undefined;
     return { offset: 0, rows: v.shape[0]!, cols: v.shape[1]!, pitch: constPitch, inPlace: { addr, pitchBytes, ...(half ? { half } : {}) } };
   }

@@ -87,6 +87,14 @@ function scale2(e: Emit, p: Ref, t: () => Ref): Ref {
   return m.block(null, [h.set, m.f32x4.mul(m.f32x4.mul(p, lo), hi)], v128);
 }
 
+/**
+ * p · 2^(n-1) in one exact multiply, for n in [-125, 128]: t is roundMagic's sum with bias 126,
+ * so t << 23 is 2^(n-1) (the shift drops t's high bits). The flushing exps' scale.
+ */
+function scale1(e: Emit, p: Ref, t: () => Ref): Ref {
+  return e.m.f32x4.mul(p, e.m.i32x4.shl(t(), e.m.i32.const(23)));
+}
+
 /** Clamp with pmin/pmax (single instructions; a NaN in `x` passes through). */
 function clamp(e: Emit, x: Ref, lo: number, hi: number): Ref {
   return e.m.f32x4.pmin(e.m.f32x4.pmax(x, f(e, lo)), f(e, hi));
@@ -158,10 +166,9 @@ export function vExpFtz(e: Emit, x: Ref): Ref {
   const z = zeroBelow(e, X.get, EXP_FTZ_BELOW);
   // n <= 128, so 2^(n-1) stays finite; 2e^r · 2^127 overflows on its own past 88.72.
   const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 88.75)));
-  // t's low bits hold n + 126 (bias 126): t << 23 is 2^(n-1), the shift dropping t's high bits.
   const { pre, r, t } = lnReduce(e, xc.get, 126);
   const p2 = e.madd(r(), poly(e, r, EXPM1_R2), f(e, 2));
-  return m.block(null, [X.set, ...z.pre, xc.set, ...pre, z.clear(m.f32x4.mul(p2, m.i32x4.shl(t(), m.i32.const(23))))], v128);
+  return m.block(null, [X.set, ...z.pre, xc.set, ...pre, z.clear(scale1(e, p2, t))], v128);
 }
 
 /** 2^x, ≤ 2 ulp; +Inf from 128, gradual underflow to 0 below -150. */
@@ -188,7 +195,7 @@ export function vExp2Ftz(e: Emit, x: Ref): Ref {
   const n = roundMagic(e, xc.get, 1, 126);
   const r = e.bind(v128, m.f32x4.sub(xc.get(), n.nf()));
   const p2 = poly(e, r.get, EXP2_R2);
-  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(m.f32x4.mul(p2, m.i32x4.shl(n.t(), m.i32.const(23))))], v128);
+  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale1(e, p2, n.t))], v128);
 }
 
 /**

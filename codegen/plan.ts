@@ -6,7 +6,7 @@
  * that a store could overtake) or wasteful (expensive work used twice or inside a loop).
  */
 import { isValue, type ForI, type Instr, type KernelIR, type Value } from '../src/ir/ir.js';
-import { affineCoefs, isConst, type Coef } from './affine.js';
+import { affineCoefs, constValue, isConst, type Coef } from './affine.js';
 
 /** Where a sink sits: the block it is in and its index there. */
 interface Site {
@@ -234,16 +234,6 @@ export const IN_PLACE_B_PITCH = 256;
 /** The loads dots may read in place (see Plan.dotReadsInPlace), with their row pitch. */
 function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, transByDot: ReadonlySet<number>): Map<number, Coef> {
   const cands = new Map<number, { v: Value & { op: 'load' }; ok: boolean; side: number; oneRowBlock: boolean }>();
-  const sites = new Map<Instr, Site>();
-  const index = (block: readonly Instr[]): void => block.forEach((ins, i) => {
-    sites.set(ins, { block, index: i });
-    if (ins.op === 'for') index(ins.body);
-    else if (ins.op === 'if') {
-      index(ins.then);
-      index(ins.else);
-    }
-  });
-  index(ir.body);
   // The dots reading each transpose that only dots read (as their left operand, Plan.transReadByDot).
   const transUsers = new Map<number, Instr[]>();
   forEachUse(ir.body, (o, user) => {
@@ -263,7 +253,8 @@ function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, t
     // The dot reads memory where it stands: nothing may write in between.
     const def = defSite.get(o.id);
     for (const d of dots) {
-      const at = sites.get(d);
+      // Dots are tile values: defSite has them.
+      const at = isValue(d) ? defSite.get(d.id) : undefined;
       ok &&= def !== undefined && at !== undefined && at.block === def.block && at.index > def.index;
       if (ok) for (let i = def!.index + 1; i < at!.index; i++) if (['store', 'for', 'if'].includes(def!.block[i]!.op)) ok = false;
     }
@@ -279,10 +270,9 @@ function findInPlaceOperands(ir: KernelIR, defSite: ReadonlyMap<number, Site>, t
     if (param?.kind === 'tensor' && param.dtype !== 'f32' && !(side === 1 && oneRowBlock)) continue;
     const c = affineCoefs(v.offsets);
     if (!c || !isConst(c[1]!, 1)) continue;
-    const p = c[0]!;
-    const constPitch = p.length === 0 ? 0 : p.length === 1 && p[0]!.syms.length === 0 ? p[0]!.c : undefined;
-    if (side === 1 && !oneRowBlock && !(constPitch !== undefined && constPitch > 0 && constPitch <= IN_PLACE_B_PITCH)) continue;
-    out.set(id, p);
+    const pitch = constValue(c[0]!);
+    if (side === 1 && !oneRowBlock && !(pitch !== undefined && pitch > 0 && pitch <= IN_PLACE_B_PITCH)) continue;
+    out.set(id, c[0]!);
   }
   return out;
 }

@@ -1,6 +1,7 @@
 /**
  * @fileoverview The register-blocked `dot` microkernel generator: D[M,N] (+)= A[M,K] @ B[K,N]
- * over scratch buffers (A may instead be read in place from its tensor: MatBuf.inPlace). One MR x NR block of D lives in v128 locals while K streams through:
+ * over scratch buffers, or with A or B read in place from its tensor (MatBuf.inPlace). One MR x
+ * NR block of D lives in v128 locals while K streams through:
  * each step loads NR/4 vectors of a B row, splats MR elements of A (load32_splat) and does
  * MR*NR/4 multiply-adds (relaxed FMA when the target has it). The block shape comes from a
  * table (see `chooseBlock`), not from code scattered through callers.

@@ -139,11 +139,12 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
   // 8192x128x512 75 -> 88; 256³, saving 0.2M, 71 -> 68). A weight gradient's two row tiles over
   // K = 8192 still gain: panels stream in, tile copies of rows 1.5 KB apart miss.
   const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
-  const panels = pack ? tryEmpty(rt, (batchB.length ? count : 1) * K * N) : undefined;
+  const bCount = batchB.length ? count : 1; // B's batch entries (one when a 2-D B is shared)
+  const panels = pack ? tryEmpty(rt, bCount * K * N) : undefined;
   try {
     if (panels) {
       await packBKernel.launch(
-        { grid: [K / cfg.BK, N / cfg.BN, batchB.length ? count : 1], BN: cfg.BN, BK: cfg.BK, TRANS_B: transB, relaxedSimd: opts.relaxedSimd },
+        { grid: [K / cfg.BK, N / cfg.BN, bCount], BN: cfg.BN, BK: cfg.BK, TRANS_B: transB, relaxedSimd: opts.relaxedSimd },
         b, panels, K, N, batchB.length ? K * N : 0, K * N,
       );
     }
@@ -169,8 +170,10 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
 function tryEmpty(rt: Tensor['runtime'], n: number): Tensor | undefined {
   try {
     return rt.empty([n], 'f32');
-  } catch {
-    return undefined;
+  } catch (err) {
+    // Out of memory is a RangeError; anything else (a disposed runtime, ...) is the caller's to see.
+    if (err instanceof RangeError) return undefined;
+    throw err;
   }
 }
 
