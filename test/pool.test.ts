@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
 import { jit, KernelRuntimeError } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
-import { CTL } from '../src/runtime/pool.js';
+import { CTL, WorkerPool } from '../src/runtime/pool.js';
 import { WORKER_SOURCE } from '../src/runtime/worker-source.js';
 
 const scale = jit(`function scale(X, Out, s, n, B) {
@@ -156,6 +156,47 @@ describe('pool', () => {
     expect(out.toArray()[10]).toBe(48);
     rt.dispose();
   });
+
+  test('set-up messages and launches that race a slow worker neither deadlock nor run a launch twice', async () => {
+    // Workers that sleep after each drain of their messages: the pool's next message, or the
+    // launch itself, lands in that window (set-up for a new kernel is two messages, scratch
+    // then module; the launch follows the second ack at once).
+    WorkerPool.testPauseAfterDrainMs = 25;
+    let rt: Runtime;
+    try {
+      rt = await Runtime.create({ threads: 3, callerRuns: false, inlineBelowBytes: 0 });
+    } finally {
+      WorkerPool.testPauseAfterDrainMs = 0;
+    }
+    const pool = (rt as unknown as { pool: WorkerPool }).pool;
+    // A worker that ran a launch twice counts itself finished twice, after the launch's end.
+    const counted = async (): Promise<{ finished: number; expected: number }> => {
+      await new Promise((r) => setTimeout(r, 60));
+      return pool.finishedCounts;
+    };
+    try {
+      const a = rt.tensor(rand(40 * 24, 4), [40, 24]);
+      const b = rt.tensor(rand(24 * 40, 5), [24, 40]);
+      const want = new Float64Array(40 * 40);
+      for (let i = 0; i < 40; i++) for (let k = 0; k < 24; k++) for (let j = 0; j < 40; j++) want[i * 40 + j]! += a.toArray()[i * 24 + k]! * b.toArray()[k * 40 + j]!;
+      // Each tile shape is a new module with more scratch than the last.
+      for (const T of [4, 8, 16, 32]) {
+        const c = rt.zeros([40, 40]);
+        await matmul.launch({ grid: [Math.ceil(40 / T), Math.ceil(40 / T)], BM: T, BN: T, BK: 8 }, a, b, c, 40, 40, 24);
+        expect(await counted()).toEqual({ finished: 3, expected: 3 });
+        const got = c.toArray();
+        let err = 0;
+        for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
+        expect(err).toBeLessThan(1e-5);
+        const y = rt.empty([300]);
+        await scale.launch({ grid: [10], B: 32 }, a, y, 2, 300);
+        expect(await counted()).toEqual({ finished: 3, expected: 3 });
+        expect(y.toArray()[299]).toBe(Math.fround(a.toArray()[299]! * 2 + 9));
+      }
+    } finally {
+      rt.dispose();
+    }
+  }, 30_000);
 
   test('a process that never disposes its runtime exits by itself', () => {
     const out = execFileSync(process.execPath, ['--import', 'tsx', new URL('./fixtures/no-dispose.ts', import.meta.url).pathname], {

@@ -19,7 +19,7 @@ import { WORKER_SOURCE } from './worker-source.js';
 /** Control block layout (Int32 slots). */
 export const CTL = {
   GEN: 0, CMD: 1, NEXT: 2, TOTAL: 3, CHUNK: 4, FINISHED: 5, EXPECTED: 6, DONE: 7, ERR: 8, ERR_PID: 9,
-  MODULE: 10, G0: 11, G1: 12, G2: 13, ERR_SITE: 14, ERR_OFFSET: 15, PARAMS: 16,
+  MODULE: 10, G0: 11, G1: 12, G2: 13, ERR_SITE: 14, ERR_OFFSET: 15, RUN_GEN: 16, PARAMS: 17,
 } as const;
 const MAX_PARAMS = 112;
 const CMD_RUN = 1;
@@ -70,6 +70,12 @@ export interface CallerPart {
 export const CALLER = -1;
 
 export class WorkerPool {
+  /**
+   * Test hook: workers spawned while this is non-zero sleep this many ms after each drain of
+   * their messages, so that tests can hit the races between set-up messages and launches.
+   */
+  static testPauseAfterDrainMs = 0;
+
   private readonly ctl: Int32Array;
   private readonly ctlF: Float32Array;
   readonly busy: Float64Array;
@@ -105,7 +111,10 @@ export class WorkerPool {
       // The worker is plain JS: it needs none of the parent's loaders or flags (test runners
       // and TypeScript loaders put theirs there).
       execArgv: [],
-      workerData: { ctl: this.ctl.buffer, busy: this.busy.buffer, spans: this.spans.buffer, memory: this.memory, port: port2, index, C: CTL, gen0: Atomics.load(this.ctl, CTL.GEN) },
+      workerData: {
+        ctl: this.ctl.buffer, busy: this.busy.buffer, spans: this.spans.buffer, memory: this.memory, port: port2, index, C: CTL,
+        gen0: Atomics.load(this.ctl, CTL.GEN), pauseAfterDrainMs: WorkerPool.testPauseAfterDrainMs,
+      },
       transferList: [port2],
     });
     const slot: Slot = { worker, port: port1, modules: new Set(), scratch: 0, scratchSize: 0, acks: new Map(), alive: true };
@@ -240,8 +249,12 @@ export class WorkerPool {
     this.running = running;
     const doneBefore = Atomics.load(c, CTL.DONE);
     const waiter = Atomics.waitAsync(c, CTL.DONE, doneBefore);
+    // Only this thread writes GEN, so the launch's generation is known before it is published;
+    // a worker runs the launch only on waking for that generation (see WORKER_SOURCE).
+    const gen = (Atomics.load(c, CTL.GEN) + 1) | 0;
+    Atomics.store(c, CTL.RUN_GEN, gen);
     Atomics.store(c, CTL.CMD, CMD_RUN);
-    const gen = Atomics.add(c, CTL.GEN, 1) + 1;
+    Atomics.store(c, CTL.GEN, gen);
     Atomics.notify(c, CTL.GEN);
     let callerSpan: WorkerSpan | undefined;
     let callerError: unknown;
@@ -303,6 +316,11 @@ export class WorkerPool {
       if ((s[o + 3]! | 0) === (gen | 0)) out.push({ worker: i, start: s[o]!, end: s[o + 1]!, programs: s[o + 2]! });
     }
     return out;
+  }
+
+  /** Test hook: how many threads counted themselves finished in the last launch, and how many were expected. */
+  get finishedCounts(): { finished: number; expected: number } {
+    return { finished: Atomics.load(this.ctl, CTL.FINISHED), expected: Atomics.load(this.ctl, CTL.EXPECTED) };
   }
 
   /** Test hook: the worker threads. */

@@ -13,7 +13,9 @@ const v8 = require('node:v8');
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 v8.setFlagsFromString('--no-liftoff');
 
-const { ctl: ctlBuf, busy: busyBuf, spans: spansBuf, memory, port, index, C, gen0 } = workerData;
+const { ctl: ctlBuf, busy: busyBuf, spans: spansBuf, memory, port, index, C, gen0, pauseAfterDrainMs } = workerData;
+// Test hook (WorkerPool.testPauseAfterDrainMs): widens the window between draining and acting.
+const pauseCell = new Int32Array(new SharedArrayBuffer(4));
 const ctl = new Int32Array(ctlBuf);
 const ctlF = new Float32Array(ctlBuf);
 const busy = new Float64Array(busyBuf);
@@ -90,14 +92,22 @@ for (;;) {
   // tens of microseconds on a busy machine).
   for (let spin = 0; spin < 20000 && Atomics.load(ctl, C.GEN) === seen; spin++);
   Atomics.wait(ctl, C.GEN, seen);
-  drain();
+  // The generation is read before the messages are drained: every message posted before the
+  // bump it shows is then taken now, and one posted after it comes with a later bump, which
+  // wakes this loop again (read after draining, a message posted in between would wait for
+  // a bump that never comes, and its sender for an ack).
   const gen = Atomics.load(ctl, C.GEN);
+  drain();
+  if (pauseAfterDrainMs) Atomics.wait(pauseCell, 0, 0, pauseAfterDrainMs);
   if (gen === seen) continue;
   seen = gen;
   const cmd = Atomics.load(ctl, C.CMD);
   if (cmd === 2) break;
-  // A worker spawned during a launch (replacing a dead one) has no part in it.
-  if (cmd === 1 && runs.has(Atomics.load(ctl, C.MODULE))) {
+  // Only the launch published with this very generation: a set-up bump read just before a
+  // launch was published would otherwise run that launch under the older generation, then
+  // again on waking for its own bump, counting itself finished twice. A worker spawned during
+  // a launch (replacing a dead one) has no part in it.
+  if (cmd === 1 && Atomics.load(ctl, C.RUN_GEN) === gen && runs.has(Atomics.load(ctl, C.MODULE))) {
     launch();
     if (Atomics.add(ctl, C.FINISHED, 1) + 1 === Atomics.load(ctl, C.EXPECTED)) {
       Atomics.add(ctl, C.DONE, 1);
