@@ -37,11 +37,18 @@ async function run(c: Case, grads: boolean): Promise<void> {
     else expect(Math.abs(lse[i]! - ref.lse[i]!)).toBeLessThanOrEqual(2e-5 * (1 + Math.abs(ref.lse[i]!)));
   }
   if (!grads) return;
-  const g = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D], dtype), Q, K, V, fwd, opts);
   const gt = dtype === 'f32' ? 5e-5 : 3e-2;
-  expect(maxErr(g.dq.toArray(), ref.dq!), 'dq').toBeLessThanOrEqual(gt);
-  expect(maxErr(g.dk.toArray(), ref.dk!), 'dk').toBeLessThanOrEqual(gt);
-  expect(maxErr(g.dv.toArray(), ref.dv!), 'dv').toBeLessThanOrEqual(gt);
+  // Both schedules; the one-pass backward sums dq in place, so its dq starts out as garbage.
+  for (const fused of dtype === 'f32' ? [true, false] : [false]) {
+    const out = { dq: rt.tensor(new Float32Array(B * H * N * D).fill(NaN), [B, H, N, D], dtype), dk: rt.tensor(new Float32Array(B * Hkv * N * D).fill(7), [B, Hkv, N, D], dtype) };
+    const g = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D], dtype), Q, K, V, fwd, { ...opts, fused, out });
+    expect(maxErr(g.dq.toArray(), ref.dq!), `dq (fused ${fused})`).toBeLessThanOrEqual(gt);
+    expect(maxErr(g.dk.toArray(), ref.dk!), `dk (fused ${fused})`).toBeLessThanOrEqual(gt);
+    expect(maxErr(g.dv.toArray(), ref.dv!), `dv (fused ${fused})`).toBeLessThanOrEqual(gt);
+  }
+  if (dtype !== 'f32') {
+    await expect(ops.attentionBackward(rt.tensor(dout, [B, H, N, D], dtype), Q, K, V, fwd, { ...opts, fused: true })).rejects.toThrow(/sums dq in place in f32; dq is/);
+  }
 }
 
 describe('ops.attention forward', () => {
@@ -88,10 +95,12 @@ describe('ops.attention: long sequences, dropout, finite differences, errors', (
     const keep = (bh: number, i: number, j: number): boolean => randUniform((seed + bh * 7919) | 0, i * N + j) >= p;
     const ref = attentionRef(q, k, v, { B, H, Hkv: H, N, D, causal: true, dropout: { p, keep } }, dout);
     expect(maxErr(a.out.toArray(), ref.out)).toBeLessThanOrEqual(1e-5);
-    const g = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D]), Q, K, V, a, opts);
-    expect(maxErr(g.dq.toArray(), ref.dq!)).toBeLessThanOrEqual(5e-5);
-    expect(maxErr(g.dk.toArray(), ref.dk!)).toBeLessThanOrEqual(5e-5);
-    expect(maxErr(g.dv.toArray(), ref.dv!)).toBeLessThanOrEqual(5e-5);
+    for (const fused of [true, false]) {
+      const g = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D]), Q, K, V, a, { ...opts, fused });
+      expect(maxErr(g.dq.toArray(), ref.dq!)).toBeLessThanOrEqual(5e-5);
+      expect(maxErr(g.dk.toArray(), ref.dk!)).toBeLessThanOrEqual(5e-5);
+      expect(maxErr(g.dv.toArray(), ref.dv!)).toBeLessThanOrEqual(5e-5);
+    }
   });
 
   test('backward matches finite differences of the reference forward (tiny, causal, grouped)', async () => {

@@ -3,7 +3,7 @@
  * through the flash-attention templates (no N x N buffer).
  */
 import {
-  attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionPassConfig, type AttentionPass,
+  attnBwdKernel, attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionPassConfig, type AttentionPass,
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
@@ -128,7 +128,16 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
 export interface AttentionBackwardOptions extends AttentionOptions {
   /** Write the gradients into these (shaped like q, k, v) instead of allocating them. */
   readonly out?: Partial<AttentionGrads>;
+  /**
+   * One pass per kv head for all three gradients (true), or a dK/dV pass and a dQ pass that
+   * each recompute the scores (false). Default: one pass when dq is f32 and there are at least
+   * FUSED_HEADS_PER_THREAD kv heads (B·Hkv) per thread, so that every thread has work.
+   */
+  readonly fused?: boolean;
 }
+
+/** kv heads per thread from which the one-pass backward keeps every thread busy. */
+export const FUSED_HEADS_PER_THREAD = 4;
 
 /** dq, dk, dv from the forward's inputs, its out and lse, and dout (same options as the forward). */
 export async function attentionBackward(
@@ -149,8 +158,19 @@ export async function attentionBackward(
     if (rows > 0) {
       await attnDeltaKernel.launch({ grid: [Math.ceil(rows / 64)], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, rows);
       const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop] as const;
-      // Each pass has its own tiles; a forced config sets both.
       const kv = tiles(c, opts, 'dkv');
+      if (opts.fused !== undefined && typeof opts.fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(opts.fused)}`);
+      const fused = opts.fused ?? (dq.dtype === 'f32' && c.B * c.Hkv >= FUSED_HEADS_PER_THREAD * Math.max(1, c.rt.threads));
+      if (fused && dq.dtype !== 'f32') fail(op, `the one-pass backward sums dq in place in f32; dq is ${dq.dtype} (pass fused: false)`);
+      if (fused) {
+        // The dK/dV pass's tiles: the one pass does its work plus one dot a pair.
+        await attnBwdKernel.launch(
+          { grid: [c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN },
+          q, k, v, dout, fwd.lse, delta, dq, dk, dv, c.lens ?? delta, ...args,
+        );
+        return { dq, dk, dv };
+      }
+      // Each pass has its own tiles; a forced config sets both.
       const qc = tiles(c, opts, 'dq');
       await attnBwdKVKernel.launch(
         { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN },
