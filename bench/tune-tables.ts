@@ -22,6 +22,7 @@ const TABLE_OF: Readonly<Record<string, string>> = {
   matmul: 'GEMM_TABLE', gemv: 'GEMV_TABLE', 'gemv-bt': 'GEMV_TABLE', softmax: 'SOFTMAX_TABLE',
   layernorm: 'NORM_TABLE', attention: 'ATTENTION_TABLE', 'attention-causal': 'ATTENTION_TABLE',
   'attention-dkv': 'ATTENTION_TABLE', 'attention-dkv-causal': 'ATTENTION_TABLE', 'attention-dq': 'ATTENTION_TABLE', 'attention-dq-causal': 'ATTENTION_TABLE',
+  'attention-bwd': 'ATTENTION_TABLE', 'attention-bwd-causal': 'ATTENTION_TABLE',
 };
 
 const argv = process.argv.slice(2);
@@ -59,7 +60,7 @@ keep('ATTENTION_TABLE', ATTENTION_TABLE);
 // Re-tuned ops replace their own rows (a table shared by two ops keeps the other op's rows).
 const owner = (op: string, r: Row): boolean => {
   if (op === 'gemv' || op === 'gemv-bt') return r.transB === (op === 'gemv-bt');
-  if (op.startsWith('attention')) return r.causal === op.endsWith('-causal') && r.pass === (op.includes('-dkv') ? 'dkv' : op.includes('-dq') ? 'dq' : 'fwd');
+  if (op.startsWith('attention')) return r.causal === op.endsWith('-causal') && r.pass === (op.includes('-dkv') ? 'dkv' : op.includes('-dq') ? 'dq' : op.includes('-bwd') ? 'bwd' : 'fwd');
   return true;
 };
 for (const op of only) {
@@ -154,6 +155,6 @@ export const NORM_TABLE: readonly { M: number; N: number; R: number; BN: number;
 /**
  * Attention forward: query rows and keys per block, measured on ${on('ATTENTION_TABLE')}.
  */
-export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; pass: 'fwd' | 'dkv' | 'dq'; BM: number; BN: number }[] = [${body('ATTENTION_TABLE')}];
+export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; pass: 'fwd' | 'dkv' | 'dq' | 'bwd'; BM: number; BN: number }[] = [${body('ATTENTION_TABLE')}];
 `);
 process.stderr.write('wrote templates/gemm-table.ts and templates/tuned-tables.ts\n');

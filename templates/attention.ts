@@ -351,18 +351,26 @@ export function chooseAttentionConfig(N: number, D: number): { BM: number; BN: n
 /** The forward's candidates for the autotuner (pruned to ATTENTION_SCRATCH_MAX per shape). */
 export const ATTENTION_CONFIGS: readonly { BM: number; BN: number }[] = [16, 32, 64, 128].flatMap((BM) => [16, 32, 64, 128].map((BN) => ({ BM, BN })));
 
-/** The three attention passes the tuner sizes: the forward, the backward's dK/dV and its dQ. */
-export type AttentionPass = 'fwd' | 'dkv' | 'dq';
+/**
+ * The attention passes the tuner sizes: the forward, the backward's dK/dV and dQ passes, and
+ * the one-pass backward.
+ */
+export type AttentionPass = 'fwd' | 'dkv' | 'dq' | 'bwd';
 
 /**
  * Scratch a program may use when the tuner picks its tiles: the rule's 64x32 at D = 64 takes
  * 99.6 KB in the forward, 156 KB for dK/dV and 123 KB for dQ.
  */
-export const ATTENTION_SCRATCH_MAX: Readonly<Record<AttentionPass, number>> = { fwd: 100_000, dkv: 160_000, dq: 160_000 };
+export const ATTENTION_SCRATCH_MAX: Readonly<Record<AttentionPass, number>> = { fwd: 100_000, dkv: 160_000, dq: 160_000, bwd: 200_000 };
 
-/** A pass's tiles: the tuned table's (templates/tuned-tables.ts) for a nearby shape, else the rule. */
+/**
+ * A pass's tiles: the tuned table's (templates/tuned-tables.ts) for a nearby shape, else the
+ * rule. The one-pass backward, where the table has no row of its own, takes the dK/dV pass's
+ * (its loops, plus one dot a block pair).
+ */
 export function chooseAttentionPassConfig(pass: AttentionPass, N: number, D: number, causal: boolean): { BM: number; BN: number } {
-  const row = nearestRow(ATTENTION_TABLE, { N, D, causal, pass }, ['N'], ['D', 'causal', 'pass']);
+  const row = nearestRow(ATTENTION_TABLE, { N, D, causal, pass }, ['N'], ['D', 'causal', 'pass'])
+    ?? (pass === 'bwd' ? nearestRow(ATTENTION_TABLE, { N, D, causal, pass: 'dkv' }, ['N'], ['D', 'causal', 'pass']) : undefined);
   return row ? { BM: row.BM, BN: row.BN } : chooseAttentionConfig(N, D);
 }
 

@@ -61,7 +61,7 @@ export const NORM_TABLE: readonly { M: number; N: number; R: number; BN: number;
 /**
  * Attention forward: query rows and keys per block, measured on x64, Intel(R) Xeon(R) Processor, cores 2, relaxed-simd, threads 2, node 20.
  */
-export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; pass: 'fwd' | 'dkv' | 'dq'; BM: number; BN: number }[] = [
+export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; pass: 'fwd' | 'dkv' | 'dq' | 'bwd'; BM: number; BN: number }[] = [
   { N: 256, D: 32, causal: false, pass: 'fwd', BM: 32, BN: 64 }, // 40.1 GFLOP/s
   { N: 512, D: 64, causal: false, pass: 'fwd', BM: 32, BN: 16 }, // 32.4 GFLOP/s
   { N: 1024, D: 64, causal: false, pass: 'fwd', BM: 64, BN: 32 }, // 38.3 GFLOP/s

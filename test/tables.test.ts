@@ -74,6 +74,11 @@ describe('tuned tables', () => {
       }
     }
     expect(chooseAttentionFwdConfig(1024, 48, false)).toEqual(chooseAttentionConfig(1024, 48)); // no D = 48 row
+    // The one-pass backward follows its own rows where it has them, else the dK/dV pass's.
+    for (const r of ATTENTION_TABLE.filter((x) => x.pass === 'dkv')) {
+      const own = ATTENTION_TABLE.find((x) => x.pass === 'bwd' && x.N === r.N && x.D === r.D && x.causal === r.causal);
+      expect(chooseAttentionPassConfig('bwd', r.N, r.D, r.causal)).toEqual(own ? { BM: own.BM, BN: own.BN } : { BM: r.BM, BN: r.BN });
+    }
   });
 });
 
@@ -81,7 +86,7 @@ describe('every op the tuner knows tunes a small problem', () => {
   const SMALL: Record<string, number[]> = {
     matmul: [24, 40, 16], gemv: [300, 70], 'gemv-bt': [300, 70], softmax: [20, 300], layernorm: [9, 2500],
     attention: [40, 32], 'attention-causal': [40, 16], 'attention-dkv': [40, 16], 'attention-dkv-causal': [24, 16],
-    'attention-dq': [40, 16], 'attention-dq-causal': [24, 16],
+    'attention-dq': [40, 16], 'attention-dq-causal': [24, 16], 'attention-bwd': [40, 16], 'attention-bwd-causal': [24, 16],
   };
   test('SMALL covers every op', () => expect(Object.keys(SMALL).sort()).toEqual(Object.keys(TUNE_OPS).sort()));
 

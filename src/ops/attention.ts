@@ -158,19 +158,19 @@ export async function attentionBackward(
     if (rows > 0) {
       await attnDeltaKernel.launch({ grid: [Math.ceil(rows / 64)], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, rows);
       const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop] as const;
-      const kv = tiles(c, opts, 'dkv');
       if (opts.fused !== undefined && typeof opts.fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(opts.fused)}`);
       const fused = opts.fused ?? (dq.dtype === 'f32' && c.B * c.Hkv >= FUSED_HEADS_PER_THREAD * Math.max(1, c.rt.threads));
       if (fused && dq.dtype !== 'f32') fail(op, `the one-pass backward sums dq in place in f32; dq is ${dq.dtype} (pass fused: false)`);
       if (fused) {
-        // The dK/dV pass's tiles: the one pass does its work plus one dot a pair.
+        const t = tiles(c, opts, 'bwd');
         await attnBwdKernel.launch(
-          { grid: [c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN },
+          { grid: [c.B * c.Hkv], ...constexprs(c), BM: t.BM, BN: t.BN },
           q, k, v, dout, fwd.lse, delta, dq, dk, dv, c.lens ?? delta, ...args,
         );
         return { dq, dk, dv };
       }
       // Each pass has its own tiles; a forced config sets both.
+      const kv = tiles(c, opts, 'dkv');
       const qc = tiles(c, opts, 'dq');
       await attnBwdKVKernel.launch(
         { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN },

@@ -5,7 +5,7 @@
  * form, its config space and candidate checks, one problem of a given shape, the work of a call
  * (for the rate column) and the table row a result becomes.
  */
-import { ATTENTION_CONFIGS, ATTENTION_SCRATCH_MAX, attnBwdKVKernel, attnBwdQKernel, attnFwdKernel, type AttentionPass } from '../../templates/attention.js';
+import { ATTENTION_CONFIGS, ATTENTION_SCRATCH_MAX, attnBwdKernel, attnBwdKVKernel, attnBwdQKernel, attnFwdKernel, type AttentionPass } from '../../templates/attention.js';
 import { GEMV_CONFIGS, gemvKernel } from '../../templates/gemv.js';
 import { normFwdKernel } from '../../templates/norm.js';
 import { ROW_CONFIGS, rowConfigFor, rowTile, softmaxKernel } from '../../templates/softmax.js';
@@ -124,13 +124,13 @@ function rows(kind: 'softmax' | 'layernorm'): TuneOp {
   };
 }
 
-/** Matmuls of N x N x D per head in each pass: S and O (forward); S, dV, dP, dK; S, dP, dQ. */
-const PASS_MATMULS: Readonly<Record<AttentionPass, number>> = { fwd: 2, dkv: 4, dq: 3 };
+/** Matmuls of N x N x D per head in each pass: S and O (forward); S, dV, dP, dK; S, dP, dQ; S, dV, dP, dK, dQ. */
+const PASS_MATMULS: Readonly<Record<AttentionPass, number>> = { fwd: 2, dkv: 4, dq: 3, bwd: 5 };
 
 /** One attention pass over one batch entry of H heads (self-attention: q, k, v of one shape). */
 function attention(pass: AttentionPass, causal: boolean): TuneOp {
   const H = 4;
-  const kernel = pass === 'fwd' ? attnFwdKernel : pass === 'dkv' ? attnBwdKVKernel : attnBwdQKernel;
+  const kernel = { fwd: attnFwdKernel, dkv: attnBwdKVKernel, dq: attnBwdQKernel, bwd: attnBwdKernel }[pass];
   const args = (rt: Runtime, N: number, D: number, heads = H): KernelArg[] => {
     const shape = [1, heads, N, D];
     const q = data(rt, shape, 1), k = data(rt, shape, 2), v = data(rt, shape, 3);
@@ -141,18 +141,20 @@ function attention(pass: AttentionPass, causal: boolean): TuneOp {
     }
     // The backward's inputs need only be in range: |q·k| <= D keeps exp(s - lse) finite at lse = 0.
     const dout = data(rt, shape, 4), lse = rt.zeros([1, heads, N]), delta = data(rt, [heads * N], 5, 0.1);
+    if (pass === 'bwd') return [q, k, v, dout, lse, delta, rt.empty(shape), rt.empty(shape), rt.empty(shape), delta, ...tail];
     return pass === 'dkv'
       ? [q, k, v, dout, lse, delta, rt.empty(shape), rt.empty(shape), delta, ...tail]
       : [q, k, v, dout, lse, delta, rt.empty(shape), delta, ...tail];
   };
-  const label = { fwd: 'flash attention forward', dkv: 'attention backward, dK and dV', dq: 'attention backward, dQ' }[pass];
+  const label = { fwd: 'flash attention forward', dkv: 'attention backward, dK and dV', dq: 'attention backward, dQ', bwd: 'attention backward in one pass' }[pass];
   return {
     form: 'NxD', fallback: '1024x64',
     what: `${label}${causal ? ', causal' : ''}, ${H} heads: BM query rows x BN keys per block`,
     tuned: (o) => autotune(kernel, {
       configs: ATTENTION_CONFIGS, key: ['N', 'D', 'CAUSAL'], ...o,
-      outputs: pass === 'fwd' ? ['O', 'Lse'] : pass === 'dkv' ? ['Dk', 'Dv'] : ['Dq'],
-      grid: (m, a) => [Math.ceil(num(a.N) / num(pass === 'dkv' ? m.BN : m.BM)), num(a.H), 1],
+      outputs: { fwd: ['O', 'Lse'], dkv: ['Dk', 'Dv'], dq: ['Dq'], bwd: ['Dq', 'Dk', 'Dv'] }[pass],
+      // The one-pass backward: a program per kv head.
+      grid: (m, a) => (pass === 'bwd' ? [num(a.H), 1, 1] : [Math.ceil(num(a.N) / num(pass === 'dkv' ? m.BN : m.BM)), num(a.H), 1]),
       // Tiles whose program would need more scratch than the pass's budget are not candidates.
       prune: async (cs, { args: a, meta, runtime }) => {
         const N = num(a.N), kept: TuneConfig[] = [];
@@ -201,6 +203,8 @@ export const TUNE_OPS: Readonly<Record<string, TuneOp>> = {
   'attention-dkv-causal': attention('dkv', true),
   'attention-dq': attention('dq', false),
   'attention-dq-causal': attention('dq', true),
+  'attention-bwd': attention('bwd', false),
+  'attention-bwd-causal': attention('bwd', true),
 };
 
 /** Free a problem's tensors. */
