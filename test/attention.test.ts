@@ -144,5 +144,8 @@ describe('ops.attention: long sequences, dropout, finite differences, errors', (
     await expect(ops.attention(q, q, q, { kvLens: [1, 2] })).rejects.toThrow(/kvLens must list 1 non-negative integers/);
     await expect(ops.attention(q, q, q, { dropout: { p: 1, seed: 0 } })).rejects.toThrow(/dropout.p must be in \[0, 1\), got 1/);
     await expect(ops.attention(q, q, rt.empty([1, 4, 8, 32]))).rejects.toThrow(/v: expected shape \[1, 4, 8, 16\]/);
+    const z = rt.zeros([1, 4, 8, 16]);
+    const fwd = await ops.attention(z, z, z);
+    await expect(ops.attentionBackward(z, z, z, z, fwd, { fused: 'yes' as never })).rejects.toThrow(/attentionBackward: fused must be a boolean, got/);
   });
 });

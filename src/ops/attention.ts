@@ -144,6 +144,7 @@ export async function attentionBackward(
   dout: Tensor, q: Tensor, k: Tensor, v: Tensor, fwd: AttentionResult, opts: AttentionBackwardOptions = {},
 ): Promise<AttentionGrads> {
   const op = 'attentionBackward';
+  if (opts.fused !== undefined && typeof opts.fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(opts.fused)}`);
   const c = check(op, q, k, v, opts);
   floatTensor(op, 'dout', dout, c.rt);
   sameShape(op, 'dout', dout.shape, q.shape);
@@ -158,7 +159,6 @@ export async function attentionBackward(
     if (rows > 0) {
       await attnDeltaKernel.launch({ grid: [Math.ceil(rows / 64)], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, rows);
       const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop] as const;
-      if (opts.fused !== undefined && typeof opts.fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(opts.fused)}`);
       const fused = opts.fused ?? (dq.dtype === 'f32' && c.B * c.Hkv >= FUSED_HEADS_PER_THREAD * Math.max(1, c.rt.threads));
       if (fused && dq.dtype !== 'f32') fail(op, `the one-pass backward sums dq in place in f32; dq is ${dq.dtype} (pass fused: false)`);
       if (fused) {
