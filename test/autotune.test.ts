@@ -217,5 +217,8 @@ describe('autotune', () => {
     }
     // Far from every tuned shape: the rule (thin tiles for tiny M).
     expect(chooseGemmConfig(2, 7, 3)).toEqual({ BM: 4, BN: 16, BK: 16 });
+    // K shorter than a 64-deep tile gets a tile no deeper than K rounds up to (no masked K steps).
+    expect(chooseGemmConfig(32768, 24, 32)).toEqual({ BM: 64, BN: 32, BK: 32 });
+    expect(chooseGemmConfig(20, 300, 24)).toEqual({ BM: 32, BN: 64, BK: 32 });
   });
 });
