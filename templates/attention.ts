@@ -131,57 +131,89 @@ export const ATTN_DELTA_SOURCE = `function attnDelta(O, Do, Delta, rows, BM, D) 
   store(Delta, rm, sum(load(O, offs, m, 0.0) * load(Do, offs, m, 0.0), 1), rm < rows);
 }`;
 
-/** P (dropout applied or not) and dS for one (query block, key block) pair. */
-export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, Dk, Dv, Lens, N, H, group, scale, seed, pdrop,
-    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
-  const nb = programId(0);
-  const bhk = programId(1);
+/**
+ * The backward's dK/dV pass, and (FUSED) the whole backward in one pass. Split, a program owns a
+ * key block of a kv head (summing over the query heads of its group). FUSED, a program owns a kv
+ * head: all its key blocks in turn, so S, P and dP are computed once per (query block, key
+ * block) pair for all three gradients (the split passes compute them twice: 7 dots a pair
+ * against 5); dQ sums over key blocks in place in f32, zeroed first and scaled at the end.
+ */
+export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, Dq, Dk, Dv, Lens, N, H, group, scale, seed, pdrop,
+    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT, FUSED) {
+  let bhk = programId(1);
+  if (FUSED) { bhk = programId(0); }
   const Hkv = idiv(H, group);
   const b = idiv(bhk, Hkv);
   const kvLen = kvLength(Lens, b, N, HAS_LENS);
-  const rn = nb * BN + arange(BN);
   const rd = arange(D);
-  const mk = expandDims(rn < N, 1);
-  const kvoffs = bhk * N * D + expandDims(rn, 1) * D + expandDims(rd, 0);
   const c = scale * 1.4426950408889634;
-  const k = load(K, kvoffs, mk, 0.0);
-  const v = load(V, kvoffs, mk, 0.0);
-  let dk = zeros([BN, D]);
-  let dv = zeros([BN, D]);
-  // Query blocks that see this key block.
-  let mlo = 0;
-  if (CAUSAL) { mlo = idiv(nb * BN, BM); }
-  let mhi = cdiv(N, BM);
-  if (WINDOW > 0) { mhi = minimum(mhi, cdiv(nb * BN + BN + WINDOW - 1, BM)); if (!CAUSAL) { mlo = idiv(maximum(0, nb * BN - WINDOW + 1), BM); } }
-  if (nb * BN >= kvLen) { mhi = mlo; }
-  for (let g = 0; g < group; g += 1) {
-    const bh = b * H + (bhk - b * Hkv) * group + g;
-    for (let mb = mlo; mb < mhi; mb += 1) {
-      const rm = mb * BM + arange(BM);
-      const mq = expandDims(rm < N, 1);
-      const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
-      const q = load(Q, qoffs, mq, 0.0);
-      const lse = load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634;
-      let p = exp2(dot(q, trans(k)) * c - expandDims(lse, 1), true);
-      if (needsMask(mb, nb * BN, kvLen, BM, BN, CAUSAL, WINDOW)) {
-        p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
+  let nbLo = programId(0);
+  let nbHi = nbLo + 1;
+  if (FUSED) {
+    nbLo = 0;
+    nbHi = cdiv(N, BN);
+    for (let g = 0; g < group; g += 1) {
+      const bh = b * H + (bhk - b * Hkv) * group + g;
+      for (let m0 = 0; m0 < N; m0 += BM) {
+        const rm = m0 + arange(BM);
+        store(Dq, bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0), zeros([BM, D]), expandDims(rm < N, 1));
       }
-      const d0 = load(Do, qoffs, mq, 0.0);
-      let dp = dot(d0, trans(v));
-      let pd = p;
-      if (DROPOUT) {
-        const keep = keepMask(seed, bh, rm, rn, N, pdrop);
-        const r = 1.0 / (1.0 - pdrop);
-        pd = where(keep, p * r, 0.0);
-        dp = where(keep, dp * r, 0.0);
-      }
-      dv = dot(trans(pd), d0, dv);
-      const ds = p * (dp - expandDims(load(Delta, bh * N + rm, rm < N, 0.0), 1));
-      dk = dot(trans(ds), q, dk);
     }
   }
-  store(Dk, kvoffs, dk * scale, mk);
-  store(Dv, kvoffs, dv, mk);
+  for (let nb = nbLo; nb < nbHi; nb += 1) {
+    const rn = nb * BN + arange(BN);
+    const mk = expandDims(rn < N, 1);
+    const kvoffs = bhk * N * D + expandDims(rn, 1) * D + expandDims(rd, 0);
+    const k = load(K, kvoffs, mk, 0.0);
+    const v = load(V, kvoffs, mk, 0.0);
+    let dk = zeros([BN, D]);
+    let dv = zeros([BN, D]);
+    // Query blocks that see this key block (none past the key length: zero gradients).
+    let mlo = 0;
+    if (CAUSAL) { mlo = idiv(nb * BN, BM); }
+    let mhi = cdiv(N, BM);
+    if (WINDOW > 0) { mhi = minimum(mhi, cdiv(nb * BN + BN + WINDOW - 1, BM)); if (!CAUSAL) { mlo = idiv(maximum(0, nb * BN - WINDOW + 1), BM); } }
+    if (nb * BN >= kvLen) { mhi = mlo; }
+    for (let g = 0; g < group; g += 1) {
+      const bh = b * H + (bhk - b * Hkv) * group + g;
+      for (let mb = mlo; mb < mhi; mb += 1) {
+        const rm = mb * BM + arange(BM);
+        const mq = expandDims(rm < N, 1);
+        const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
+        const q = load(Q, qoffs, mq, 0.0);
+        const lse = load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634;
+        let p = exp2(dot(q, trans(k)) * c - expandDims(lse, 1), true);
+        if (needsMask(mb, nb * BN, kvLen, BM, BN, CAUSAL, WINDOW)) {
+          p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
+        }
+        const d0 = load(Do, qoffs, mq, 0.0);
+        let dp = dot(d0, trans(v));
+        let pd = p;
+        if (DROPOUT) {
+          const keep = keepMask(seed, bh, rm, rn, N, pdrop);
+          const r = 1.0 / (1.0 - pdrop);
+          pd = where(keep, p * r, 0.0);
+          dp = where(keep, dp * r, 0.0);
+        }
+        dv = dot(trans(pd), d0, dv);
+        const ds = p * (dp - expandDims(load(Delta, bh * N + rm, rm < N, 0.0), 1));
+        dk = dot(trans(ds), q, dk);
+        if (FUSED) { store(Dq, qoffs, dot(ds, k, load(Dq, qoffs, mq, 0.0)), mq); }
+      }
+    }
+    store(Dk, kvoffs, dk * scale, mk);
+    store(Dv, kvoffs, dv, mk);
+  }
+  if (FUSED) {
+    for (let g = 0; g < group; g += 1) {
+      const bh = b * H + (bhk - b * Hkv) * group + g;
+      for (let m0 = 0; m0 < N; m0 += BM) {
+        const rm = m0 + arange(BM);
+        const offs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
+        store(Dq, offs, load(Dq, offs, expandDims(rm < N, 1), 0.0) * scale, expandDims(rm < N, 1));
+      }
+    }
+  }
 }`;
 
 export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq, Lens, N, H, group, scale, seed, pdrop,
@@ -221,86 +253,6 @@ export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq,
   store(Dq, qoffs, dq * scale, mq);
 }`;
 
-/**
- * The backward in one pass: a program owns a kv head (all its key blocks, and the query heads
- * of its group), so S, P and dP are computed once per (query block, key block) pair for all
- * three gradients (the split passes compute them twice: 7 dots a pair against 5). dQ sums over
- * key blocks in place in f32: zeroed first, read and written back per pair, scaled at the end.
- */
-export const ATTN_BWD_SOURCE = `function attnBwd(Q, K, V, Do, Lse, Delta, Dq, Dk, Dv, Lens, N, H, group, scale, seed, pdrop,
-    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
-  const bhk = programId(0);
-  const Hkv = idiv(H, group);
-  const b = idiv(bhk, Hkv);
-  const kvLen = kvLength(Lens, b, N, HAS_LENS);
-  const rd = arange(D);
-  const c = scale * 1.4426950408889634;
-  for (let g = 0; g < group; g += 1) {
-    const bh = b * H + (bhk - b * Hkv) * group + g;
-    for (let m0 = 0; m0 < N; m0 += BM) {
-      const rm = m0 + arange(BM);
-      store(Dq, bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0), zeros([BM, D]), expandDims(rm < N, 1));
-    }
-  }
-  for (let nb = 0; nb < cdiv(kvLen, BN); nb += 1) {
-    const rn = nb * BN + arange(BN);
-    const mk = expandDims(rn < N, 1);
-    const kvoffs = bhk * N * D + expandDims(rn, 1) * D + expandDims(rd, 0);
-    const k = load(K, kvoffs, mk, 0.0);
-    const v = load(V, kvoffs, mk, 0.0);
-    let dk = zeros([BN, D]);
-    let dv = zeros([BN, D]);
-    let mlo = 0;
-    if (CAUSAL) { mlo = idiv(nb * BN, BM); }
-    let mhi = cdiv(N, BM);
-    if (WINDOW > 0) { mhi = minimum(mhi, cdiv(nb * BN + BN + WINDOW - 1, BM)); if (!CAUSAL) { mlo = idiv(maximum(0, nb * BN - WINDOW + 1), BM); } }
-    for (let g = 0; g < group; g += 1) {
-      const bh = b * H + (bhk - b * Hkv) * group + g;
-      for (let mb = mlo; mb < mhi; mb += 1) {
-        const rm = mb * BM + arange(BM);
-        const mq = expandDims(rm < N, 1);
-        const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
-        const q = load(Q, qoffs, mq, 0.0);
-        const lse = load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634;
-        let p = exp2(dot(q, trans(k)) * c - expandDims(lse, 1), true);
-        if (needsMask(mb, nb * BN, kvLen, BM, BN, CAUSAL, WINDOW)) {
-          p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
-        }
-        const d0 = load(Do, qoffs, mq, 0.0);
-        let dp = dot(d0, trans(v));
-        let pd = p;
-        if (DROPOUT) {
-          const keep = keepMask(seed, bh, rm, rn, N, pdrop);
-          const r = 1.0 / (1.0 - pdrop);
-          pd = where(keep, p * r, 0.0);
-          dp = where(keep, dp * r, 0.0);
-        }
-        dv = dot(trans(pd), d0, dv);
-        const ds = p * (dp - expandDims(load(Delta, bh * N + rm, rm < N, 0.0), 1));
-        dk = dot(trans(ds), q, dk);
-        store(Dq, qoffs, dot(ds, k, load(Dq, qoffs, mq, 0.0)), mq);
-      }
-    }
-    store(Dk, kvoffs, dk * scale, mk);
-    store(Dv, kvoffs, dv, mk);
-  }
-  // Key blocks past the key length get zero gradients.
-  for (let n0 = cdiv(kvLen, BN) * BN; n0 < N; n0 += BN) {
-    const rn = n0 + arange(BN);
-    const kvoffs = bhk * N * D + expandDims(rn, 1) * D + expandDims(rd, 0);
-    store(Dk, kvoffs, zeros([BN, D]), expandDims(rn < N, 1));
-    store(Dv, kvoffs, zeros([BN, D]), expandDims(rn < N, 1));
-  }
-  for (let g = 0; g < group; g += 1) {
-    const bh = b * H + (bhk - b * Hkv) * group + g;
-    for (let m0 = 0; m0 < N; m0 += BM) {
-      const rm = m0 + arange(BM);
-      const offs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
-      store(Dq, offs, load(Dq, offs, expandDims(rm < N, 1), 0.0) * scale, expandDims(rm < N, 1));
-    }
-  }
-}`;
-
 const FWD_SIG = {
   Q: 'ptr', K: 'ptr', V: 'ptr', O: 'ptr', Lse: 'ptr', Lens: 'ptr', N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
   BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
@@ -310,14 +262,21 @@ export const attnFwdKernel = jit(ATTN_FWD_SOURCE, { signature: FWD_SIG, helpers:
 
 export const attnDeltaKernel = jit(ATTN_DELTA_SOURCE, { signature: { O: 'ptr', Do: 'ptr', Delta: 'ptr', rows: 'i32', BM: 'constexpr', D: 'constexpr' } });
 
-export const attnBwdKVKernel = jit(ATTN_BWD_KV_SOURCE, {
+const BWD_KV_OPTIONS = {
   signature: {
-    Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dk: 'ptr', Dv: 'ptr', Lens: 'ptr',
+    Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dq: 'ptr', Dk: 'ptr', Dv: 'ptr', Lens: 'ptr',
     N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
     BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
+    FUSED: 'constexpr',
   },
   helpers: ATTENTION_HELPERS,
-});
+} as const;
+
+/** The split dK/dV pass (FUSED false; Dq unused). */
+export const attnBwdKVKernel = jit(ATTN_BWD_KV_SOURCE, BWD_KV_OPTIONS);
+
+/** The one-pass backward (FUSED true): the same source, named apart in profiles. */
+export const attnBwdKernel = jit(ATTN_BWD_KV_SOURCE, { ...BWD_KV_OPTIONS, name: 'attnBwd' });
 
 export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
   signature: {
@@ -328,14 +287,6 @@ export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
   helpers: ATTENTION_HELPERS,
 });
 
-export const attnBwdKernel = jit(ATTN_BWD_SOURCE, {
-  signature: {
-    Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dq: 'ptr', Dk: 'ptr', Dv: 'ptr', Lens: 'ptr',
-    N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
-    BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
-  },
-  helpers: ATTENTION_HELPERS,
-});
 
 /**
  * The tile sizes where the tuned table has no row near the shape, for any pass: BM query rows

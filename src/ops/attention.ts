@@ -164,7 +164,7 @@ export async function attentionBackward(
       if (fused) {
         const t = tiles(c, opts, 'bwd');
         await attnBwdKernel.launch(
-          { grid: [c.B * c.Hkv], ...constexprs(c), BM: t.BM, BN: t.BN },
+          { grid: [c.B * c.Hkv], ...constexprs(c), BM: t.BM, BN: t.BN, FUSED: true },
           q, k, v, dout, fwd.lse, delta, dq, dk, dv, c.lens ?? delta, ...args,
         );
         return { dq, dk, dv };
@@ -173,8 +173,8 @@ export async function attentionBackward(
       const kv = tiles(c, opts, 'dkv');
       const qc = tiles(c, opts, 'dq');
       await attnBwdKVKernel.launch(
-        { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN },
-        q, k, v, dout, fwd.lse, delta, dk, dv, c.lens ?? delta, ...args,
+        { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN, FUSED: false },
+        q, k, v, dout, fwd.lse, delta, dq, dk, dv, c.lens ?? delta, ...args,
       );
       await attnBwdQKernel.launch(
         { grid: [Math.ceil(c.N / qc.BM), c.B * c.H], ...constexprs(c), BM: qc.BM, BN: qc.BN },

@@ -143,7 +143,7 @@ function attention(pass: AttentionPass, causal: boolean): TuneOp {
     const dout = data(rt, shape, 4), lse = rt.zeros([1, heads, N]), delta = data(rt, [heads * N], 5, 0.1);
     if (pass === 'bwd') return [q, k, v, dout, lse, delta, rt.empty(shape), rt.empty(shape), rt.empty(shape), delta, ...tail];
     return pass === 'dkv'
-      ? [q, k, v, dout, lse, delta, rt.empty(shape), rt.empty(shape), delta, ...tail]
+      ? [q, k, v, dout, lse, delta, delta, rt.empty(shape), rt.empty(shape), delta, ...tail]
       : [q, k, v, dout, lse, delta, rt.empty(shape), delta, ...tail];
   };
   const label = { fwd: 'flash attention forward', dkv: 'attention backward, dK and dV', dq: 'attention backward, dQ', bwd: 'attention backward in one pass' }[pass];
@@ -167,7 +167,10 @@ function attention(pass: AttentionPass, causal: boolean): TuneOp {
       },
       verify: { args: (rt, m) => args(rt, 2 * Math.max(num(m.BM), num(m.BN)) + 3, num(m.D), 2) },
     }),
-    problem: (rt, [N, D]) => ({ fixed: { D: D!, CAUSAL: causal, WINDOW: 0, HAS_LENS: false, DROPOUT: false }, args: args(rt, N!, D!) }),
+    problem: (rt, [N, D]) => ({
+      fixed: { D: D!, CAUSAL: causal, WINDOW: 0, HAS_LENS: false, DROPOUT: false, ...(pass === 'dkv' || pass === 'bwd' ? { FUSED: pass === 'bwd' } : {}) },
+      args: args(rt, N!, D!),
+    }),
     work: ([N, D]) => ({ flops: 2 * PASS_MATMULS[pass] * H * N! * N! * D! * (causal ? 0.5 : 1) }),
     tableShapes: [[256, 32], [512, 64], [1024, 64], [2048, 64], [4096, 64], [1024, 128], [256, 16]],
     tableRow: ([N, D], c) => ({ N: N!, D: D!, causal, pass, BM: num(c.BM), BN: num(c.BN) }),
