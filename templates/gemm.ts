@@ -8,14 +8,17 @@ import { jit } from '../src/kernel.js';
 import { gelu64, geluTanh64 } from '../src/util/erf.js';
 
 export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
-    BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN, PACKED_B) {
+    kSlab, splits, BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN, PACKED_B) {
   const rm = programId(0) * BM + arange(BM);
   const rn = programId(1) * BN + arange(BN);
-  const batch = programId(2);
+  // Grid axis 2: batch entry · splits + K slab; a slab is kSlab deep (splits 1: all of K).
+  const batch = idiv(programId(2), splits);
+  const k0 = (programId(2) - batch * splits) * kSlab;
+  const k1 = minimum(K, k0 + kSlab);
   const baseA = batch * strideA;
   const baseB = batch * strideB;
   let acc = zeros([BM, BN]);
-  for (let k = 0; k < K; k += BK) {
+  for (let k = k0; k < k1; k += BK) {
     const rk = k + arange(BK);
     let a = zeros([BM, BK]);
     let b = zeros([BK, BN]);
@@ -58,8 +61,8 @@ export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, 
   if (ACT == 'gelu') { y = gelu(y); }
   if (ACT == 'gelu_tanh') { y = geluTanh(y); }
   if (ACT == 'silu') { y = y * sigmoid(y); }
-  if (EVEN) { store(Out, batch * strideOut + offC, y); }
-  else { store(Out, batch * strideOut + offC, y, mask); }
+  if (EVEN) { store(Out, programId(2) * strideOut + offC, y); }
+  else { store(Out, programId(2) * strideOut + offC, y, mask); }
 }`;
 
 /** The GEMM kernel object (compiled per specialisation on first use). */
@@ -67,12 +70,43 @@ export const gemmKernel = jit(GEMM_SOURCE, {
   signature: {
     A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
     M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32',
-    alpha: 'f32', beta: 'f32',
+    alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32',
     BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
     HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
   },
-  // 2·M·N·K per batch entry (grid axis 2), for the profiler's GFLOP/s.
-  work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * params[7]! * grid[2] }),
+  // 2·M·N·K per batch entry (grid axis 2 over the K slabs), for the profiler's GFLOP/s.
+  work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * params[7]! * grid[2] / params[15]! }),
+});
+
+/**
+ * Split-K's second step: Out[b] = act(alpha · (the S slabs' partial products P[b·S + s] summed)
+ * + beta · C[b] + bias), the epilogue the slabs left out.
+ */
+export const GEMM_REDUCE_SOURCE = `function gemmReduce(P, C, Bias, Out, M, N, S, strideC, alpha, beta, BR, BC, HAS_C, HAS_BIAS, ACT) {
+  const rm = programId(0) * BR + arange(BR);
+  const rn = programId(1) * BC + arange(BC);
+  const batch = programId(2);
+  const offs = expandDims(rm, 1) * N + expandDims(rn, 0);
+  const mask = expandDims(rm < M, 1) && expandDims(rn < N, 0);
+  const base = batch * S * M * N;
+  let acc = load(P, base + offs, mask, 0.0);
+  for (let s = 1; s < S; s += 1) { acc = acc + load(P, base + s * M * N + offs, mask, 0.0); }
+  let y = acc * alpha;
+  if (HAS_C) { y = y + beta * load(C, batch * strideC + offs, mask, 0.0); }
+  if (HAS_BIAS) { y = y + expandDims(load(Bias, rn, rn < N, 0.0), 0); }
+  if (ACT == 'relu') { y = maximum(y, 0.0); }
+  if (ACT == 'gelu') { y = gelu(y); }
+  if (ACT == 'gelu_tanh') { y = geluTanh(y); }
+  if (ACT == 'silu') { y = y * sigmoid(y); }
+  store(Out, batch * M * N + offs, y, mask);
+}`;
+
+/** The split-K reduction (see GEMM_REDUCE_SOURCE). */
+export const gemmReduceKernel = jit(GEMM_REDUCE_SOURCE, {
+  signature: {
+    P: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr', M: 'i32', N: 'i32', S: 'i32', strideC: 'i32', alpha: 'f32', beta: 'f32',
+    BR: 'constexpr', BC: 'constexpr', HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr',
+  },
 });
 
 /**

@@ -128,6 +128,41 @@ describe.each([0, 2] as const)('ops.matmul with B packed into panels (threads %i
   });
 });
 
+describe('ops.matmul with K split into slabs (threads 2)', () => {
+  // Fewer output tiles than threads and a deep K: slabs of K summed by a second pass with the
+  // epilogue. Within tolerance of the reference and of the one-pass result.
+  const config = { BM: 64, BN: 64, BK: 64 };
+  const splitRan = async (rt: Runtime, fn: () => Promise<unknown>): Promise<boolean> =>
+    (await rt.profile(fn)).kernels.some((k) => k.kernel === 'gemmReduce');
+  test.each([
+    [false, false, 'f32', 'none'], [true, false, 'f32', 'gelu'], [false, true, 'bf16', 'relu'], [true, true, 'f16', 'silu'],
+  ] as const)('transA=%s transB=%s, B stored %s, bias and c, %s epilogue', async (transA, transB, dt, activation) => {
+    const rt = await rts[2];
+    const [M, N, K] = [64, 128, 4096];
+    const A = rt.tensor(rand(M * K, 61), transA ? [K, M] : [M, K]), B = rt.tensor(rand(K * N, 62), transB ? [N, K] : [K, N], dt);
+    const c = rand(M * N, 63), bias = rand(N, 64);
+    const opts = { transA, transB, config, alpha: 0.5, beta: 2, c: rt.tensor(c, [M, N]), bias: rt.tensor(bias, [N]), activation };
+    let split: Float32Array | Int32Array = new Float32Array();
+    expect(await splitRan(rt, async () => { split = (await ops.matmul(A, B, opts)).toArray(); })).toBe(true);
+    const whole = (await ops.matmul(A, B, { ...opts, splitK: false })).toArray();
+    const want = gemmReference(A.toArray() as Float32Array, B.toArray() as Float32Array, M, N, K, { transA, transB, alpha: 0.5, beta: 2, c, bias, activation });
+    check(split, want, K, 'f32');
+    check(whole, want, K, 'f32');
+  });
+  test('batched, with out of another dtype; masked or many tiles stay whole', async () => {
+    const rt = await rts[2];
+    const [Bt, M, N, K] = [3, 64, 64, 8192];
+    const A = rt.tensor(rand(Bt * M * K, 71), [Bt, M, K]), W = rt.tensor(rand(K * N, 72), [K, N]);
+    const out = rt.empty([Bt, M, N], 'bf16');
+    expect(await splitRan(rt, () => ops.matmul(A, W, { config, out }))).toBe(true);
+    const a = A.toArray() as Float32Array, w = W.toArray() as Float32Array, got = out.toArray();
+    for (let bi = 0; bi < Bt; bi++) check(got.subarray(bi * M * N, (bi + 1) * M * N), gemmReference(a.subarray(bi * M * K, (bi + 1) * M * K), w, M, N, K), K, 'bf16');
+    // A ragged N (masked tiles) and an output of many tiles take the one pass.
+    expect(await splitRan(rt, () => ops.matmul(rt.tensor(rand(64 * 4096, 73), [64, 4096]), rt.tensor(rand(4096 * 60, 74), [4096, 60]), { config }))).toBe(false);
+    expect(await splitRan(rt, () => ops.matmul(rt.tensor(rand(256 * 4096, 75), [256, 4096]), rt.tensor(rand(4096 * 128, 76), [4096, 128]), { config }))).toBe(false);
+  });
+});
+
 test('when the memory cannot take B\'s panels, the GEMM copies tiles as before instead of failing', async () => {
   const [M, N, K] = [1024, 128, 256];
   // Room for A, B, the output and scratch, not for the 128 KB of panels.

@@ -1,7 +1,7 @@
 /**
  * @fileoverview `ops.matmul`: validate -> choose a config -> launch the GEMM template.
  */
-import { gemmKernel, packBKernel, type GemmActivation, type GemmConfig } from '../../templates/gemm.js';
+import { gemmKernel, gemmReduceKernel, packBKernel, type GemmActivation, type GemmConfig } from '../../templates/gemm.js';
 import { IN_PLACE_B_PITCH } from '../../codegen/plan.js';
 import { GEMM_TABLE } from '../../templates/gemm-table.js';
 import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
@@ -34,7 +34,31 @@ export interface MatmulOptions {
    * each row tile copies its own B tiles, as tests compare).
    */
   readonly packB?: boolean;
+  /**
+   * Split K into slabs summed by a second pass when the output has too few tiles to keep the
+   * threads busy and K is deep (default true where `splitKFor` applies; false: one pass, as
+   * tests compare).
+   */
+  readonly splitK?: boolean;
 }
+
+/**
+ * K slabs for a GEMM with `tiles` output tiles (batch entries included) on `threads`: a power
+ * of two S, so that there are about 8 programs a thread, each slab at least SPLIT_K_MIN deep
+ * and a multiple of BK (the slabs tile K exactly); 1 (no split) on one thread, with two tiles
+ * a thread or more, for masked tiles, or when K is too short. Measured on 2 threads, side by
+ * side: 64x64x16384 (one tile) 4.2-4.6 -> 3.1 ms; 128x128x8192 (four tiles) and 32x24x32768
+ * (masked tiles) no faster or slower, so they stay whole.
+ */
+export function splitKFor(tiles: number, K: number, BK: number, threads: number, even: boolean): number {
+  if (threads < 2 || !even || tiles >= 2 * threads) return 1;
+  let S = 1;
+  while (S < 16 && tiles * S < 8 * threads && K % (2 * S * BK) === 0 && K / (2 * S) >= SPLIT_K_MIN) S *= 2;
+  return S;
+}
+
+/** Shallowest K slab split-K makes. */
+export const SPLIT_K_MIN = 512;
 
 const ACTS = new Set(['none', 'relu', 'gelu', 'gelu_tanh', 'silu']);
 
@@ -142,6 +166,30 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
   // elements, pay for the extra pass and launch (measured, 2 threads: 1024³ 78 -> 85 GFLOP/s,
   // 8192x128x512 75 -> 88; 256³, saving 0.2M, 71 -> 68). A weight gradient's two row tiles over
   // K = 8192 still gain: panels stream in, tile copies of rows 1.5 KB apart miss.
+  const tiles = Math.ceil(M / cfg.BM) * Math.ceil(N / cfg.BN) * count;
+  const S = opts.splitK === false ? 1 : splitKFor(tiles, K, cfg.BK, rt.threads, even);
+  const part = S > 1 ? tryEmpty(rt, count * S * M * N) : undefined;
+  if (part) {
+    try {
+      // Each slab's partial product, then one pass summing them with the epilogue.
+      await gemmKernel.launch(
+        {
+          grid: [M / cfg.BM, N / cfg.BN, count * S],
+          BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB,
+          HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: true, PACKED_B: false, relaxedSimd: opts.relaxedSimd,
+        },
+        a, b, part, part, part, M, N, K,
+        batchA.length ? M * K : 0, batchB.length ? K * N : 0, 0, M * N, 1, 0, K / S, S,
+      );
+      await gemmReduceKernel.launch(
+        { grid: [Math.ceil(M / 16), Math.ceil(N / 64), count], BR: 16, BC: 64, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, relaxedSimd: opts.relaxedSimd },
+        part, opts.c ?? part, opts.bias ?? part, out, M, N, S, M * N, alpha, beta,
+      );
+    } finally {
+      part.free();
+    }
+    return out;
+  }
   const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
   const bCount = batchB.length ? count : 1; // B's batch entries (one when a 2-D B is shared)
   const panels = pack ? tryEmpty(rt, bCount * K * N) : undefined;
@@ -162,7 +210,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
       a, panels ?? b, opts.c ?? dummy, opts.bias ?? dummy, out,
       M, N, K,
       batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, M * N,
-      alpha, beta,
+      alpha, beta, K, 1,
     );
   } finally {
     panels?.free();
