@@ -51,3 +51,13 @@ export const activationKernel = jit(ACTIVATION_SOURCE, {
 
 /** Elements per program: large enough to amortise the per-program cost, small enough to spread. */
 export const ELEMENTWISE_BLOCK = 2048;
+
+/**
+ * Elements per program of the elementwise kernels whose values feed several stores (optimiser
+ * steps, a loss with its gradient). Each store gets its own loop, and the loaded tiles
+ * they share are kept in scratch: four tiles of 2048 are 32 KB, the whole L1 of some cores;
+ * of 256, 4 KB. Measured side by side, one thread: Adam over 10M f32 23.5 -> 15 ms, SGD with
+ * momentum 16.6 -> 8.3 ms, MSE with its gradient over 4M 4.2 -> 2.2 ms (single-store kernels
+ * such as GELU: no difference).
+ */
+export const MULTI_STORE_BLOCK = 256;

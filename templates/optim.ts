@@ -8,15 +8,6 @@ import { jit } from '../src/kernel.js';
 import { MASKED_HELPERS } from './masked.js';
 
 /**
- * Elements per program of the optimiser steps. Each loaded tile that several stores read is
- * kept in scratch (one loop a store), so a step holds four tiles there: at 2048 elements that
- * is 32 KB, the whole L1 of some cores; at 256, 4 KB. Measured, 10M f32 parameters, one thread,
- * side by side: Adam 23.5 -> 15 ms, SGD with momentum 16.6 -> 8.3 ms (two threads 17.2 -> 14.4
- * and 14.9 -> 11.6).
- */
-export const OPTIM_BLOCK = 256;
-
-/**
  * Adam / AdamW (DECOUPLED). The host computes the scalars in f64: c1 = 1 - b1, c2 = 1 - b2,
  * decay = 1 - lr·wd, stepSize = lr / (1 - b1^t), invBc2 = 1 / sqrt(1 - b2^t).
  */

@@ -3,7 +3,7 @@
  * gradient with respect to the prediction, in one pass.
  */
 import { lossKernel } from '../../templates/loss.js';
-import { ELEMENTWISE_BLOCK } from '../../templates/activation.js';
+import { MULTI_STORE_BLOCK } from '../../templates/activation.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { fail, finite, floatTensor, oneOf, sameShape } from './common.js';
 
@@ -32,7 +32,8 @@ export interface LossResult {
 }
 
 /** Elements per program, as for the other elementwise kernels. */
-const BLOCK = ELEMENTWISE_BLOCK;
+/** Elements per program (the value and the gradient share their loads). */
+const BLOCK = MULTI_STORE_BLOCK;
 
 async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, target: Tensor, opts: LossOptions): Promise<LossResult> {
   floatTensor(op, 'pred', pred);

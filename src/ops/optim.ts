@@ -4,8 +4,8 @@
  * (master weights); gradients may be f16/bf16; `copy` receives the updated parameter in its own
  * dtype (the f16/bf16 weights used for compute).
  */
-import { adamKernel, OPTIM_BLOCK, sgdKernel, unscaleKernel } from '../../templates/optim.js';
-import { ELEMENTWISE_BLOCK } from '../../templates/activation.js';
+import { adamKernel, sgdKernel, unscaleKernel } from '../../templates/optim.js';
+import { ELEMENTWISE_BLOCK, MULTI_STORE_BLOCK as OPTIM_BLOCK } from '../../templates/activation.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { fail, finite, floatTensor, sameShape } from './common.js';
 
