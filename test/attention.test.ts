@@ -147,5 +147,14 @@ describe('ops.attention: long sequences, dropout, finite differences, errors', (
     const z = rt.zeros([1, 4, 8, 16]);
     const fwd = await ops.attention(z, z, z);
     await expect(ops.attentionBackward(z, z, z, z, fwd, { fused: 'yes' as never })).rejects.toThrow(/attentionBackward: fused must be a boolean, got/);
+    // Refused after the inputs were checked (key lengths made, a gradient allocated): nothing stays allocated.
+    const before = rt.stats().inUseBytes;
+    const h = rt.zeros([1, 4, 8, 16], 'f16');
+    const hf = await ops.attention(h, h, h);
+    const held = rt.stats().inUseBytes;
+    await expect(ops.attentionBackward(h, h, h, h, hf, { fused: true, kvLens: [3] })).rejects.toThrow(/sums dq in place in f32; dq is f16/);
+    await expect(ops.attentionBackward(z, z, z, z, fwd, { kvLens: [3], out: { dk: rt.empty([1, 4, 8, 8]) } })).rejects.toThrow(/out: expected shape/);
+    expect(rt.stats().inUseBytes).toBe(held + 1 * 4 * 8 * 8 * 4);
+    expect(held).toBeGreaterThan(before);
   });
 });

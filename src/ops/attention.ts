@@ -146,21 +146,35 @@ export async function attentionBackward(
   const op = 'attentionBackward';
   if (opts.fused !== undefined && typeof opts.fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(opts.fused)}`);
   const c = check(op, q, k, v, opts);
-  floatTensor(op, 'dout', dout, c.rt);
-  sameShape(op, 'dout', dout.shape, q.shape);
-  floatTensor(op, 'out', fwd.out, c.rt);
-  sameShape(op, 'out', fwd.out.shape, q.shape);
-  if (!(fwd.lse instanceof Tensor) || fwd.lse.dtype !== 'f32') fail(op, 'lse must be the forward\'s f32 log-sum-exp');
-  sameShape(op, 'lse', fwd.lse.shape, [c.B, c.H, c.N]);
-  const dq = output(op, c.rt, q.shape, q.dtype, opts.out?.dq), dk = output(op, c.rt, k.shape, k.dtype, opts.out?.dk), dv = output(op, c.rt, v.shape, v.dtype, opts.out?.dv);
+  let fused: boolean;
+  let dq: Tensor | undefined, dk: Tensor | undefined, dv: Tensor;
+  try {
+    floatTensor(op, 'dout', dout, c.rt);
+    sameShape(op, 'dout', dout.shape, q.shape);
+    floatTensor(op, 'out', fwd.out, c.rt);
+    sameShape(op, 'out', fwd.out.shape, q.shape);
+    if (!(fwd.lse instanceof Tensor) || fwd.lse.dtype !== 'f32') fail(op, 'lse must be the forward\'s f32 log-sum-exp');
+    sameShape(op, 'lse', fwd.lse.shape, [c.B, c.H, c.N]);
+    // Decided before any output is allocated, so that refusing it leaves nothing behind.
+    const dqDtype = opts.out?.dq instanceof Tensor ? opts.out.dq.dtype : q.dtype;
+    fused = opts.fused ?? (dqDtype === 'f32' && c.B * c.Hkv >= FUSED_HEADS_PER_THREAD * Math.max(1, c.rt.threads));
+    if (fused && dqDtype !== 'f32') fail(op, `the one-pass backward sums dq in place in f32; dq is ${dqDtype} (pass fused: false)`);
+    dq = output(op, c.rt, q.shape, q.dtype, opts.out?.dq);
+    dk = output(op, c.rt, k.shape, k.dtype, opts.out?.dk);
+    dv = output(op, c.rt, v.shape, v.dtype, opts.out?.dv);
+  } catch (err) {
+    // A refused out leaves no gradient this call allocated behind.
+    if (dq && dq !== opts.out?.dq) dq.free();
+    if (dk && dk !== opts.out?.dk) dk.free();
+    if (c.ownLens) c.lens!.free();
+    throw err;
+  }
   const rows = c.B * c.H * c.N;
   const delta = c.rt.empty([Math.max(1, rows)], 'f32');
   try {
     if (rows > 0) {
       await attnDeltaKernel.launch({ grid: [Math.ceil(rows / 64)], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, rows);
       const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop] as const;
-      const fused = opts.fused ?? (dq.dtype === 'f32' && c.B * c.Hkv >= FUSED_HEADS_PER_THREAD * Math.max(1, c.rt.threads));
-      if (fused && dq.dtype !== 'f32') fail(op, `the one-pass backward sums dq in place in f32; dq is ${dq.dtype} (pass fused: false)`);
       if (fused) {
         const t = tiles(c, opts, 'bwd');
         await attnBwdKernel.launch(
