@@ -75,7 +75,12 @@ const KEEP = `function keepMask(seed, bh, rm, rn, N, pdrop) {
   return rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
 }`;
 
-export const ATTENTION_HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK, kvLength: KV_LEN, kvHead: KV_HEAD, keepMask: KEEP };
+/** Query head g of kv head bhk's group (b·H + its first query head + g): kvHead's inverse. */
+const QUERY_HEAD = `function queryHead(bhk, b, H, Hkv, group, g) {
+  return b * H + (bhk - b * Hkv) * group + g;
+}`;
+
+export const ATTENTION_HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK, kvLength: KV_LEN, kvHead: KV_HEAD, queryHead: QUERY_HEAD, keepMask: KEEP };
 
 export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, group, scale, seed, pdrop,
     BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
@@ -153,7 +158,7 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
     nbLo = 0;
     nbHi = cdiv(N, BN);
     for (let g = 0; g < group; g += 1) {
-      const bh = b * H + (bhk - b * Hkv) * group + g;
+      const bh = queryHead(bhk, b, H, Hkv, group, g);
       for (let m0 = 0; m0 < N; m0 += BM) {
         const rm = m0 + arange(BM);
         store(Dq, bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0), zeros([BM, D]), expandDims(rm < N, 1));
@@ -175,7 +180,7 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
     if (WINDOW > 0) { mhi = minimum(mhi, cdiv(nb * BN + BN + WINDOW - 1, BM)); if (!CAUSAL) { mlo = idiv(maximum(0, nb * BN - WINDOW + 1), BM); } }
     if (nb * BN >= kvLen) { mhi = mlo; }
     for (let g = 0; g < group; g += 1) {
-      const bh = b * H + (bhk - b * Hkv) * group + g;
+      const bh = queryHead(bhk, b, H, Hkv, group, g);
       for (let mb = mlo; mb < mhi; mb += 1) {
         const rm = mb * BM + arange(BM);
         const mq = expandDims(rm < N, 1);
@@ -206,7 +211,7 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
   }
   if (FUSED) {
     for (let g = 0; g < group; g += 1) {
-      const bh = b * H + (bhk - b * Hkv) * group + g;
+      const bh = queryHead(bhk, b, H, Hkv, group, g);
       for (let m0 = 0; m0 < N; m0 += BM) {
         const rm = m0 + arange(BM);
         const offs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
@@ -286,7 +291,6 @@ export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
   },
   helpers: ATTENTION_HELPERS,
 });
-
 
 /**
  * The tile sizes where the tuned table has no row near the shape, for any pass: BM query rows

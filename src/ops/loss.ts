@@ -31,7 +31,6 @@ export interface LossResult {
   readonly grad?: Tensor;
 }
 
-/** Elements per program, as for the other elementwise kernels. */
 /** Elements per program (the value and the gradient share their loads). */
 const BLOCK = MULTI_STORE_BLOCK;
 

@@ -5,7 +5,7 @@
  * dtype (the f16/bf16 weights used for compute).
  */
 import { adamKernel, sgdKernel, unscaleKernel } from '../../templates/optim.js';
-import { ELEMENTWISE_BLOCK, MULTI_STORE_BLOCK as OPTIM_BLOCK } from '../../templates/activation.js';
+import { ELEMENTWISE_BLOCK, MULTI_STORE_BLOCK } from '../../templates/activation.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { fail, finite, floatTensor, sameShape } from './common.js';
 
@@ -70,8 +70,8 @@ export async function adamStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor
   const bc2 = 1 - b2 ** step;
   await adamKernel.launch(
     {
-      grid: [Math.ceil(n / OPTIM_BLOCK)], BLOCK: OPTIM_BLOCK, DECOUPLED: opts.decoupled === true, HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined,
-      EVEN: n % OPTIM_BLOCK === 0, runtime: param.runtime,
+      grid: [Math.ceil(n / MULTI_STORE_BLOCK)], BLOCK: MULTI_STORE_BLOCK, DECOUPLED: opts.decoupled === true, HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined,
+      EVEN: n % MULTI_STORE_BLOCK === 0, runtime: param.runtime,
     },
     param, grad, m, v, opts.copy ?? param, n, b1, 1 - b1, b2, 1 - b2, eps, wd, 1 - lr * wd, lr / bc1, 1 / Math.sqrt(bc2), gscale,
   );
@@ -93,8 +93,8 @@ export async function sgdStep(param: Tensor, grad: Tensor, buf: Tensor | undefin
   if (n === 0) return;
   await sgdKernel.launch(
     {
-      grid: [Math.ceil(n / OPTIM_BLOCK)], BLOCK: OPTIM_BLOCK, MOMENTUM: momentum !== 0, NESTEROV: opts.nesterov === true, FIRST: opts.firstStep === true,
-      HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined, EVEN: n % OPTIM_BLOCK === 0, runtime: param.runtime,
+      grid: [Math.ceil(n / MULTI_STORE_BLOCK)], BLOCK: MULTI_STORE_BLOCK, MOMENTUM: momentum !== 0, NESTEROV: opts.nesterov === true, FIRST: opts.firstStep === true,
+      HAS_WD: wd !== 0, HAS_COPY: opts.copy !== undefined, EVEN: n % MULTI_STORE_BLOCK === 0, runtime: param.runtime,
     },
     param, grad, buf ?? param, opts.copy ?? param, n, lr, momentum, 1 - dampening, wd, gscale,
   );
