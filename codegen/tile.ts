@@ -66,7 +66,13 @@ export class TileLoop {
   readonly inner: Ref[] = [];
   readonly outer: 'r' | 'c' | null;
   readonly innerVar: 'r' | 'c';
-  private readonly cache = new Map<string, { local: number; type: number; inner: boolean }>();
+  private readonly cache = new Map<string, { local: number; type: number; inner: boolean; keep?: boolean }>();
+  /**
+   * While the body of an unrolled copy k > 0 is built (see `build`): k · step, the columns that
+   * copy is ahead of copy 0. The column var reads as var + colShift, and a contiguous access
+   * reuses copy 0's address with colShift elements more in its static offset.
+   */
+  private colShift = 0;
   /**
    * While > 0, new values are computed in place instead of memoised and hoisted: for code that
    * only a rare branch runs (a partial vector's mask), whose work must not land on the hot path.
@@ -118,18 +124,19 @@ export class TileLoop {
   idx(x: Idx): Ref {
     const m = this.env.e.m;
     if (x === '0') return m.i32.const(0);
-    return m.local.get(this.vars[x]!.local, binaryen.i32);
+    const v = m.local.get(this.vars[x]!.local, binaryen.i32);
+    return x === 'c' && this.colShift ? m.i32.add(v, m.i32.const(this.colShift)) : v;
   }
 
   /** Bind `expr` to a local at the level of `pos`, memoised by `key`. */
-  private memo(key: string, pos: readonly Idx[], type: number, make: () => Ref): Ref {
+  private memo(key: string, pos: readonly Idx[], type: number, make: () => Ref, keep = false): Ref {
     const m = this.env.e.m;
     let hit = this.cache.get(key);
     if (!hit && this.inline > 0) return make();
     if (!hit) {
       const expr = make();
       const level = this.levelOf(pos);
-      hit = { local: this.env.e.local(type), type, inner: level === this.inner };
+      hit = { local: this.env.e.local(type), type, inner: level === this.inner, keep };
       level.push(m.local.set(hit.local, expr));
       this.cache.set(key, hit);
     }
@@ -212,6 +219,27 @@ export class TileLoop {
 
   /** Byte address (i32) of element `pos` of a buffer (lane 0 in vector mode). */
   bufferAddr(buf: Buffer, pos: readonly Idx[]): Ref {
+    return this.bufferAt(buf, pos).addr;
+  }
+
+  /**
+   * Address and extra static byte offset of element `pos` of a buffer: an unrolled copy's
+   * vector sits `colShift` elements after copy 0's, whose address it reuses.
+   */
+  private bufferAt(buf: Buffer, pos: readonly Idx[]): { addr: Ref; off: number } {
+    const s = this.colShift;
+    if (s && this.modeAt(pos) === 'v') {
+      this.colShift = 0;
+      try {
+        return { addr: this.bufferAddrNow(buf, pos), off: s * 4 };
+      } finally {
+        this.colShift = s;
+      }
+    }
+    return { addr: this.bufferAddrNow(buf, pos), off: 0 };
+  }
+
+  private bufferAddrNow(buf: Buffer, pos: readonly Idx[]): Ref {
     const m = this.env.e.m;
     let index: Ref;
     if (buf.shape.length === 2) {
@@ -226,8 +254,11 @@ export class TileLoop {
 
   readBuffer(buf: Buffer, pos: readonly Idx[], mode: Mode): Ref {
     const m = this.env.e.m;
+    if (mode === 'v') {
+      const { addr, off } = this.bufferAt(buf, pos);
+      return m.v128.load(buf.offset + off, 16, addr);
+    }
     const addr = this.bufferAddr(buf, pos);
-    if (mode === 'v') return m.v128.load(buf.offset, 16, addr);
     if (buf.dtype === 'f32') return m.f32.load(buf.offset, 4, addr);
     const x = m.i32.load(buf.offset, 4, addr);
     return buf.dtype === 'bool' ? m.i32.ne(x, m.i32.const(0)) : x;
@@ -236,8 +267,11 @@ export class TileLoop {
   /** Statement writing `value` (in the mode of `pos`) into `buf` at `pos`. */
   writeBuffer(buf: Buffer, pos: readonly Idx[], value: Ref): Ref {
     const m = this.env.e.m;
+    if (this.modeAt(pos) === 'v') {
+      const { addr, off } = this.bufferAt(buf, pos);
+      return m.v128.store(buf.offset + off, 16, addr, value);
+    }
     const addr = this.bufferAddr(buf, pos);
-    if (this.modeAt(pos) === 'v') return m.v128.store(buf.offset, 16, addr, value);
     if (buf.dtype === 'f32') return m.f32.store(buf.offset, 4, addr, value);
     // Buffers hold bool as 0/-1 so that vector reads are masks.
     return m.i32.store(buf.offset, 4, addr, buf.dtype === 'bool' ? m.i32.sub(m.i32.const(0), value) : value);
@@ -440,6 +474,8 @@ export class TileLoop {
    */
   private lanes(offsets: Value, pos: readonly Idx[], ptrLocal: number, es: number, checked = false): {
     pre: Ref[]; laneAddr: (l: number) => Ref; laneOff: (l: number) => number; contiguous: boolean;
+    /** Static byte offset of lane 0 from laneAddr(0) (an unrolled copy's, see `colShift`). */
+    off: number;
     /** (checked only) lane 0's element offset when the lanes are contiguous from it. */
     base?: () => Ref;
     /** The four element offsets (when there is no `base`). */
@@ -450,12 +486,31 @@ export class TileLoop {
     const shift = m.i32.const(Math.log2(es));
     const ptr = (): Ref => m.local.get(ptrLocal, binaryen.i32);
     const contiguous = this.coefC(offsets, pos) === 1;
+    if (contiguous && !checked) {
+      // One address per access for all the unrolled copies: copy k's lanes sit colShift
+      // elements after copy 0's, in the access's static offset (no address arithmetic of its own).
+      const s = this.colShift;
+      const key = `a${ptrLocal}:${offsets.id}:${pos.join('')}`;
+      const atCopy0 = <T>(f: () => T): T => {
+        this.colShift = 0;
+        try {
+          return f();
+        } finally {
+          this.colShift = s;
+        }
+      };
+      if (atCopy0(() => this.cache.has(key) || this.memoScalar(offsets, pos) !== null)) {
+        const addr = (): Ref => atCopy0(() => this.memo(key, pos, binaryen.i32, () => m.i32.add(ptr(), m.i32.shl(this.memoScalar(offsets, pos)!, shift)), true));
+        addr();
+        return { pre: [], laneAddr: addr, laneOff: (l) => (s + l) * es, contiguous, off: s * es };
+      }
+    }
     const base = contiguous ? this.memoScalar(offsets, pos) : null;
     if (base) {
       // A checked kernel keeps the element offset too (the address alone cannot be checked).
       const B = checked ? e.bind(binaryen.i32, base) : undefined;
       const A = e.bind(binaryen.i32, m.i32.add(ptr(), m.i32.shl(B ? B.get() : base, shift)));
-      return { pre: B ? [B.set, A.set] : [A.set], laneAddr: () => A.get(), laneOff: (l) => l * es, contiguous, ...(B ? { base: B.get } : {}) };
+      return { pre: B ? [B.set, A.set] : [A.set], laneAddr: () => A.get(), laneOff: (l) => l * es, contiguous, off: 0, ...(B ? { base: B.get } : {}) };
     }
     const O = e.bind(binaryen.v128, this.evalAs(offsets, pos, 'v'));
     return {
@@ -463,6 +518,7 @@ export class TileLoop {
       laneAddr: (l) => m.i32.add(ptr(), m.i32.shl(m.i32x4.extract_lane(O.get(), contiguous ? 0 : l), shift)),
       laneOff: (l) => (contiguous ? l * es : 0),
       contiguous,
+      off: 0,
       offs: O.get,
     };
   }
@@ -514,12 +570,12 @@ export class TileLoop {
       return pre.length ? m.block(null, [...pre, sel], wasmType(v.dtype, 's')) : sel;
     }
     const ln = this.lanes(v.offsets, pos, t.local, es, t.size !== undefined);
-    const { pre, laneAddr, laneOff, contiguous } = ln;
+    const { pre, laneAddr, laneOff, contiguous, off } = ln;
     const check = this.vectorChecks(v, t.size, ln);
     const full = (): Ref => {
       const a = laneAddr(0);
-      if (t.dtype === 'f16' || t.dtype === 'bf16') return loadHalf4(e, a, t.dtype);
-      return m.v128.load(0, 4, a);
+      if (t.dtype === 'f16' || t.dtype === 'bf16') return loadHalf4(e, a, t.dtype, off);
+      return m.v128.load(off, 4, a);
     };
     const gather = (init: Ref, M?: () => Ref): Ref => {
       const R = e.local(binaryen.v128);
@@ -614,13 +670,12 @@ export class TileLoop {
     }
     const V = e.bind(binaryen.v128, val);
     const ln = this.lanes(offsets, pos, t.local, es, t.size !== undefined);
-    const { pre, laneAddr, laneOff } = ln;
+    const { pre, laneAddr, laneOff, contiguous, off } = ln;
     const check = this.vectorChecks(s, t.size, ln);
-    const contiguous = laneOff(1) !== 0;
     const full = (): Ref => {
       const a = laneAddr(0);
-      if (t.dtype === 'f16' || t.dtype === 'bf16') return storeHalf4(e, a, V.get(), t.dtype);
-      return m.v128.store(0, 4, a, V.get());
+      if (t.dtype === 'f16' || t.dtype === 'bf16') return storeHalf4(e, a, V.get(), t.dtype, off);
+      return m.v128.store(off, 4, a, V.get());
     };
     const scatter = (M?: () => Ref): Ref => {
       const stmts: Ref[] = [];
@@ -717,8 +772,9 @@ export class TileLoop {
     let innerStmts: Ref[];
     const iv = this.vars[this.innerVar]!;
     const ivGet = (): Ref => m.local.get(iv.local, i32);
-    const forget = (): void => {
-      for (const [key, hit] of this.cache) if (hit.inner) this.cache.delete(key);
+    // Between unrolled copies the shared addresses stay (see `colShift`); between passes all go.
+    const forget = (all = true): void => {
+      for (const [key, hit] of this.cache) if (hit.inner && (all || !hit.keep)) this.cache.delete(key);
     };
     const id = nextLabel++;
     let fast: Ref | undefined;
@@ -726,15 +782,20 @@ export class TileLoop {
       const copies = this.innerVar === 'c' && this.vec && (iv.extent / iv.step) % 2 === 0 ? 2 : 1;
       const unrolled = (): Ref[] => {
         const stmts: Ref[] = [];
-        for (let k = 0; k < copies; k++) {
-          if (k > 0) {
-            // The second copy works on the next vector: inner-level values are recomputed.
-            forget();
-            stmts.push(m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step))));
+        try {
+          for (let k = 0; k < copies; k++) {
+            if (k > 0) {
+              // Copy k works k vectors on: inner-level values are recomputed, addresses shared.
+              forget(false);
+              this.colShift = k * iv.step;
+            }
+            const b = body();
+            stmts.push(...this.inner.splice(0), ...b);
           }
-          const b = body();
-          stmts.push(...this.inner.splice(0), ...b);
+        } finally {
+          this.colShift = 0;
         }
+        if (copies > 1) stmts.push(m.local.set(iv.local, m.i32.add(ivGet(), m.i32.const(iv.step * (copies - 1)))));
         return stmts;
       };
       // Loop splitting: when masks along the lanes have scalar all-lanes tests (cols < N, ...),

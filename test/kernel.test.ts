@@ -69,6 +69,25 @@ describe('specialisation and the compile cache', () => {
     const ir = await k.ir({ grid: [1], BLOCK: 8, DOUBLE: true }, x, x, 1, 8);
     expect(ir).toContain('store');
   });
+
+  test("an unrolled copy reads and writes at copy 0's address plus a static offset, tails included", async () => {
+    const rt = await rtP;
+    const k = jit(`function dbl(X, Out, n, BLOCK) {
+  const i = programId(0) * BLOCK + arange(BLOCK);
+  store(Out, i, load(X, i, i < n) * 2.0, i < n);
+}`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } });
+    const n = 61;
+    const x = rt.tensor(Float32Array.from({ length: 64 }, (_, i) => i + 1), [64]);
+    const out = rt.tensor(new Float32Array(64).fill(-1), [64]);
+    const wat = await k.wat({ grid: [1], BLOCK: 64 }, x, out, n);
+    // Copy 1 of the two-way unrolled loop: the whole vector and its masked tail lanes.
+    expect(wat).toMatch(/v128\.load offset=16\b/);
+    expect(wat).toMatch(/v128\.store offset=16\b/);
+    expect(wat).toMatch(/f32\.store offset=28\b/);
+    await k.launch({ grid: [1], BLOCK: 64 }, x, out, n);
+    const got = out.toArray();
+    for (let i = 0; i < 64; i++) expect(got[i]).toBe(i < n ? 2 * (i + 1) : -1);
+  });
 });
 
 describe('launch validation', () => {
