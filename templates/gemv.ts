@@ -26,11 +26,20 @@ export const GEMV_SOURCE = `function gemv(A, B, C, Bias, Out, N, K, strideA, str
       }
     } else {
       // BK rows of B, each scaled by one element of a: one fused pass over the BN accumulators.
-      for (const j of staticRange(BK)) {
-        const kk = k + j;
-        if (EVEN) {
-          acc = acc + load(A, batch * strideA + kk) * load(B, batch * strideB + kk * N + rn);
-        } else {
+      if (EVEN) {
+        // Four rows a step, summed as a tree: acc's dependency chain is a quarter as long
+        // (BK is a multiple of 4 here).
+        for (const j of staticRange(BK / 4)) {
+          const kk = k + 4 * j;
+          const p0 = load(A, batch * strideA + kk) * load(B, batch * strideB + kk * N + rn);
+          const p1 = load(A, batch * strideA + kk + 1) * load(B, batch * strideB + (kk + 1) * N + rn);
+          const p2 = load(A, batch * strideA + kk + 2) * load(B, batch * strideB + (kk + 2) * N + rn);
+          const p3 = load(A, batch * strideA + kk + 3) * load(B, batch * strideB + (kk + 3) * N + rn);
+          acc = acc + ((p0 + p1) + (p2 + p3));
+        }
+      } else {
+        for (const j of staticRange(BK)) {
+          const kk = k + j;
           acc = acc + load(A, batch * strideA + kk, kk < K, 0.0) * load(B, batch * strideB + kk * N + rn, mn && kk < K, 0.0);
         }
       }

@@ -151,7 +151,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
     await gemvKernel.launch(
       {
         grid: [Math.ceil(N / g.BN), 1, count], BN: g.BN, BK: g.BK, TRANS_B: transB, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined,
-        ACT: activation, EVEN: N % g.BN === 0 && K % g.BK === 0, relaxedSimd: opts.relaxedSimd,
+        ACT: activation, EVEN: N % g.BN === 0 && K % g.BK === 0 && (transB || g.BK % 4 === 0), relaxedSimd: opts.relaxedSimd,
       },
       a, b, opts.c ?? out, opts.bias ?? out, out,
       N, K, batchA.length ? K : 0, batchB.length ? K * N : 0, N, N, alpha, beta,

@@ -65,7 +65,7 @@ function gemv(transB: boolean): TuneOp {
     tuned: (o) => autotune(gemvKernel, {
       configs, key: ['N', 'K', 'TRANS_B'], outputs: ['Out'], ...o,
       grid: (m, a) => [Math.ceil(num(a.N) / num(m.BN)), 1, 1],
-      derive: (m, a) => ({ EVEN: num(a.N) % num(m.BN) === 0 && num(a.K) % num(m.BK) === 0 }),
+      derive: (m, a) => ({ EVEN: num(a.N) % num(m.BN) === 0 && num(a.K) % num(m.BK) === 0 && (transB || num(m.BK) % 4 === 0) }),
       prune: (cs, { args: a }) => {
         const kept = cs.filter((c) => num(c.BN) <= Math.max(16, 2 * num(a.N)) && num(c.BK) <= Math.max(8, 2 * num(a.K)));
         return kept.length ? kept : cs;
