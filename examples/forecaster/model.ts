@@ -9,12 +9,13 @@
 import { AdamW, jit, LossScaler, ops, type Runtime, type Tensor } from '../../src/index.js';
 import { initParams, paramSpecs, tokens, type ForecastConfig } from './common.js';
 
-/** x + pos, with pos repeating every `period` elements (the positions, broadcast over the batch). */
-const addPeriodic = jit(`function addPeriodic(X, P, Out, n, period, BLOCK) {
-  const i = programId(0) * BLOCK + arange(BLOCK);
-  const m = i < n;
-  store(Out, i, load(X, i, m) + load(P, i - idiv(i, period) * period, m), m);
-}`, { signature: { X: 'ptr', P: 'ptr', Out: 'ptr', n: 'i32', period: 'i32', BLOCK: 'constexpr' } });
+/** x + pos for x [B, period] and pos [period] (the positions, broadcast over the batch: grid axis 1). */
+const addPeriodic = jit(`function addPeriodic(X, P, Out, period, BLOCK) {
+  const j = programId(0) * BLOCK + arange(BLOCK);
+  const m = j < period;
+  const i = programId(1) * period + j;
+  store(Out, i, load(X, i, m) + load(P, j, m), m);
+}`, { signature: { X: 'ptr', P: 'ptr', Out: 'ptr', period: 'i32', BLOCK: 'constexpr' } });
 
 const add = jit.map((a: number, b: number) => a + b, { name: 'add' });
 
@@ -68,7 +69,7 @@ export class TilejitForecaster {
     const xr = x.reshape([B * N, c.patch * c.channels]);
     const xe = await ops.matmul(xr, this.w('embed.w'), { bias: this.w('embed.b') });
     let h0 = this.rt.empty([B * N, d], this.dtype);
-    await addPeriodic.launch({ grid: [Math.ceil((B * N * d) / 1024)], BLOCK: 1024, runtime: this.rt }, xe, this.w('pos'), h0, B * N * d, N * d);
+    await addPeriodic.launch({ grid: [Math.ceil((N * d) / 1024), B], BLOCK: 1024, runtime: this.rt }, xe, this.w('pos'), h0, N * d);
     const caches: LayerCache[] = [];
     for (let l = 0; l < c.layers; l++) {
       const p = (s: string): Tensor => this.w(`l${l}.${s}`);
