@@ -5,7 +5,6 @@
  */
 import binaryen from 'binaryen';
 import { erf64, erfc64 } from '../src/util/erf.js';
-import { EXP2_FTZ_BELOW, EXP_FTZ_BELOW } from '../src/ir/ir.js';
 import type { Emit, Ref } from './emit.js';
 
 /**
@@ -89,7 +88,8 @@ function scale2(e: Emit, p: Ref, t: () => Ref): Ref {
 
 /**
  * p · 2^(n-1) in one exact multiply, for n in [-125, 128]: t is roundMagic's sum with bias 126,
- * so t << 23 is 2^(n-1) (the shift drops t's high bits). The flushing exps' scale.
+ * so t << 23 is 2^(n-1) (the shift drops t's high bits); at n = -126 it is +0. The flushing
+ * exps' scale.
  */
 function scale1(e: Emit, p: Ref, t: () => Ref): Ref {
   return e.m.f32x4.mul(p, e.m.i32x4.shl(t(), e.m.i32.const(23)));
@@ -158,17 +158,18 @@ const EXP2_R2 = EXP2_R.map((c) => 2 * c);
  * normal range's bottom third and the subnormals), overflow to +Inf above 88.72. The scale is
  * one exact multiply by 2^(n-1), built with one shift, against the full exp's two half steps
  * that keep gradual underflow: three fewer FP-port ops a vector (softmax, attention: their
- * arguments are <= 0 and what they flush is below any sum's ulp).
+ * arguments are <= 0 and what they flush is below any sum's ulp). No mask either: x is clamped
+ * to -87.5 from below, and wherever n = -126 (x below the cutoff, -Infinity included) the
+ * shifted exponent field is 0, so the scale is +0 and the multiply gives +0 without an
+ * underflow (two ops fewer than zeroBelow's compare and two selections; NaN passes the clamp).
  */
 export function vExpFtz(e: Emit, x: Ref): Ref {
   const m = e.m;
-  const X = e.bind(v128, x);
-  const z = zeroBelow(e, X.get, EXP_FTZ_BELOW);
   // n <= 128, so 2^(n-1) stays finite; 2e^r · 2^127 overflows on its own past 88.72.
-  const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 88.75)));
+  const xc = e.bind(v128, clamp(e, x, -87.5, 88.75));
   const { pre, r, t } = lnReduce(e, xc.get, 126);
   const p2 = e.madd(r(), poly(e, r, EXPM1_R2), f(e, 2));
-  return m.block(null, [X.set, ...z.pre, xc.set, ...pre, z.clear(scale1(e, p2, t))], v128);
+  return m.block(null, [xc.set, ...pre, scale1(e, p2, t)], v128);
 }
 
 /** 2^x, ≤ 2 ulp; +Inf from 128, gradual underflow to 0 below -150. */
@@ -185,17 +186,15 @@ export function vExp2(e: Emit, x: Ref): Ref {
   return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale2(e, p, n.t))], v128);
 }
 
-/** 2^x with tiny results flushed (exp2(x, true)), ≤ 2 ulp: +0 below EXP2_FTZ_BELOW, as vExpFtz; +Inf from 128. */
+/** 2^x with tiny results flushed (exp2(x, true)), ≤ 2 ulp: +0 below EXP2_FTZ_BELOW, as vExpFtz (clamped to -126 from below); +Inf from 128. */
 export function vExp2Ftz(e: Emit, x: Ref): Ref {
   const m = e.m;
-  const X = e.bind(v128, x);
-  const z = zeroBelow(e, X.get, EXP2_FTZ_BELOW);
   // n <= 128: 2·2^r · 2^127 overflows on its own from 128.
-  const xc = e.bind(v128, m.f32x4.pmin(z.x(), f(e, 128.5)));
+  const xc = e.bind(v128, clamp(e, x, -126, 128.5));
   const n = roundMagic(e, xc.get, 1, 126);
   const r = e.bind(v128, m.f32x4.sub(xc.get(), n.nf()));
   const p2 = poly(e, r.get, EXP2_R2);
-  return m.block(null, [X.set, ...z.pre, xc.set, ...n.pre, r.set, z.clear(scale1(e, p2, n.t))], v128);
+  return m.block(null, [xc.set, ...n.pre, r.set, scale1(e, p2, n.t)], v128);
 }
 
 /**

@@ -37,11 +37,13 @@ export type UnaryFn =
 
 /**
  * Below these, `exp(x, true)` ('expFtz') and `exp2(x, true)` ('exp2Ftz') give +0 (the true
- * results are under 1.7e-38): from here up n = round(x·log2 e) (round(x)) is >= -125, so the
- * compiled form's single 2^(n-1) step is a normal number.
+ * results are under 1.7e-38). They are where n = round(x·log2 e) (round(x), ties to even) drops
+ * to -126: the compiled form's single 2^(n-1) step is then +0 itself, with FMA or without (the
+ * product x·log2 e crosses -125.5 at the same f32 x either way); from here up n >= -125 and the
+ * step is a normal number.
  */
-export const EXP_FTZ_BELOW = Math.fround(-86.98);
-export const EXP2_FTZ_BELOW = Math.fround(-125.49);
+export const EXP_FTZ_BELOW = Math.fround(-86.9899673461914);
+export const EXP2_FTZ_BELOW = Math.fround(-125.49999237060547);
 
 export type BinaryFn =
   | 'add' | 'sub' | 'mul' | 'div' // div on i32 truncates toward zero; x/0 on i32 traps
