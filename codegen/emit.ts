@@ -18,6 +18,11 @@ export type BType = binaryen.Type;
 export interface Target {
   /** Use f32x4.relaxed_madd (FMA) where a fused multiply-add is wanted. */
   readonly relaxed: boolean;
+  /**
+   * Contract the kernel's own f32 `a * b + c` (vector lanes) into one multiply-add, which on a
+   * relaxed target rounds once instead of twice (the jit option `fpFusion`; default off).
+   */
+  readonly fpFusion?: boolean;
 }
 
 /** Builds one function: hands out locals and knows the target. */

@@ -160,6 +160,23 @@ export class TileLoop {
     throw new Error('codegen: cannot narrow a vector to a scalar');
   }
 
+  /**
+   * `a * b + c` (either operand of the add a product) as one multiply-add, under the target's
+   * fpFusion with relaxed SIMD: vector lanes of f32 only, and only while the product has no
+   * value of its own yet (no buffer, not computed at this position), so nothing is multiplied
+   * twice that was already in hand.
+   */
+  private fusedMulAdd(v: Value & { op: 'binary' }, pos: readonly Idx[], mode: Mode): Ref | undefined {
+    const e = this.env.e;
+    if (mode !== 'v' || v.fn !== 'add' || v.dtype !== 'f32' || !e.target.fpFusion || !e.target.relaxed) return undefined;
+    const free = (x: Value): x is Value & { op: 'binary' } =>
+      x.op === 'binary' && x.fn === 'mul' && x.dtype === 'f32' && x.shape.length > 0 && this.modeAt(pos) === 'v'
+      && !this.env.buffer(x) && !this.cache.has(`${x.id}:${pos.join('')}`);
+    const [mul, c] = free(v.a) ? [v.a, v.b] : free(v.b) ? [v.b, v.a] : [undefined, undefined];
+    if (!mul) return undefined;
+    return e.madd(this.evalAs(mul.a, pos, mode), this.evalAs(mul.b, pos, mode), this.evalAs(c!, pos, mode));
+  }
+
   /** A rank-0 value from its (scalar) operands' locals. */
   computeScalar(v: Value): Ref {
     return this.compute(v, [], 's');
@@ -189,6 +206,8 @@ export class TileLoop {
       case 'unary':
         return emitUnary(e, v.fn, v.src.dtype, mode, this.evalAs(v.src, pos, mode));
       case 'binary': {
+        const fused = this.fusedMulAdd(v, pos, mode);
+        if (fused !== undefined) return fused;
         const a = this.evalAs(v.a, pos, mode);
         const shiftByScalar = (v.fn === 'shl' || v.fn === 'shr' || v.fn === 'shru') && v.b.op === 'broadcast' && v.b.src.shape.length === 0;
         if (shiftByScalar && mode === 'v' && v.b.op === 'broadcast') {

@@ -36,6 +36,13 @@ export interface JitOptions extends ParseOptions {
   readonly limits?: Partial<CompileLimits>;
   /** A launch's work (flops, bytes) from its grid and run-time params, for the profiler's rates. */
   readonly work?: WorkFn;
+  /**
+   * Contract `a * b + c` on f32 tiles into one fused multiply-add where the target has relaxed
+   * SIMD (FMA), as C compilers do under `-ffp-contract=fast` and Triton does by default: fewer
+   * instructions, one rounding instead of two, so results may differ from the unfused form (and
+   * from the interpreter) in the last bit. Default false: every product is rounded as written.
+   */
+  readonly fpFusion?: boolean;
 }
 
 /** Launch options: the grid, constexpr values by name, and where to run. */
@@ -137,6 +144,8 @@ export class Kernel {
   private readonly irs = new Map<string, KernelIR>();
   private lastParts: Record<string, string> | undefined;
   private baseHash: string | undefined;
+  /** The jit option `fpFusion` (part of the hash: it changes the generated code). */
+  private readonly fpFusion: boolean;
   private readonly log: CompileRecord[] = [];
   /** The compile limits of this kernel. */
   readonly limits: CompileLimits;
@@ -158,6 +167,7 @@ export class Kernel {
     this.source = this.parsed.source;
     this.signature = opts.signature;
     this.work = opts.work;
+    this.fpFusion = opts.fpFusion === true;
   }
 
   /** The parameters in declaration order, with their kinds. */
@@ -171,7 +181,7 @@ export class Kernel {
    * not reused.
    */
   get hash(): string {
-    this.baseHash ??= hashKey([this.parsed.source, ...this.parsed.helperSources, TILEJIT_VERSION, compilerFingerprint(), BINARYEN_VERSION]);
+    this.baseHash ??= hashKey([this.parsed.source, ...this.parsed.helperSources, TILEJIT_VERSION, compilerFingerprint(), BINARYEN_VERSION, ...(this.fpFusion ? ['fpFusion'] : [])]);
     return this.baseHash;
   }
 
@@ -295,6 +305,7 @@ export class Kernel {
       source: this.parsed.source,
       helpers: this.parsed.helperSources.join('\u0000'),
       target: s.relaxed ? 'simd+relaxed' : 'simd',
+      fpFusion: this.fpFusion ? 'mul+add contracted' : 'off',
       checked: s.checked ? 'bounds-checked' : 'unchecked',
       versions: `tilejit ${TILEJIT_VERSION} (${compilerFingerprint()}), binaryen ${BINARYEN_VERSION}`,
     };
@@ -377,7 +388,7 @@ export class Kernel {
     const { compileIR } = await loadCompiler();
     const { maxCodeBytes, maxCompileMs } = this.limits;
     try {
-      return await compileIR(ir, { relaxed: s.relaxed }, { wat, maxCodeBytes, deadline: t0 + maxCompileMs, budgetMs: maxCompileMs, checked: s.checked });
+      return await compileIR(ir, { relaxed: s.relaxed, fpFusion: this.fpFusion }, { wat, maxCodeBytes, deadline: t0 + maxCompileMs, budgetMs: maxCompileMs, checked: s.checked });
     } catch (err) {
       if (!(err instanceof LimitError)) throw err;
       const at = err.loc ?? this.parsed.fn.loc;

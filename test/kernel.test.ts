@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { jit, KernelCompileError } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
+import { HAS_RELAXED } from './util/wasmharness.js';
 
 const SRC = `function scale(X, Out, s, n, BLOCK, DOUBLE) {
   const i = programId(0) * BLOCK + arange(BLOCK);
@@ -87,6 +88,44 @@ describe('specialisation and the compile cache', () => {
     await k.launch({ grid: [1], BLOCK: 64 }, x, out, n);
     const got = out.toArray();
     for (let i = 0; i < 64; i++) expect(got[i]).toBe(i < n ? 2 * (i + 1) : -1);
+  });
+});
+
+describe('fpFusion', () => {
+  const FMA_SRC = `function fma(X, Y, Z, Out, n, BLOCK) {
+  const i = programId(0) * BLOCK + arange(BLOCK);
+  const m = i < n;
+  store(Out, i, load(X, i, m) * load(Y, i, m) + load(Z, i, m), m);
+}`;
+  const FMA_SIG = { X: 'ptr', Y: 'ptr', Z: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } as const;
+  // x·y = 1 + 2^-11 + 2^-24 exactly: rounded to f32 it is 1 + 2^-11 (a tie, to even), so
+  // x·y + z is 0 with two roundings and 2^-24 with one.
+  const x = 1 + 2 ** -12;
+  const n = 37;
+
+  test.each([
+    { fpFusion: true, relaxedSimd: true, fused: true },
+    { fpFusion: false, relaxedSimd: true, fused: false },
+    { fpFusion: true, relaxedSimd: false, fused: false },
+  ])('fpFusion $fpFusion, relaxed SIMD $relaxedSimd: a * b + c fused: $fused', async ({ fpFusion, relaxedSimd, fused }) => {
+    if (relaxedSimd && !HAS_RELAXED) return;
+    const rt = await rtP;
+    const k = jit(FMA_SRC, { signature: FMA_SIG, fpFusion });
+    const t = (v: number): ReturnType<typeof rt.tensor> => rt.tensor(new Float32Array(40).fill(v), [40]);
+    const out = rt.tensor(new Float32Array(40).fill(-1), [40]);
+    const args = [t(x), t(x), t(-(1 + 2 ** -11)), out, n] as const;
+    const wat = await k.wat({ grid: [1], BLOCK: 64, relaxedSimd }, ...args);
+    expect(wat.includes('f32x4.relaxed_madd')).toBe(fused);
+    await k.launch({ grid: [1], BLOCK: 64, relaxedSimd }, ...args);
+    const got = out.toArray();
+    // The masked tail vector too; past n nothing is written.
+    for (let i = 0; i < 40; i++) expect(got[i], `lane ${i}`).toBe(i >= n ? -1 : fused ? 2 ** -24 : 0);
+  });
+
+  test('fpFusion is part of the specialisation: the same source compiles once per setting', async () => {
+    const a = jit(FMA_SRC, { signature: FMA_SIG, fpFusion: true });
+    const b = jit(FMA_SRC, { signature: FMA_SIG });
+    expect(a.hash).not.toBe(b.hash);
   });
 });
 
