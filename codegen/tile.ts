@@ -797,8 +797,14 @@ export class TileLoop {
     };
     const id = nextLabel++;
     let fast: Ref | undefined;
+    let whole = false;
     if (typeof body === 'function') {
-      const copies = this.innerVar === 'c' && this.vec && (iv.extent / iv.step) % 2 === 0 ? 2 : 1;
+      const vectors = iv.extent / iv.step;
+      const lanes = this.innerVar === 'c' && this.vec;
+      const twice = lanes && vectors % 2 === 0 ? 2 : 1;
+      // A short row is unrolled whole unless masks along its lanes need the split loops below
+      // (then eight masked copies would be mostly code): tried first, redone twice-unrolled.
+      let copies = lanes && vectors <= FULL_UNROLL_VECTORS ? vectors : twice;
       const unrolled = (): Ref[] => {
         const stmts: Ref[] = [];
         try {
@@ -825,6 +831,13 @@ export class TileLoop {
       this.split = sp;
       try {
         innerStmts = unrolled();
+        if (sp && sp.tests.size && copies > twice) {
+          forget();
+          sp.tests.clear();
+          copies = twice;
+          innerStmts = unrolled();
+        }
+        whole = lanes && copies === vectors && !sp?.tests.size;
         if (sp && sp.tests.size) {
           sp.assumeFull = true;
           forget();
@@ -865,6 +878,9 @@ export class TileLoop {
           m.br(label),
         ]))]),
       ];
+    } else if (whole) {
+      // Unrolled whole: one pass of the copies covers the row, so no loop around them.
+      nest = [m.local.set(iv.local, m.i32.const(0)), ...innerStmts];
     } else {
       nest = loop(iv, innerStmts, `in${id}`);
     }
@@ -874,6 +890,12 @@ export class TileLoop {
 }
 
 let nextLabel = 0;
+
+/**
+ * A vectorised inner loop this many vectors long or shorter is unrolled whole (rows of a
+ * [R, 32] tile: eight copies and no loop), longer ones twice.
+ */
+const FULL_UNROLL_VECTORS = 8;
 
 /** Position of a broadcast's source (right-aligned; size-1 source dims read index 0). */
 export function broadcastPos(src: Shape, dst: Shape, pos: readonly Idx[]): Idx[] {

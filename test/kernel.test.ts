@@ -91,6 +91,48 @@ describe('specialisation and the compile cache', () => {
   });
 });
 
+describe('rows of up to eight vectors', () => {
+  const SRC2 = `function rows(X, Out, R, C, BR, BC, MASKED) {
+  const r = programId(0) * BR + arange(BR);
+  const c = arange(BC);
+  const offs = expandDims(r, 1) * C + expandDims(c, 0);
+  if (MASKED) {
+    const m = expandDims(r < R, 1) && expandDims(c < C, 0);
+    store(Out, offs, exp(load(X, offs, m, 0.0)) + 1.0, m);
+  } else {
+    store(Out, offs, exp(load(X, offs)) + 1.0);
+  }
+}`;
+  const SIG2 = { X: 'ptr', Out: 'ptr', R: 'i32', C: 'i32', BR: 'constexpr', BC: 'constexpr', MASKED: 'constexpr' } as const;
+
+  test.each([
+    { R: 16, C: 32, BC: 32, MASKED: false },
+    { R: 16, C: 8, BC: 8, MASKED: false },
+    { R: 13, C: 30, BC: 32, MASKED: true },
+    { R: 13, C: 12, BC: 16, MASKED: true },
+  ])('[8, $BC] tiles over $R x $C (masked: $MASKED): unmasked rows unrolled whole, no inner loop; results right', async ({ R, C, BC, MASKED }) => {
+    const rt = await rtP;
+    const k = jit(SRC2, { signature: SIG2 });
+    const n = R * C;
+    const x = rt.tensor(Float32Array.from({ length: n + 8 }, (_, i) => Math.sin(i)), [n + 8]);
+    const out = rt.tensor(new Float32Array(n + 8).fill(-7), [n + 8]);
+    const opts = { grid: [2], BR: 8, BC, MASKED };
+    const wat = await k.wat(opts, x, out, R, C);
+    // Unmasked, the row's last vector is at copy 0's address plus (BC/4 - 1)·16 bytes and the
+    // only loops left are the rows' and the programs'. Masked rows keep the split loops, two
+    // copies an iteration.
+    expect(wat.includes(`offset=${(BC / 4 - 1) * 16} `)).toBe(!MASKED);
+    expect(/\(loop \$in/.test(wat)).toBe(MASKED);
+    await k.launch(opts, x, out, R, C);
+    const got = out.toArray();
+    const xs = x.toArray();
+    for (let i = 0; i < n + 8; i++) {
+      const want = i < n ? Math.fround(Math.exp(xs[i]!) + 1) : -7;
+      expect(Math.abs(got[i]! - want), `element ${i}`).toBeLessThanOrEqual(i < n ? 4e-7 * want : 0);
+    }
+  });
+});
+
 describe('fpFusion', () => {
   const FMA_SRC = `function fma(X, Y, Z, Out, n, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
