@@ -60,10 +60,21 @@ export function vF32ToBf16(e: Emit, x: Ref): Ref {
   return m.block(null, [b.set, m.v128.and(m.v128.bitselect(nan, rounded, isNan), splat(e, 0xffff))], binaryen.v128);
 }
 
-/** Four halves at byte address `addr` (+offset) as f32x4. */
+/**
+ * Byte indices that move four bf16 (the low 8 bytes) into the top halves of four f32 lanes;
+ * 0x80 is out of range, so swizzle writes 0 there.
+ */
+const BF16_TO_F32_BYTES = [0x80, 0x80, 0, 1, 0x80, 0x80, 2, 3, 0x80, 0x80, 4, 5, 0x80, 0x80, 6, 7];
+
+/**
+ * Four halves at byte address `addr` (+offset) as f32x4. bf16 is 8 bytes loaded into the low
+ * half and one byte swizzle into place: a shuffle-port op instead of a widening load and a
+ * shift, the shift taking an FP port that FMAs need (x64).
+ */
 export function loadHalf4(e: Emit, addr: Ref, kind: 'f16' | 'bf16', offset = 0): Ref {
-  const bits = e.m.v128.load16x4_u(offset, 2, addr);
-  return kind === 'f16' ? vF16ToF32(e, bits) : vBf16ToF32(e, bits);
+  const m = e.m;
+  if (kind === 'bf16') return m.i8x16.swizzle(m.v128.load64_zero(offset, 2, addr), m.v128.const(BF16_TO_F32_BYTES));
+  return vF16ToF32(e, m.v128.load16x4_u(offset, 2, addr));
 }
 
 /** Store f32x4 `x` as four halves at byte address `addr` (+offset). */
