@@ -163,10 +163,11 @@ const EXP2_R2 = EXP2_R.map((c) => 2 * c);
  * shifted exponent field is 0, so the scale is +0 and the multiply gives +0 without an
  * underflow (two ops fewer than zeroBelow's compare and two selections; NaN passes the clamp).
  */
-export function vExpFtz(e: Emit, x: Ref): Ref {
+export function vExpFtz(e: Emit, x: Ref, nonPositive = false): Ref {
   const m = e.m;
-  // n <= 128, so 2^(n-1) stays finite; 2e^r · 2^127 overflows on its own past 88.72.
-  const xc = e.bind(v128, clamp(e, x, -87.5, 88.75));
+  // n <= 128, so 2^(n-1) stays finite; 2e^r · 2^127 overflows on its own past 88.72. An
+  // argument known to be <= 0 or NaN (x - max(x), see codegen/tile.ts) needs no upper clamp.
+  const xc = e.bind(v128, nonPositive ? m.f32x4.pmax(x, f(e, -87.5)) : clamp(e, x, -87.5, 88.75));
   const { pre, r, t } = lnReduce(e, xc.get, 126);
   const p2 = e.madd(r(), poly(e, r, EXPM1_R2), f(e, 2));
   return m.block(null, [xc.set, ...pre, scale1(e, p2, t)], v128);

@@ -10,6 +10,7 @@ import type { BoundsChecks } from './bounds.js';
 import { loadHalf4, storeHalf4, vF16ToF32, vF32ToBf16, vF32ToF16 } from './convert.js';
 import type { Emit, Ref } from './emit.js';
 import { emitBinary, emitCast, emitMinMaxConst, emitSplat, emitUnary, emitWhere, wasmType, type Mode } from './ops.js';
+import { vExpFtz } from './math.js';
 import { isUnitReshape } from './plan.js';
 
 /** Which loop variable indexes an axis: the row var, the column var, or the constant 0. */
@@ -204,6 +205,7 @@ export class TileLoop {
         if (!isUnitReshape(v.src.shape, v.shape)) throw new Error('codegen: general reshape must be materialised');
         return this.evalAs(v.src, reshapePos(v.src.shape, v.shape, pos), mode);
       case 'unary':
+        if (v.fn === 'expFtz' && mode === 'v' && belowItsMax(v.src)) return vExpFtz(e, this.evalAs(v.src, pos, mode), true);
         return emitUnary(e, v.fn, v.src.dtype, mode, this.evalAs(v.src, pos, mode));
       case 'binary': {
         const fused = this.fusedMulAdd(v, pos, mode);
@@ -890,6 +892,27 @@ export class TileLoop {
 }
 
 let nextLabel = 0;
+
+/**
+ * Whether `z` is x - max(x) along an axis, broadcast back over that axis (softmax's shift):
+ * then z <= 0 or NaN in every lane, as f32 subtraction is monotonic.
+ */
+function belowItsMax(z: Value): boolean {
+  if (z.op !== 'binary' || z.fn !== 'sub' || z.dtype !== 'f32' || z.b.op !== 'broadcast') return false;
+  let src = z.b.src;
+  if (src.op === 'reshape') {
+    const r = src;
+    src = r.src;
+    if (src.op !== 'reduce') return false;
+    // keepdims: the reduced axis back as 1, nothing else moved.
+    const want = [...z.shape];
+    want[src.axis] = 1;
+    if (r.shape.length !== want.length || r.shape.some((d, i) => d !== want[i])) return false;
+  } else if (src.shape.length !== 0) {
+    return false;
+  }
+  return src.op === 'reduce' && src.fn === 'max' && src.src.id === z.a.id;
+}
 
 /**
  * A vectorised inner loop this many vectors long or shorter is unrolled whole (rows of a

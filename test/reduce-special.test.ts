@@ -187,3 +187,57 @@ describe.each([
     }
   });
 });
+
+describe('exp(x - max(x), true): the shift softmax makes, known <= 0', () => {
+  // Rows of specials: +Inf and NaN give NaN rows (Inf - Inf, NaN - max), -Inf lanes give 0, an
+  // all -Inf row NaN; ordinary rows span the whole flush range. The compiled code drops exp's
+  // upper clamp only where the argument is x minus its own max broadcast back over the reduced
+  // axis (checked on the WAT); a max broadcast over the other axis keeps it and overflows right.
+  const rows = [
+    [0, 1, 2, 3, -1, -50, -90, -1e30],
+    [Infinity, 1, 2, 3, 4, 5, 6, 7],
+    [NaN, 1, 2, 3, 4, 5, 6, 7],
+    [-Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity],
+    [-Infinity, 3, -Infinity, 100, 88, 12, -86.98, 1e30],
+    [-5, -6, -7, -8, -9, -10, -11, -12],
+    [200, 100, 50, 25, 12, 6, 3, 1],
+    [0.5, 0.25, 0.125, -0.5, -0.25, 2, 4, 8],
+  ];
+  const ref = (x: number): number => Math.fround(x < EXP_FTZ_BELOW ? 0 : Math.exp(x));
+  const kern = jit(`function shifted(X, Out, AXIS, CROSS) {
+  const offs = expandDims(arange(8), 1) * 8 + expandDims(arange(8), 0);
+  const x = load(X, offs);
+  if (CROSS) {
+    store(Out, offs, exp(x - expandDims(max(x, 1, false, false), 0), true));
+  } else {
+    store(Out, offs, exp(x - expandDims(max(x, AXIS, false, false), AXIS), true));
+  }
+}`, { signature: { X: 'ptr', Out: 'ptr', AXIS: 'constexpr', CROSS: 'constexpr' } });
+
+  test.each([
+    { AXIS: 1, CROSS: false },
+    { AXIS: 0, CROSS: false },
+    { AXIS: 1, CROSS: true },
+  ])('max along axis $AXIS (broadcast over the other axis: $CROSS)', async ({ AXIS, CROSS }) => {
+    const rt = await rtP;
+    const X = rt.tensor(Float32Array.from(rows.flat()), [64]);
+    const opts = { grid: [1], AXIS, CROSS };
+    expect((await kern.wat(opts, X, X)).includes('f32x4.pmin'), 'the upper clamp').toBe(CROSS);
+    const O = rt.empty([64]);
+    await kern.launch(opts, X, O);
+    const got = O.toArray();
+    const xs = Float32Array.from(rows.flat());
+    const mx = (i: number): number => {
+      // The max skips NaN (propagateNan false); CROSS subtracts row (i % 8)'s max from element i.
+      const r = CROSS ? i % 8 : AXIS === 1 ? Math.floor(i / 8) : i % 8;
+      const line = CROSS || AXIS === 1 ? Array.from(xs.subarray(r * 8, r * 8 + 8)) : Array.from({ length: 8 }, (_, k) => xs[k * 8 + r]!);
+      return line.filter((v) => !Number.isNaN(v)).reduce((a, b) => Math.max(a, b), -Infinity);
+    };
+    for (let i = 0; i < 64; i++) {
+      const want = ref(Math.fround(xs[i]! - mx(i)));
+      const ok = Object.is(got[i], want) || (Number.isFinite(want) && Math.abs(got[i]! - want) <= 2 * Math.abs(want) * 2 ** -23);
+      expect(ok, `element ${i}: exp(${xs[i]} - ${mx(i)}) = ${got[i]}, want ${want}`).toBe(true);
+    }
+    if (CROSS) expect(got.some((v) => v === Infinity), 'a shift by a smaller max overflows to +Infinity').toBe(true);
+  });
+});
