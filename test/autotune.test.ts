@@ -220,5 +220,11 @@ describe('autotune', () => {
     // K shorter than a 64-deep tile gets a tile no deeper than K rounds up to (no masked K steps).
     expect(chooseGemmConfig(32768, 24, 32)).toEqual({ BM: 64, BN: 32, BK: 32 });
     expect(chooseGemmConfig(20, 300, 24)).toEqual({ BM: 32, BN: 64, BK: 32 });
+    // A weight gradient's shape (few rows, deep K): all of M in a tile, thin K steps.
+    expect(chooseGemmConfig(128, 384, 8192)).toEqual({ BM: 128, BN: 64, BK: 32 });
+    expect(chooseGemmConfig(96, 256, 4096)).toEqual({ BM: 128, BN: 64, BK: 32 });
+    // Tall and shallow with K a power of two up to 128: K in one slab; other K as before.
+    expect(chooseGemmConfig(8192, 128, 128)).toEqual({ BM: 128, BN: 64, BK: 128 });
+    expect(chooseGemmConfig(8192, 128, 100)).toEqual({ BM: 64, BN: 64, BK: 64 });
   });
 });

@@ -55,6 +55,15 @@ describe.each([0, 2] as const)('ops.matmul (threads %i)', (threads) => {
     check(out.toArray(), gemmReference(a, b, M, N, K, { transA, transB, alpha: 0.75, beta: -0.5, c, bias, activation }), K, 'f32');
   });
 
+  test.each([[96, 200, 4096], [128, 64, 2048], [1024, 72, 128], [2048, 64, 64]])(
+    'shapes the rule tiles whole (a weight gradient, transA; tall and shallow): M=%i N=%i K=%i', async (M, N, K) => {
+      const rt = await rts[threads];
+      const transA = K > M;
+      const a = rand(M * K, 5), b = rand(K * N, 6), bias = rand(N, 7);
+      const out = await ops.matmul(rt.tensor(a, transA ? [K, M] : [M, K]), rt.tensor(b, [K, N]), { transA, bias: rt.tensor(bias, [N]) });
+      check(out.toArray(), gemmReference(a, b, M, N, K, { transA, bias }), K, 'f32');
+    });
+
   test.each([[false, 'none'], [true, 'relu'], [false, 'silu'], [true, 'gelu']] as [boolean, GemmActivation][])(
     'GEMV (M = 1) transB=%s with alpha/beta/c/bias and %s', async (transB, activation) => {
       const rt = await rts[threads];
