@@ -74,8 +74,11 @@ const rt = await Runtime.create({ threads });
 for (const op of only) {
   const spec = TUNE_OPS[op]!;
   for (const dims of spec.tableShapes) {
+    // Measured fresh, in memory only: the tuner's results are keyed by power-of-two buckets, so
+    // a cached result would stand in for every shape of its bucket (8192x384x128 for
+    // 8192x512x128) and for the last machine state.
     const tuned = spec.tuned({
-      warmup: quick ? 0 : 10, rep: quick ? 5 : 40,
+      warmup: quick ? 0 : 10, rep: quick ? 5 : 40, cacheDir: false,
       listener: (e) => {
         if (e.type === 'start') process.stderr.write(`[tune] ${op} ${dims.join('x')}: ${e.configs} configs (${e.cached} cached)\n`);
         if (e.type === 'rejected') process.stderr.write(`  rejected ${JSON.stringify(e.result.config)}: ${e.result.reason}\n`);

@@ -187,8 +187,10 @@ const matmul: TuneOp = {
     [4, 1024, 1024], [16, 1024, 1024], [32, 512, 512], [64, 64, 64], [128, 128, 128],
     [256, 256, 256], [512, 512, 512], [1024, 1024, 1024], [256, 1024, 256], [1024, 256, 1024],
     [2048, 64, 64], [64, 4096, 1024], [64, 512, 2048],
-    // Tall and deep: a transformer's projections and their weight gradients (rows = batch x tokens).
-    [8192, 384, 128], [8192, 128, 512], [512, 128, 8192],
+    // Tall and deep: a transformer's projections and their weight gradients (rows = batch x
+    // tokens), the forecaster's (d_model 128, ffn 512) among them. Its weight gradients with
+    // M = 128 run transposed (xᵀ·dy), which this plain GEMM does not measure: the rule tiles them.
+    [8192, 384, 128], [8192, 128, 512], [512, 128, 8192], [8192, 512, 128], [8192, 128, 128],
   ],
   tableRow: ([M, N, K], c) => ({ M: M!, N: N!, K: K!, BM: num(c.BM), BN: num(c.BN), BK: num(c.BK) }),
 };
