@@ -352,6 +352,19 @@ export class TileLoop {
     }
   }
 
+  /** Whether `scalarAt` has a form for `v` at `pos` (asked without binding anything). */
+  private hasScalarForm(v: Value, pos: readonly Idx[]): boolean {
+    if (v.shape.length === 0) return true;
+    if (this.env.buffer(v)) return false;
+    switch (v.op) {
+      case 'arange': return true;
+      case 'broadcast': return this.hasScalarForm(v.src, broadcastPos(v.src.shape, v.shape, pos));
+      case 'reshape': return isUnitReshape(v.src.shape, v.shape) && this.hasScalarForm(v.src, reshapePos(v.src.shape, v.shape, pos));
+      case 'binary': return (v.fn === 'add' || v.fn === 'sub' || v.fn === 'mul') && this.hasScalarForm(v.a, pos) && this.hasScalarForm(v.b, pos);
+      default: return false;
+    }
+  }
+
   private memoScalar(v: Value, pos: readonly Idx[]): Ref | null {
     if (v.shape.length === 0) return this.scalarAt(v, pos);
     const key = `s${v.id}:${pos.join('')}`;
@@ -520,8 +533,8 @@ export class TileLoop {
           this.colShift = s;
         }
       };
-      if (atCopy0(() => this.cache.has(key) || this.memoScalar(offsets, pos) !== null)) {
-        const addr = (): Ref => atCopy0(() => this.memo(key, pos, binaryen.i32, () => m.i32.add(ptr(), m.i32.shl(this.memoScalar(offsets, pos)!, shift)), true));
+      if (atCopy0(() => this.cache.has(key) || this.hasScalarForm(offsets, pos))) {
+        const addr = (): Ref => atCopy0(() => this.memo(key, pos, binaryen.i32, () => this.splitAddress(offsets, pos, ptrLocal, es) ?? m.i32.add(ptr(), m.i32.shl(this.memoScalar(offsets, pos)!, shift)), true));
         addr();
         return { pre: [], laneAddr: addr, laneOff: (l) => (s + l) * es, contiguous, off: s * es };
       }
@@ -542,6 +555,55 @@ export class TileLoop {
       off: 0,
       offs: O.get,
     };
+  }
+
+  /**
+   * A contiguous access's lane-0 address as (ptr + the offset's terms that do not move with the
+   * column var, scaled), bound where those terms are (outside the column loop), plus the terms
+   * that do, scaled once for every access that shares them: one add an access in the loop
+   * instead of an add and a scaled add. Null when a term has no scalar form (the caller then
+   * scales the whole offset).
+   */
+  private splitAddress(offsets: Value, pos: readonly Idx[], ptrLocal: number, es: number): Ref | null {
+    const m = this.env.e.m;
+    const i32 = binaryen.i32;
+    const terms: { v: Value; pos: readonly Idx[]; neg: boolean; still: boolean }[] = [];
+    const walk = (v: Value, p: readonly Idx[], neg: boolean): void => {
+      if (v.shape.length > 0 && !this.env.buffer(v)) {
+        if (v.op === 'broadcast') return walk(v.src, broadcastPos(v.src.shape, v.shape, p), neg);
+        if (v.op === 'reshape' && isUnitReshape(v.src.shape, v.shape)) return walk(v.src, reshapePos(v.src.shape, v.shape, p), neg);
+        if (v.op === 'binary' && (v.fn === 'add' || v.fn === 'sub')) {
+          walk(v.a, p, neg);
+          walk(v.b, p, v.fn === 'sub' ? !neg : neg);
+          return;
+        }
+      }
+      terms.push({ v, pos: p, neg, still: this.coefC(v, p) === 0 });
+    };
+    walk(offsets, pos, false);
+    const moving = terms.filter((t) => !t.still);
+    const still = terms.filter((t) => t.still).map((t) => ({ ...t, pos: t.pos.map((x) => (x === 'c' ? '0' : x)) }));
+    // Nothing to hoist, or a moving term that is not just +column: the plain form.
+    if (!still.length || moving.some((t) => t.neg)) return null;
+    const sum = (ts: readonly { v: Value; pos: readonly Idx[]; neg: boolean }[], init: Ref | null): Ref | null => {
+      let acc = init;
+      for (const t of ts) {
+        const x = this.memoScalar(t.v, t.pos);
+        if (!x) return null;
+        acc = acc === null ? (t.neg ? m.i32.sub(m.i32.const(0), x) : x) : t.neg ? m.i32.sub(acc, x) : m.i32.add(acc, x);
+      }
+      return acc;
+    };
+    const shift = m.i32.const(Math.log2(es));
+    const termKey = (ts: readonly { v: Value; pos: readonly Idx[]; neg: boolean }[]): string => ts.map((t) => `${t.neg ? '-' : '+'}${t.v.id}@${t.pos.join('')}`).join('');
+    const stillPos = pos.map((x) => (x === 'c' ? '0' : x));
+    // Evaluated first: a term without a scalar form gives up before anything is bound.
+    const stillSum = sum(still, null);
+    const movingSum = stillSum && sum(moving, null);
+    if (!stillSum || !movingSum) return null;
+    const base = this.memo(`ab${ptrLocal}:${es}:${termKey(still)}`, stillPos, i32, () => m.i32.add(m.local.get(ptrLocal, i32), m.i32.shl(stillSum, shift)));
+    const col = this.memo(`ac${es}:${termKey(moving)}`, pos, i32, () => m.i32.shl(movingSum, shift));
+    return m.i32.add(base, col);
   }
 
   /**

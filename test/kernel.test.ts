@@ -91,6 +91,33 @@ describe('specialisation and the compile cache', () => {
   });
 });
 
+describe('addresses of contiguous accesses', () => {
+  test('rows at a run-time stride: the part without the column is hoisted, the column scaled once for all four loads', async () => {
+    const rt = await rtP;
+    const k = jit(`function rows4(X, Out, N, BN) {
+  const cols = programId(0) * BN + arange(BN);
+  const r = programId(1) * 4;
+  const y = load(X, r * N + cols) + load(X, (r + 1) * N + cols) + load(X, (r + 2) * N + cols) + 2.0 * load(X, (r + 3) * N + cols);
+  store(Out, programId(1) * N + cols, y);
+}`, { signature: { X: 'ptr', Out: 'ptr', N: 'i32', BN: 'constexpr' } });
+    const N = 512;
+    const x = rt.tensor(Float32Array.from({ length: 8 * N }, (_, i) => (i % 97) - 40), [8 * N]);
+    const out = rt.tensor(new Float32Array(2 * N).fill(-1), [2 * N]);
+    const opts = { grid: [2, 2], BN: 256 };
+    const wat = await k.wat(opts, x, out, N);
+    const inner = wat.slice(wat.indexOf('(loop $in'));
+    const body = inner.slice(0, inner.indexOf('(br_if $in'));
+    // One shift (the column's) in the loop; each access adds it to its hoisted row base.
+    expect(body.match(/\(i32\.shl/g)?.length).toBe(1);
+    await k.launch(opts, x, out, N);
+    const xs = x.toArray(), got = out.toArray();
+    for (let p = 0; p < 2; p++) for (let c = 0; c < N; c++) {
+      const at = (j: number): number => xs[(4 * p + j) * N + c]!;
+      expect(got[p * N + c]).toBe(at(0) + at(1) + at(2) + 2 * at(3));
+    }
+  });
+});
+
 describe('rows of up to eight vectors', () => {
   const SRC2 = `function rows(X, Out, R, C, BR, BC, MASKED) {
   const r = programId(0) * BR + arange(BR);
