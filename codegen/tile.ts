@@ -585,8 +585,8 @@ export class TileLoop {
     const still = terms.filter((t) => t.still).map((t) => ({ ...t, pos: t.pos.map((x) => (x === 'c' ? '0' : x)) }));
     // Nothing to hoist, or a moving term that is not just +column: the plain form.
     if (!still.length || moving.some((t) => t.neg)) return null;
-    const sum = (ts: readonly { v: Value; pos: readonly Idx[]; neg: boolean }[], init: Ref | null): Ref | null => {
-      let acc = init;
+    const sum = (ts: readonly { v: Value; pos: readonly Idx[]; neg: boolean }[]): Ref | null => {
+      let acc: Ref | null = null;
       for (const t of ts) {
         const x = this.memoScalar(t.v, t.pos);
         if (!x) return null;
@@ -597,9 +597,9 @@ export class TileLoop {
     const shift = m.i32.const(Math.log2(es));
     const termKey = (ts: readonly { v: Value; pos: readonly Idx[]; neg: boolean }[]): string => ts.map((t) => `${t.neg ? '-' : '+'}${t.v.id}@${t.pos.join('')}`).join('');
     const stillPos = pos.map((x) => (x === 'c' ? '0' : x));
-    // Evaluated first: a term without a scalar form gives up before anything is bound.
-    const stillSum = sum(still, null);
-    const movingSum = stillSum && sum(moving, null);
+    // Every term has a scalar form (the caller asked hasScalarForm); null only defends that.
+    const stillSum = sum(still);
+    const movingSum = stillSum && sum(moving);
     if (!stillSum || !movingSum) return null;
     const base = this.memo(`ab${ptrLocal}:${es}:${termKey(still)}`, stillPos, i32, () => m.i32.add(m.local.get(ptrLocal, i32), m.i32.shl(stillSum, shift)));
     const col = this.memo(`ac${es}:${termKey(moving)}`, pos, i32, () => m.i32.shl(movingSum, shift));
@@ -864,11 +864,11 @@ export class TileLoop {
     let whole = false;
     if (typeof body === 'function') {
       const vectors = iv.extent / iv.step;
-      const lanes = this.innerVar === 'c' && this.vec;
-      const twice = lanes && vectors % 2 === 0 ? 2 : 1;
+      const vecCols = this.innerVar === 'c' && this.vec;
+      const twice = vecCols && vectors % 2 === 0 ? 2 : 1;
       // A short row is unrolled whole unless masks along its lanes need the split loops below
       // (then eight masked copies would be mostly code): tried first, redone twice-unrolled.
-      let copies = lanes && vectors <= FULL_UNROLL_VECTORS ? vectors : twice;
+      let copies = vecCols && vectors <= FULL_UNROLL_VECTORS ? vectors : twice;
       const unrolled = (): Ref[] => {
         const stmts: Ref[] = [];
         try {
@@ -901,7 +901,7 @@ export class TileLoop {
           copies = twice;
           innerStmts = unrolled();
         }
-        whole = lanes && copies === vectors && !sp?.tests.size;
+        whole = vecCols && copies === vectors && !sp?.tests.size;
         if (sp && sp.tests.size) {
           sp.assumeFull = true;
           forget();
