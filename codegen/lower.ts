@@ -84,6 +84,10 @@ export class KernelLowering implements TileEnv {
     return this.buffers.get(v.id);
   }
 
+  addOnlyProduct(v: Value): boolean {
+    return this.plan.addOnlyProducts.has(v.id);
+  }
+
   tensor(index: number): { local: number; dtype: 'f32' | 'f16' | 'bf16' | 'i32'; size?: TensorSize } {
     const p = this.ir.params[index];
     if (!p || p.kind !== 'tensor') throw new Error(`codegen: param ${index} is not a tensor`);

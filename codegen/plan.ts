@@ -38,6 +38,12 @@ export interface Plan {
    * 4: GEMV-like), which reads each strip once. Load id -> row pitch.
    */
   readonly dotReadsInPlace: ReadonlyMap<number, Coef>;
+  /**
+   * f32 tile products whose one use is an operand of an f32 add: the products `fpFusion`
+   * contracts into that add. Fixed per value, so every loop that evaluates the add rounds it
+   * the same way (a product also used elsewhere is never fused).
+   */
+  readonly addOnlyProducts: ReadonlySet<number>;
 }
 
 /**
@@ -225,7 +231,19 @@ export function planKernel(ir: KernelIR, opts: { inPlaceDots?: boolean } = {}): 
       }
     }
   }
-  return { materialised, defSite, dotInPlace, transReadByDot, dotReadsInPlace };
+  return { materialised, defSite, dotInPlace, transReadByDot, dotReadsInPlace, addOnlyProducts: findAddOnlyProducts(ir.body) };
+}
+
+/** See Plan.addOnlyProducts. */
+function findAddOnlyProducts(body: readonly Instr[]): Set<number> {
+  const uses = new Map<number, number>();
+  const byAdd = new Set<number>();
+  forEachUse(body, (o, user) => {
+    if (o.op !== 'binary' || o.fn !== 'mul' || o.dtype !== 'f32' || o.shape.length === 0) return;
+    uses.set(o.id, (uses.get(o.id) ?? 0) + 1);
+    if (isValue(user) && user.op === 'binary' && user.fn === 'add' && user.dtype === 'f32' && user.a !== user.b) byAdd.add(o.id);
+  });
+  return new Set([...byAdd].filter((id) => uses.get(id) === 1));
 }
 
 /** Largest row pitch (elements, a compile-time constant) of a dot's right operand read in place. */

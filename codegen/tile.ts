@@ -40,6 +40,8 @@ export interface TileEnv {
   tensor(index: number): { local: number; dtype: StorageDType; size?: TensorSize };
   /** The bounds-check emitters of a checked kernel (undefined: accesses are not checked). */
   readonly checks?: BoundsChecks;
+  /** Whether the product `v` is used once, by an add (Plan.addOnlyProducts): fpFusion's candidates. */
+  addOnlyProduct?(v: Value): boolean;
 }
 
 /** Locals of a checked tensor's element count n and of max(n - 3, 0) (the end of 4-wide runs). */
@@ -163,16 +165,16 @@ export class TileLoop {
 
   /**
    * `a * b + c` (either operand of the add a product) as one multiply-add, under the target's
-   * fpFusion with relaxed SIMD: vector lanes of f32 only, and only while the product has no
-   * value of its own yet (no buffer, not computed at this position), so nothing is multiplied
-   * twice that was already in hand.
+   * fpFusion with relaxed SIMD: vector lanes of f32 only, and only for a product the add alone
+   * uses and that has no buffer. Both are fixed per value, so every loop that evaluates the add
+   * (a reduction's, a store's) computes the same bits.
    */
   private fusedMulAdd(v: Value & { op: 'binary' }, pos: readonly Idx[], mode: Mode): Ref | undefined {
     const e = this.env.e;
     if (mode !== 'v' || v.fn !== 'add' || v.dtype !== 'f32' || !e.target.fpFusion || !e.target.relaxed) return undefined;
     const free = (x: Value): x is Value & { op: 'binary' } =>
-      x.op === 'binary' && x.fn === 'mul' && x.dtype === 'f32' && x.shape.length > 0 && this.modeAt(pos) === 'v'
-      && !this.env.buffer(x) && !this.cache.has(`${x.id}:${pos.join('')}`);
+      x.op === 'binary' && x.fn === 'mul' && x.dtype === 'f32' && x.shape.length > 0
+      && this.env.addOnlyProduct?.(x) === true && !this.env.buffer(x);
     const [mul, c] = free(v.a) ? [v.a, v.b] : free(v.b) ? [v.b, v.a] : [undefined, undefined];
     if (!mul) return undefined;
     return e.madd(this.evalAs(mul.a, pos, mode), this.evalAs(mul.b, pos, mode), this.evalAs(c!, pos, mode));
@@ -367,7 +369,10 @@ export class TileLoop {
 
   private memoScalar(v: Value, pos: readonly Idx[]): Ref | null {
     if (v.shape.length === 0) return this.scalarAt(v, pos);
-    const key = `s${v.id}:${pos.join('')}`;
+    // An unrolled copy's column shift is part of the key: its lane 0 is another element, and
+    // address code run as copy 0 (atCopy0, in a rare branch that caches nothing) must not read
+    // copy k's value.
+    const key = `s${v.id}:${pos.join('')}${this.colShift ? `+${this.colShift}` : ''}`;
     const hit = this.cache.get(key);
     if (hit) return this.env.e.m.local.get(hit.local, hit.type);
     const x = this.scalarAt(v, pos);
@@ -601,8 +606,10 @@ export class TileLoop {
     const stillSum = sum(still);
     const movingSum = stillSum && sum(moving);
     if (!stillSum || !movingSum) return null;
-    const base = this.memo(`ab${ptrLocal}:${es}:${termKey(still)}`, stillPos, i32, () => m.i32.add(m.local.get(ptrLocal, i32), m.i32.shl(stillSum, shift)));
-    const col = this.memo(`ac${es}:${termKey(moving)}`, pos, i32, () => m.i32.shl(movingSum, shift));
+    // The keys hold the access's position too: a local is bound at its position's loop level,
+    // and an access elsewhere (a 1-D tile inside a 'cr' nest) must not read one bound deeper.
+    const base = this.memo(`ab${ptrLocal}:${es}:${termKey(still)}@${stillPos.join('')}`, stillPos, i32, () => m.i32.add(m.local.get(ptrLocal, i32), m.i32.shl(stillSum, shift)));
+    const col = this.memo(`ac${es}:${termKey(moving)}@${pos.join('')}`, pos, i32, () => m.i32.shl(movingSum, shift));
     return m.i32.add(base, col);
   }
 

@@ -118,6 +118,67 @@ describe('addresses of contiguous accesses', () => {
   });
 });
 
+describe('address and fusion corner cases', () => {
+  test("a 1-D access inside a column-major nest does not read the 2-D access's column local", async () => {
+    // sum over axis 0 walks columns outside, rows inside: b's address is at the column level,
+    // x's in the row loop; both share the column term.
+    const rt = await rtP;
+    const k = jit(`function k(X, B, Out, k0) {
+  const rows = arange(8);
+  const cols = arange(8);
+  const x = load(X, expandDims(rows, 1) * 8 + expandDims(cols, 0));
+  const b = load(B, cols + k0);
+  store(Out, cols, sum(x + expandDims(b, 0), 0));
+}`, { signature: { X: 'ptr', B: 'ptr', Out: 'ptr', k0: 'i32' } });
+    const X = rt.tensor(Float32Array.from({ length: 64 }, (_, i) => i % 3), [64]);
+    const B = rt.tensor(Float32Array.from({ length: 16 }, (_, i) => i), [16]);
+    const O = rt.empty([8]);
+    await k.launch({ grid: [1] }, X, B, O, 4);
+    const xs = X.toArray();
+    const want = Array.from({ length: 8 }, (_, c) => Array.from({ length: 8 }, (_, r) => xs[r * 8 + c]! + c + 4).reduce((a, b) => a + b));
+    expect(Array.from(O.toArray())).toEqual(want);
+  });
+
+  test("a masked load's other value reads its own lanes in every unrolled copy", async () => {
+    const rt = await rtP;
+    const k = jit(`function k(X, Y, Out, n, BLOCK) {
+  const i = programId(0) * BLOCK + arange(BLOCK);
+  store(Out, i, load(X, i, i < n, load(Y, i)));
+}`, { signature: { X: 'ptr', Y: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } });
+    for (const n of [1, 3, 13, 61]) {
+      const X = rt.tensor(Float32Array.from({ length: 128 }, (_, j) => j), [128]);
+      const Y = rt.tensor(Float32Array.from({ length: 192 }, (_, j) => 1000 + j), [192]);
+      const O = rt.empty([128]);
+      await k.launch({ grid: [2], BLOCK: 64 }, X, Y, O, n);
+      expect(Array.from(O.toArray())).toEqual(Array.from({ length: 128 }, (_, j) => (j < n ? j : 1000 + j)));
+    }
+  });
+
+  test('fpFusion leaves a product used twice unfused, so one value rounds the same in every loop', async () => {
+    if (!HAS_RELAXED) return;
+    const rt = await rtP;
+    // p = a·a rounds up by ~65472 (a near 2^20), c = -fround(a·a): x = p + c is 0 unfused and
+    // about -65472 fused. x feeds a row max and, in another loop, exp(x - max): fused in one
+    // loop and not in the other, the shift would be far from <= 0.
+    let a = 0;
+    for (let j = 1; j < 5000 && !a; j++) {
+      const t = Math.fround(2 ** 20 * (1 + j * 2 ** -23));
+      if (t * t - Math.fround(t * t) < -1000) a = t;
+    }
+    const k = jit(`function k(A, C, Out) {
+  const offs = expandDims(arange(4), 1) * 4 + expandDims(arange(4), 0);
+  const p = load(A, offs) * load(A, offs);
+  const x = p + load(C, offs);
+  store(Out, offs, p * 0.0 + exp(x - expandDims(max(x, 1, false, false), 1), true));
+}`, { signature: { A: 'ptr', C: 'ptr', Out: 'ptr' }, fpFusion: true });
+    const A = rt.tensor(new Float32Array(16).fill(a), [16]);
+    const C = rt.tensor(new Float32Array(16).fill(-Math.fround(a * a)), [16]);
+    const O = rt.empty([16]);
+    await k.launch({ grid: [1], relaxedSimd: true }, A, C, O);
+    expect(Array.from(O.toArray())).toEqual(new Array(16).fill(1));
+  });
+});
+
 describe('rows of up to eight vectors', () => {
   const SRC2 = `function rows(X, Out, R, C, BR, BC, MASKED) {
   const r = programId(0) * BR + arange(BR);
