@@ -37,7 +37,8 @@ export interface JitOptions extends ParseOptions {
   /** A launch's work (flops, bytes) from its grid and run-time params, for the profiler's rates. */
   readonly work?: WorkFn;
   /**
-   * Contract `a * b + c` on f32 tiles into one fused multiply-add where the target has relaxed
+   * Contract `a * b + c` on f32 tiles (where the add is the product's only use, so a value
+   * rounds the same wherever it is evaluated) into one fused multiply-add where the target has relaxed
    * SIMD (FMA), as C compilers do under `-ffp-contract=fast` and Triton does by default: fewer
    * instructions, one rounding instead of two, so results may differ from the unfused form (and
    * from the interpreter) in the last bit. Default false: every product is rounded as written.
