@@ -241,7 +241,7 @@ function findAddOnlyProducts(body: readonly Instr[]): Set<number> {
   forEachUse(body, (o, user) => {
     if (o.op !== 'binary' || o.fn !== 'mul' || o.dtype !== 'f32' || o.shape.length === 0) return;
     uses.set(o.id, (uses.get(o.id) ?? 0) + 1);
-    if (isValue(user) && user.op === 'binary' && user.fn === 'add' && user.dtype === 'f32' && user.a !== user.b) byAdd.add(o.id);
+    if (isValue(user) && user.op === 'binary' && user.fn === 'add' && user.dtype === 'f32') byAdd.add(o.id);
   });
   return new Set([...byAdd].filter((id) => uses.get(id) === 1));
 }

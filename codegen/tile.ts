@@ -41,7 +41,7 @@ export interface TileEnv {
   /** The bounds-check emitters of a checked kernel (undefined: accesses are not checked). */
   readonly checks?: BoundsChecks;
   /** Whether the product `v` is used once, by an add (Plan.addOnlyProducts): fpFusion's candidates. */
-  addOnlyProduct?(v: Value): boolean;
+  addOnlyProduct(v: Value): boolean;
 }
 
 /** Locals of a checked tensor's element count n and of max(n - 3, 0) (the end of 4-wide runs). */
@@ -171,10 +171,9 @@ export class TileLoop {
    */
   private fusedMulAdd(v: Value & { op: 'binary' }, pos: readonly Idx[], mode: Mode): Ref | undefined {
     const e = this.env.e;
-    if (mode !== 'v' || v.fn !== 'add' || v.dtype !== 'f32' || !e.target.fpFusion || !e.target.relaxed) return undefined;
-    const free = (x: Value): x is Value & { op: 'binary' } =>
-      x.op === 'binary' && x.fn === 'mul' && x.dtype === 'f32' && x.shape.length > 0
-      && this.env.addOnlyProduct?.(x) === true && !this.env.buffer(x);
+    if (mode !== 'v' || !e.target.fpFusion || !e.target.relaxed) return undefined;
+    // An add-only product (an f32 tile mul) has this add, an f32 add, as its one user.
+    const free = (x: Value): x is Value & { op: 'binary' } => x.op === 'binary' && this.env.addOnlyProduct(x) && !this.env.buffer(x);
     const [mul, c] = free(v.a) ? [v.a, v.b] : free(v.b) ? [v.b, v.a] : [undefined, undefined];
     if (!mul) return undefined;
     return e.madd(this.evalAs(mul.a, pos, mode), this.evalAs(mul.b, pos, mode), this.evalAs(c!, pos, mode));
@@ -522,7 +521,8 @@ export class TileLoop {
   } {
     const e = this.env.e;
     const m = e.m;
-    const shift = m.i32.const(Math.log2(es));
+    // A fresh constant per use: a binaryen expression belongs to one parent.
+    const shift = (): Ref => m.i32.const(Math.log2(es));
     const ptr = (): Ref => m.local.get(ptrLocal, binaryen.i32);
     const contiguous = this.coefC(offsets, pos) === 1;
     if (contiguous && !checked) {
@@ -539,7 +539,7 @@ export class TileLoop {
         }
       };
       if (atCopy0(() => this.cache.has(key) || this.hasScalarForm(offsets, pos))) {
-        const addr = (): Ref => atCopy0(() => this.memo(key, pos, binaryen.i32, () => this.splitAddress(offsets, pos, ptrLocal, es) ?? m.i32.add(ptr(), m.i32.shl(this.memoScalar(offsets, pos)!, shift)), true));
+        const addr = (): Ref => atCopy0(() => this.memo(key, pos, binaryen.i32, () => this.splitAddress(offsets, pos, ptrLocal, es) ?? m.i32.add(ptr(), m.i32.shl(this.memoScalar(offsets, pos)!, shift())), true));
         addr();
         return { pre: [], laneAddr: addr, laneOff: (l) => (s + l) * es, contiguous, off: s * es };
       }
@@ -548,13 +548,13 @@ export class TileLoop {
     if (base) {
       // A checked kernel keeps the element offset too (the address alone cannot be checked).
       const B = checked ? e.bind(binaryen.i32, base) : undefined;
-      const A = e.bind(binaryen.i32, m.i32.add(ptr(), m.i32.shl(B ? B.get() : base, shift)));
+      const A = e.bind(binaryen.i32, m.i32.add(ptr(), m.i32.shl(B ? B.get() : base, shift())));
       return { pre: B ? [B.set, A.set] : [A.set], laneAddr: () => A.get(), laneOff: (l) => l * es, contiguous, off: 0, ...(B ? { base: B.get } : {}) };
     }
     const O = e.bind(binaryen.v128, this.evalAs(offsets, pos, 'v'));
     return {
       pre: [O.set],
-      laneAddr: (l) => m.i32.add(ptr(), m.i32.shl(m.i32x4.extract_lane(O.get(), contiguous ? 0 : l), shift)),
+      laneAddr: (l) => m.i32.add(ptr(), m.i32.shl(m.i32x4.extract_lane(O.get(), contiguous ? 0 : l), shift())),
       laneOff: (l) => (contiguous ? l * es : 0),
       contiguous,
       off: 0,
@@ -599,7 +599,7 @@ export class TileLoop {
       }
       return acc;
     };
-    const shift = m.i32.const(Math.log2(es));
+    const shift = (): Ref => m.i32.const(Math.log2(es));
     const termKey = (ts: readonly { v: Value; pos: readonly Idx[]; neg: boolean }[]): string => ts.map((t) => `${t.neg ? '-' : '+'}${t.v.id}@${t.pos.join('')}`).join('');
     const stillPos = pos.map((x) => (x === 'c' ? '0' : x));
     // Every term has a scalar form (the caller asked hasScalarForm); null only defends that.
@@ -608,8 +608,8 @@ export class TileLoop {
     if (!stillSum || !movingSum) return null;
     // The keys hold the access's position too: a local is bound at its position's loop level,
     // and an access elsewhere (a 1-D tile inside a 'cr' nest) must not read one bound deeper.
-    const base = this.memo(`ab${ptrLocal}:${es}:${termKey(still)}@${stillPos.join('')}`, stillPos, i32, () => m.i32.add(m.local.get(ptrLocal, i32), m.i32.shl(stillSum, shift)));
-    const col = this.memo(`ac${es}:${termKey(moving)}@${pos.join('')}`, pos, i32, () => m.i32.shl(movingSum, shift));
+    const base = this.memo(`ab${ptrLocal}:${es}:${termKey(still)}@${stillPos.join('')}`, stillPos, i32, () => m.i32.add(m.local.get(ptrLocal, i32), m.i32.shl(stillSum, shift())));
+    const col = this.memo(`ac${es}:${termKey(moving)}@${pos.join('')}`, pos, i32, () => m.i32.shl(movingSum, shift()));
     return m.i32.add(base, col);
   }
 
