@@ -93,11 +93,10 @@ const lowBit = (n: number): number => n & -n;
 function fitTiles(c: GemmConfig, M: number, N: number, K: number): GemmConfig {
   const fit = (tile: number, dim: number, thinOk: boolean): number => {
     const waste = Math.ceil(dim / tile) * tile - dim;
-    if (waste === 0 || waste <= 0.05 * dim) return tile;
+    if (waste <= 0.05 * dim) return tile;
     return lowBit(dim) >= 8 || thinOk ? Math.min(tile, lowBit(dim)) : tile;
   };
-  const BM = fit(c.BM, M, false), BN = fit(c.BN, N, false), BK = fit(c.BK, K, K <= 4);
-  return BM === c.BM && BN === c.BN && BK === c.BK ? c : { BM, BN, BK };
+  return { BM: fit(c.BM, M, false), BN: fit(c.BN, N, false), BK: fit(c.BK, K, K <= 4) };
 }
 
 function ruleConfig(M: number, N: number, K: number): GemmConfig {
