@@ -18,9 +18,9 @@ export { Runtime } from './runtime/runtime.js';
 export type { RuntimeOptions, RuntimeStats } from './runtime/runtime.js';
 export { Tensor } from './runtime/tensor.js';
 export { detectFeatures } from './runtime/features.js';
-export { ops } from './ops/index.js';
+export { ops, PackedWeights } from './ops/index.js';
 export type {
-  MatmulOptions, AttentionOptions, AttentionBackwardOptions, AttentionResult, AttentionGrads, Activation, ElementwiseOptions, LossOptions, LossResult, Reduction,
+  MatmulOptions, PackWeightsOptions, AttentionOptions, AttentionBackwardOptions, AttentionResult, AttentionGrads, Activation, ElementwiseOptions, LossOptions, LossResult, Reduction,
   NormOptions, NormResult, NormBackwardOptions, NormGrads, AdamStepOptions, SgdStepOptions,
 } from './ops/index.js';
 export { Adam, AdamW, SGD, LossScaler } from './optim.js';

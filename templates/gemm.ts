@@ -8,7 +8,7 @@ import { jit } from '../src/kernel.js';
 import { gelu64, geluTanh64 } from '../src/util/erf.js';
 
 export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
-    kSlab, splits, BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN, PACKED_B) {
+    kSlab, splits, panelK, BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN, PACKED_B) {
   const rm = programId(0) * BM + arange(BM);
   const rn = programId(1) * BN + arange(BN);
   // Grid axis 2: batch entry · splits + K slab; a slab is kSlab deep (splits 1: all of K).
@@ -32,9 +32,10 @@ export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, 
       else { a = load(A, offA, expandDims(rm < M, 1) && expandDims(rk < K, 0)); }
     }
     if (PACKED_B) {
-      // B in panels (packBKernel): panel n holds B[:, n·BN .. n·BN + BN) as K rows of BN, so
-      // the dot reads this tile in place, rows BN apart.
-      b = load(B, baseB + programId(1) * K * BN + expandDims(rk, 1) * BN + expandDims(arange(BN), 0));
+      // B in panels (packBKernel, packWeights): panel n holds B[:, n·BN .. n·BN + BN) as panelK
+      // rows of BN (K, or K padded with zero rows), so the dot reads this tile in place, rows
+      // BN apart. Panels are whole: past N and K they hold zeros, never another panel's rows.
+      b = load(B, baseB + programId(1) * panelK * BN + expandDims(rk, 1) * BN + expandDims(arange(BN), 0));
     } else if (TRANS_B) {
       const offB = baseB + expandDims(rn, 1) * K + expandDims(rk, 0);
       if (EVEN) { b = trans(load(B, offB)); }
@@ -70,7 +71,7 @@ export const gemmKernel = jit(GEMM_SOURCE, {
   signature: {
     A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
     M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32',
-    alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32',
+    alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32', panelK: 'i32',
     BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
     HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
   },

@@ -12,7 +12,7 @@ import type { StorageDType } from '../src/ir/ir.js';
 
 const GEMM_SIG = {
   A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
-  M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32', alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32',
+  M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32', alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32', panelK: 'i32',
   BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
   HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
 } as const;

@@ -25,6 +25,16 @@ export async function gemmSuite(ctx: BenchContext): Promise<void> {
         const ms = await medianMs(() => ops.matmul(A, B, { out: C }), { quick: ctx.quick });
         const err = want && dtype === 'f32' ? maxAbsErr(C.toArray(), want) : null;
         ctx.emit(line('gemm', name, 'tilejit', threads, ms, { flops, bytes: M === 1 ? K * N * (dtype === 'f32' ? 4 : 2) : undefined }, err, params));
+        if (M === 1) {
+          // The weights packed once into panels (ops.packWeights), as an inference session
+          // would do with its weights; the packing is not timed.
+          const W = await ops.packWeights(B);
+          await ops.matmul(A, W, { out: C });
+          const packed = await medianMs(() => ops.matmul(A, W, { out: C }), { quick: ctx.quick });
+          const perr = want && dtype === 'f32' ? maxAbsErr(C.toArray(), want) : null;
+          ctx.emit(line('gemm', name, 'tilejit-packed', threads, packed, { flops, bytes: K * N * (dtype === 'f32' ? 4 : 2) }, perr, { ...params, packed: true }));
+          W.free();
+        }
         if (M > 1) {
           // The plain mul+add path, for engines without relaxed SIMD.
           await ops.matmul(A, B, { out: C, relaxedSimd: false });

@@ -7,11 +7,14 @@ import { attention, attentionBackward } from './attention.js';
 import { mergeHeads, splitHeads, sum } from './layout.js';
 import { huberLoss, l1Loss, mseLoss } from './loss.js';
 import { matmul } from './matmul.js';
+import { packWeights } from './packed.js';
 import { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norm.js';
 import { adamStep, sgdStep, unscaleGrads } from './optim.js';
 import { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from './softmax.js';
 
 export type { MatmulOptions } from './matmul.js';
+export { PackedWeights } from './packed.js';
+export type { PackWeightsOptions } from './packed.js';
 export type { AttentionOptions, AttentionBackwardOptions, AttentionResult, AttentionGrads } from './attention.js';
 export type { Activation, ElementwiseOptions } from './activation.js';
 export type { LossOptions, LossResult, Reduction } from './loss.js';
@@ -20,7 +23,7 @@ export type { AdamStepOptions, SgdStepOptions } from './optim.js';
 
 /** The built-in ops. */
 export const ops = {
-  matmul,
+  matmul, packWeights,
   attention, attentionBackward,
   activation, activationBackward, cast,
   softmax, logSoftmax, softmaxBackward, logSoftmaxBackward,

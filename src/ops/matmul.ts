@@ -5,8 +5,11 @@ import { gemmKernel, gemmReduceKernel, packBKernel, type GemmActivation, type Ge
 import { IN_PLACE_B_PITCH } from '../../codegen/plan.js';
 import { GEMM_TABLE } from '../../templates/gemm-table.js';
 import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
-import type { Tensor } from '../runtime/tensor.js';
+import { gemvPackedKernel } from '../../templates/packed.js';
+import type { StorageDType } from '../ir/ir.js';
+import { Tensor } from '../runtime/tensor.js';
 import { pow2AtLeast } from './common.js';
+import { PackedWeights } from './packed.js';
 
 /** Options of `ops.matmul`. */
 export interface MatmulOptions {
@@ -138,9 +141,14 @@ function fail(msg: string): never {
   throw new TypeError(`matmul: ${msg}`);
 }
 
-/** C = act(alpha · op(a) · op(b) + beta · c + bias) over the last two dims, batched over the rest. */
-export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Promise<Tensor> {
+/**
+ * C = act(alpha · op(a) · op(b) + beta · c + bias) over the last two dims, batched over the rest.
+ * b may be weights packed by `ops.packWeights` (then shared by every batch entry of a).
+ */
+export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulOptions = {}): Promise<Tensor> {
+  if (b instanceof PackedWeights) return matmulPacked(a, b, opts);
   const { transA = false, transB = false, alpha = 1, activation = 'none' } = opts;
+  if (!(a instanceof Tensor) || !(b instanceof Tensor)) fail('a and b must be Tensors (b may be PackedWeights)');
   if (a.shape.length < 2 || b.shape.length < 2) fail(`a and b need at least 2 dims, got a [${a.shape}] and b [${b.shape}]`);
   if (a.dtype === 'i32' || b.dtype === 'i32') fail(`a and b must be f32, f16 or bf16, got ${a.dtype} and ${b.dtype}`);
   if (!ACTS.has(activation)) fail(`activation must be one of ${[...ACTS].join(', ')}, got '${activation}'`);
@@ -162,23 +170,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
   for (const t of [a, b]) if (!t.isContiguous()) fail('a and b must be contiguous (row-major); copy them first');
   const rt = a.runtime;
   if (b.runtime !== rt) fail('a and b belong to different runtimes');
-  let beta = opts.beta ?? 1;
-  if (opts.c) {
-    if (opts.c.runtime !== rt) fail('c belongs to another runtime');
-    if (!sameShape(opts.c.shape, outShape)) fail(`c must be [${outShape}], got [${opts.c.shape}]`);
-    if (opts.c.dtype === 'i32') fail('c must be a float tensor');
-  } else beta = 0;
-  if (opts.bias) {
-    if (opts.bias.runtime !== rt) fail('bias belongs to another runtime');
-    if (!sameShape(opts.bias.shape, [N])) fail(`bias must be [${N}], got [${opts.bias.shape}]`);
-    if (opts.bias.dtype === 'i32') fail('bias must be a float tensor');
-  }
-  if (opts.out) {
-    if (opts.out.runtime !== rt) fail('out belongs to another runtime');
-    if (!sameShape(opts.out.shape, outShape)) fail(`out must be [${outShape}], got [${opts.out.shape}]`);
-    if (opts.out.dtype === 'i32') fail('out must be a float tensor');
-  }
-  const out = opts.out ?? rt.empty(outShape, a.dtype === b.dtype ? a.dtype : 'f32');
+  const { out, beta } = epilogueArgs(rt, outShape, a.dtype === b.dtype ? a.dtype : 'f32', opts);
   if (M === 0 || N === 0 || count === 0) return out;
   if (M === 1 && !opts.config) {
     // GEMV: a is a K-vector whatever transA says; stream B through a fused multiply-reduce.
@@ -214,7 +206,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
           HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: true, PACKED_B: false, relaxedSimd: opts.relaxedSimd,
         },
         a, b, part, part, part, M, N, K,
-        batchA.length ? M * K : 0, batchB.length ? K * N : 0, 0, M * N, 1, 0, K / S, S,
+        batchA.length ? M * K : 0, batchB.length ? K * N : 0, 0, M * N, 1, 0, K / S, S, K,
       );
       await gemmReduceKernel.launch(
         { grid: [Math.ceil(M / 16), Math.ceil(N / 64), count], BR: 16, BC: 64, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, relaxedSimd: opts.relaxedSimd },
@@ -245,12 +237,102 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
       a, panels ?? b, opts.c ?? dummy, opts.bias ?? dummy, out,
       M, N, K,
       batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, M * N,
-      alpha, beta, K, 1,
+      alpha, beta, K, 1, K,
     );
   } finally {
     panels?.free();
   }
   return out;
+}
+
+/**
+ * Fewest rows a packed-weights GEMM tile takes, as a rule per row count: the rows in one tile
+ * up to 64 (a power of two at least M), K steps of 64 where the panels allow, 16 for a few rows.
+ * Measured on 2 threads, K = N = 4096, f32 panels (GFLOP/s): M 4: BK 16 48.9, 64 45.5; M 256:
+ * 64x16x64 94.9, 32x16x128 95.7, 128x16x64 88.8. bf16 panels (BN 32): M 4 77.0 at BK 16.
+ */
+export function packedGemmConfig(M: number, panelK: number, nr: number): GemmConfig {
+  const BM = Math.min(64, pow2AtLeast(M, 1));
+  const deep = M <= 8 ? 16 : 64;
+  let BK = deep;
+  while (panelK % BK !== 0) BK /= 2;
+  return { BM, BN: nr, BK };
+}
+
+/** ops.matmul with weights packed by ops.packWeights: GEMV for one row, else the GEMM over the panels. */
+async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): Promise<Tensor> {
+  const { transA = false, alpha = 1, activation = 'none' } = opts;
+  if (!(a instanceof Tensor)) fail('a must be a Tensor');
+  if (a.isFreed) fail('a has been freed');
+  if (w.isFreed) fail('the packed weights have been freed');
+  if (opts.transB !== undefined) fail('transB is fixed when the weights are packed: pass it to ops.packWeights');
+  if (a.shape.length < 2) fail(`a needs at least 2 dims, got a [${a.shape}]`);
+  if (a.dtype === 'i32') fail(`a must be f32, f16 or bf16, got ${a.dtype}`);
+  if (!ACTS.has(activation)) fail(`activation must be one of ${[...ACTS].join(', ')}, got '${activation}'`);
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) fail(`alpha must be a finite number, got ${alpha}`);
+  if (!a.isContiguous()) fail('a must be contiguous (row-major); copy it first');
+  const rt = a.runtime;
+  if (w.runtime !== rt) fail('a and the packed weights belong to different runtimes');
+  const ra = a.shape.length;
+  const M = transA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+  const K = transA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+  const { N, panelK, nr } = w;
+  if (K !== w.K) fail(`inner dimensions differ: op(a) is [${M}, ${K}] and the packed weights are [${w.K}, ${N}]`);
+  const batch = a.shape.slice(0, -2);
+  const count = batch.reduce((p, d) => p * d, 1);
+  const outShape = [...batch, M, N];
+  const { out, beta } = epilogueArgs(rt, outShape, a.dtype === w.dtype ? a.dtype : 'f32', opts);
+  if (M === 0 || count === 0) return out;
+  const panelCount = Math.ceil(N / nr);
+  const epilogue = { HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, relaxedSimd: opts.relaxedSimd };
+  if (M === 1 && !opts.config) {
+    // One row per batch entry (a [.., 1, K], or [.., K, 1] with transA: the same K values).
+    await gemvPackedKernel.launch(
+      { grid: [panelCount, 1, count], NR: nr, UK: 4, EVEN: K === panelK, ...epilogue },
+      a, w.panels, opts.c ?? out, opts.bias ?? out, out, N, K, panelK, K, N, N, alpha, beta,
+    );
+    return out;
+  }
+  // The panels are shared, so without transA the batch entries' rows are one tall M.
+  const [rows, entries] = transA ? [M, count] : [M * count, 1];
+  const cfg = opts.config ?? packedGemmConfig(rows, panelK, nr);
+  if (cfg.BN !== nr) fail(`config.BN must be the panel width ${nr} with packed weights, got ${cfg.BN}`);
+  if (panelK % cfg.BK !== 0) fail(`config.BK must divide the panels' ${panelK} rows, got ${cfg.BK}`);
+  await gemmKernel.launch(
+    {
+      grid: [Math.ceil(rows / cfg.BM), panelCount, entries],
+      BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: false, EVEN: rows % cfg.BM === 0 && N % nr === 0 && K % cfg.BK === 0, PACKED_B: true,
+      ...epilogue,
+    },
+    a, w.panels, opts.c ?? out, opts.bias ?? out, out,
+    rows, N, K, entries > 1 ? M * K : 0, 0, rows * N, rows * N, alpha, beta, K, 1, panelK,
+  );
+  return out;
+}
+
+/**
+ * Checks `c`, `bias` and `out` against the output shape [.., M, N] (bias: [N]) and returns the
+ * output (`out` or a fresh tensor of `dtype`) and beta (0 without `c`).
+ */
+export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], dtype: StorageDType, opts: MatmulOptions): { out: Tensor; beta: number } {
+  const N = outShape[outShape.length - 1]!;
+  let beta = opts.beta ?? 1;
+  if (opts.c) {
+    if (opts.c.runtime !== rt) fail('c belongs to another runtime');
+    if (!sameShape(opts.c.shape, outShape)) fail(`c must be [${outShape}], got [${opts.c.shape}]`);
+    if (opts.c.dtype === 'i32') fail('c must be a float tensor');
+  } else beta = 0;
+  if (opts.bias) {
+    if (opts.bias.runtime !== rt) fail('bias belongs to another runtime');
+    if (!sameShape(opts.bias.shape, [N])) fail(`bias must be [${N}], got [${opts.bias.shape}]`);
+    if (opts.bias.dtype === 'i32') fail('bias must be a float tensor');
+  }
+  if (opts.out) {
+    if (opts.out.runtime !== rt) fail('out belongs to another runtime');
+    if (!sameShape(opts.out.shape, outShape)) fail(`out must be [${outShape}], got [${opts.out.shape}]`);
+    if (opts.out.dtype === 'i32') fail('out must be a float tensor');
+  }
+  return { out: opts.out ?? rt.empty(outShape, dtype), beta };
 }
 
 /** Scratch panels, or undefined when the runtime's memory cannot take them (the GEMM then copies tiles as before). */

@@ -173,7 +173,7 @@ export class Runtime implements TensorOwner {
 
   /**
    * Run `fn`; tensors it creates are freed when it finishes, except those it returns (a
-   * tensor, or an array / object of tensors).
+   * tensor, or arrays / objects holding tensors, such as packed weights, two levels deep).
    */
   async scope<T>(fn: () => T | Promise<T>): Promise<T> {
     this.live('scope');
@@ -185,9 +185,7 @@ export class Runtime implements TensorOwner {
     } finally {
       this.scopes.splice(this.scopes.lastIndexOf(made), 1);
     }
-    const kept = result instanceof Tensor ? [result] : result && typeof result === 'object' ? Object.values(result) : [];
-    // A returned view keeps the memory it views.
-    const keep = new Set<unknown>(kept.flatMap((t) => (t instanceof Tensor && t.base ? [t, t.base] : [t])));
+    const keep = keptTensors(result);
     for (const t of made) {
       if (keep.has(t)) this.scopes[this.scopes.length - 1]?.add(t);
       else t.free();
@@ -318,4 +316,20 @@ export class Runtime implements TensorOwner {
   get isDisposed(): boolean {
     return this.disposed;
   }
+}
+
+/** The tensors a scope's result holds (two levels of arrays / objects), with the memory of views. */
+function keptTensors(result: unknown): Set<Tensor> {
+  const keep = new Set<Tensor>();
+  const walk = (v: unknown, depth: number): void => {
+    if (v instanceof Tensor) {
+      keep.add(v);
+      // A returned view keeps the memory it views.
+      if (v.base) keep.add(v.base);
+    } else if (depth < 3 && v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
+      for (const x of Object.values(v)) walk(x, depth + 1);
+    }
+  };
+  walk(result, 0);
+  return keep;
 }

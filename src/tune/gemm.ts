@@ -71,5 +71,5 @@ export function gemmArgs(rt: Runtime, M: number, N: number, K: number): KernelAr
 
 /** The kernel's argument list for tensors already made (C and Bias unused: they point at Out). */
 export function gemmArgsFor(a: Tensor, b: Tensor, out: Tensor, M: number, N: number, K: number): KernelArg[] {
-  return [a, b, out, out, out, M, N, K, 0, 0, M * N, M * N, 1, 0, K, 1];
+  return [a, b, out, out, out, M, N, K, 0, 0, M * N, M * N, 1, 0, K, 1, K];
 }
