@@ -1,8 +1,9 @@
 /**
  * @fileoverview GEMV (M = 1): out = act(alpha · a · op(B) + beta · c + bias). Memory-bound, so
- * it does not pack tiles for `dot`: each program streams a BK x BN (or BN x BK for B^T) block of
- * B straight into a fused multiply-and-reduce, accumulating BN outputs in registers. Measured
- * (1x4096x4096 f32, 2 threads) 7.4 GFLOP/s against 3.1 through the 1-row `dot` path.
+ * it does not pack tiles for `dot`: each program streams a BK x BN block of B (BN rows of Bᵀ,
+ * BK wide) a step straight into fused multiply-adds on loop-carried accumulators. Measured
+ * (1x4096x4096 f32, 2 threads) 7.4 GFLOP/s against 3.1 through the 1-row `dot` path. Weights
+ * packed once (templates/packed.ts) stream faster still.
  */
 import { jit } from '../src/kernel.js';
 import { nearestRow } from './lookup.js';
@@ -14,8 +15,24 @@ export const GEMV_SOURCE = `function gemv(A, B, C, Bias, Out, N, K, strideA, str
   const batch = programId(2);
   const mn = rn < N;
   let acc = zeros([BN]);
-  for (let k = 0; k < K; k += BK) {
-    if (TRANS_B) {
+  if (TRANS_B && BK <= 64) {
+    // BN rows of Bᵀ side by side, BK columns a step, into a loop-carried [BN, BK] partial: one
+    // FMA a lane, and the reduction over its BK lanes once, at the end (f32 weights).
+    let part = zeros([BN, BK]);
+    for (let k = 0; k < K; k += BK) {
+      const rk = k + arange(BK);
+      const offs = batch * strideB + expandDims(rn, 1) * K + expandDims(rk, 0);
+      if (EVEN) {
+        part = part + load(B, offs) * expandDims(load(A, batch * strideA + rk), 0);
+      } else {
+        const mk = rk < K;
+        part = part + load(B, offs, expandDims(mn, 1) && expandDims(mk, 0)) * expandDims(load(A, batch * strideA + rk, mk), 0);
+      }
+    }
+    acc = sum(part, 1);
+  } else if (TRANS_B) {
+    // Wider steps reduce each row's BK products as they stream (halves: long runs of a row).
+    for (let k = 0; k < K; k += BK) {
       const rk = k + arange(BK);
       const mk = rk < K;
       const offs = batch * strideB + expandDims(rn, 1) * K + expandDims(rk, 0);
@@ -24,7 +41,9 @@ export const GEMV_SOURCE = `function gemv(A, B, C, Bias, Out, N, K, strideA, str
       } else {
         acc = acc + sum(load(B, offs, expandDims(mn, 1) && expandDims(mk, 0)) * expandDims(load(A, batch * strideA + rk, mk), 0), 1);
       }
-    } else {
+    }
+  } else {
+    for (let k = 0; k < K; k += BK) {
       // BK rows of B, each scaled by one element of a: one fused pass over the BN accumulators.
       if (EVEN) {
         // Four rows a step (BK is a multiple of 4 here) as (acc + p0 + p1) + (p2 + p3): with
@@ -74,22 +93,27 @@ export const gemvKernel = jit(GEMV_SOURCE, {
 /** GEMV's config space (the autotuner's candidates): B, and Bᵀ. */
 export const GEMV_CONFIGS: Readonly<Record<'b' | 'bt', readonly { BN: number; BK: number }[]>> = {
   b: [256, 512, 1024, 2048, 4096].flatMap((BN) => [4, 8, 16].map((BK) => ({ BN, BK }))),
-  bt: [4, 8, 16, 32].flatMap((BN) => [64, 128, 256, 512].map((BK) => ({ BN, BK }))),
+  bt: [...[2, 4, 8].flatMap((BN) => [16, 32, 64].map((BK) => ({ BN, BK }))), ...[8, 16, 32].flatMap((BN) => [128, 256].map((BK) => ({ BN, BK })))],
 };
 
 /**
- * Tile sizes for GEMV: the tuned table's (templates/tuned-tables.ts) when it was measured on
- * this many threads and has a shape near this one, else the rule. Rule for B: BK = 8 rows per
- * step over BN columns, as wide as the threads allow (one program per thread): 1x4096x4096 f32
- * measured 10.4 GFLOP/s on one thread at BN = 4096 and 15-16 on two at BN = 2048, against 6-9
- * at BN = 512. Bᵀ: 16 rows of 256.
+ * Tile sizes for GEMV: the tuned table's (templates/tuned-tables.ts, measured with f32
+ * weights; it holds no Bᵀ rows since the partial came) for f32 weights when it was measured on
+ * this many threads and has a shape near this one, else the rule. Rule for B: BK = 8 rows per step over BN columns, as wide as the threads allow (one
+ * program per thread): 1x4096x4096 f32 measured 10.4 GFLOP/s on one thread at BN = 4096 and
+ * 15-16 on two at BN = 2048, against 6-9 at BN = 512. Bᵀ, f32 weights of 16 MB or more
+ * (streamed from memory): 4 rows, 32 columns a step into a partial (1x4096x4096, 2 threads:
+ * 14.5 GFLOP/s against 8.5 for 8 rows reduced every 128 columns; one thread 8.6 against 4.3;
+ * 1024x4096 18.8 against 10.9). Smaller f32 weights (in cache: 1x1024x1024 on one thread
+ * 12.7 against 10.4 for the partial) and halves (bf16 1x4096x4096: 15.5 against 9.5): 16 rows
+ * reduced every 256 columns.
  */
-export function chooseGemvConfig(N: number, K: number, transB: boolean, threads = 1): { BN: number; BK: number } {
-  if (threads === TUNED_THREADS) {
+export function chooseGemvConfig(N: number, K: number, transB: boolean, threads = 1, halfWeights = false): { BN: number; BK: number } {
+  if (threads === TUNED_THREADS && !halfWeights) {
     const row = nearestRow(GEMV_TABLE, { N, K, transB }, ['N', 'K'], ['transB']);
     if (row) return { BN: row.BN, BK: row.BK };
   }
-  if (transB) return { BN: 16, BK: 256 };
+  if (transB) return halfWeights || N * K < 1 << 22 ? { BN: 16, BK: 256 } : { BN: 4, BK: 32 };
   let BN = 4096;
   while (BN > 16 && BN * Math.max(1, threads) > N) BN /= 2;
   return { BN, BK: 8 };

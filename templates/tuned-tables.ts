@@ -11,14 +11,6 @@ export const TUNED_THREADS = 2;
  * GEMV: columns per program and K rows (or Bᵀ columns) per step, measured on x64, Intel(R) Xeon(R) Processor, cores 2, relaxed-simd, threads 2, node 20.
  */
 export const GEMV_TABLE: readonly { N: number; K: number; transB: boolean; BN: number; BK: number }[] = [
-  { N: 4096, K: 4096, transB: true, BN: 8, BK: 128 }, // 17.1 GFLOP/s
-  { N: 1024, K: 1024, transB: true, BN: 16, BK: 128 }, // 9.8 GFLOP/s
-  { N: 4096, K: 1024, transB: true, BN: 4, BK: 256 }, // 10.3 GFLOP/s
-  { N: 1024, K: 4096, transB: true, BN: 16, BK: 128 }, // 14.7 GFLOP/s
-  { N: 512, K: 512, transB: true, BN: 32, BK: 512 }, // 10.6 GFLOP/s
-  { N: 384, K: 128, transB: true, BN: 8, BK: 128 }, // 3.2 GFLOP/s
-  { N: 128, K: 512, transB: true, BN: 8, BK: 256 }, // 4.3 GFLOP/s
-  { N: 128, K: 128, transB: true, BN: 32, BK: 128 }, // 2.8 GFLOP/s
   { N: 4096, K: 4096, transB: false, BN: 2048, BK: 8 }, // 28.8 GFLOP/s
   { N: 1024, K: 1024, transB: false, BN: 512, BK: 4 }, // 21.5 GFLOP/s
   { N: 4096, K: 1024, transB: false, BN: 2048, BK: 8 }, // 27.4 GFLOP/s

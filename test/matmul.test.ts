@@ -75,6 +75,14 @@ describe.each([0, 2] as const)('ops.matmul (threads %i)', (threads) => {
       }
     });
 
+  test.each([[1024, 4096], [2049, 2051]])('GEMV with Bᵀ weights streamed from memory (%i x %i: the [4, 32] partial), c and bias', async (N, K) => {
+    const rt = await rts[threads];
+    const a = rand(K, 81), b = rand(K * N, 82), c = rand(N, 83), bias = rand(N, 84);
+    const out = await ops.matmul(rt.tensor(a, [1, K]), rt.tensor(b, [N, K]),
+      { transB: true, alpha: 0.5, beta: 2, c: rt.tensor(c, [1, N]), bias: rt.tensor(bias, [N]), activation: 'silu' });
+    check(out.toArray(), gemmReference(a, b, 1, N, K, { transB: true, alpha: 0.5, beta: 2, c, bias, activation: 'silu' }), K, 'f32');
+  });
+
   test('batched GEMV with bf16 weights shared across the batch', async () => {
     const rt = await rts[threads];
     const B = 4, N = 96, K = 80;

@@ -40,8 +40,11 @@ describe('tuned tables', () => {
       expect(ids(GEMV_CONFIGS[r.transB ? 'bt' : 'b']).has(configId(c))).toBe(true);
       expect(chooseGemvConfig(r.N, r.K, r.transB, TUNED_THREADS)).toEqual(c);
     }
-    // Another thread count: the rule (one program per thread for B; 16 x 256 for Bᵀ).
-    expect(chooseGemvConfig(4096, 4096, true, TUNED_THREADS + 1)).toEqual({ BN: 16, BK: 256 });
+    // Another thread count: the rule (one program per thread for B; for Bᵀ a [4, 32] partial
+    // when the f32 weights stream from memory, else 16 rows reduced every 256 columns).
+    expect(chooseGemvConfig(4096, 4096, true, TUNED_THREADS + 1)).toEqual({ BN: 4, BK: 32 });
+    expect(chooseGemvConfig(1024, 1024, true, TUNED_THREADS + 1)).toEqual({ BN: 16, BK: 256 });
+    expect(chooseGemvConfig(4096, 4096, true, TUNED_THREADS + 1, true)).toEqual({ BN: 16, BK: 256 });
     expect(chooseGemvConfig(4096, 4096, false, 1)).toEqual({ BN: 4096, BK: 8 });
   });
 

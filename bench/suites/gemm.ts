@@ -9,6 +9,43 @@ import { line, maxAbsErr, medianMs, randArray, type BenchContext } from '../harn
 import { naiveSgemm } from '../kernels.js';
 import { loadTf, ortRunner, timePeer } from '../peers.js';
 
+/** GEMV against weights kept as nn.Linear keeps them ([N, K], transB), f32. */
+async function gemvTransposed(ctx: BenchContext, N: number, K: number): Promise<void> {
+  const a = randArray(K, 3), b = randArray(N * K, 4);
+  const flops = 2 * N * K;
+  const want = gemmReference(a, b, 1, N, K, { transB: true });
+  const name = `matmul 1x${N}x${K} Bᵀ weights`;
+  const params = { M: 1, N, K, dtype: 'f32', weights: 'f32', transB: true };
+  for (const threads of [1, 2]) {
+    const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
+    const A = rt.tensor(a, [1, K]), B = rt.tensor(b, [N, K]), C = rt.empty([1, N]);
+    await ops.matmul(A, B, { transB: true, out: C });
+    const ms = await medianMs(() => ops.matmul(A, B, { transB: true, out: C }), { quick: ctx.quick });
+    ctx.emit(line('gemm', name, 'tilejit', threads, ms, { flops, bytes: 4 * N * K }, maxAbsErr(C.toArray(), want), params));
+    rt.dispose();
+  }
+  await timePeer(ctx, {
+    suite: 'gemm', name, impl: 'onnxruntime-web', threads: 2, want, work: { flops }, params,
+    make: async () => {
+      const run = await ortRunner(2, [{ op: 'Gemm', inputs: ['a', 'b'], outputs: ['c'], attrs: [{ name: 'transB', i: 1 }] }], [['a', [1, K]], ['b', [N, K]]], [['c', [1, N]]]);
+      return () => run({ a, b });
+    },
+  });
+  await timePeer(ctx, {
+    suite: 'gemm', name, impl: 'tfjs-wasm', threads: 1, want, work: { flops }, params,
+    make: async () => {
+      const tf = await loadTf();
+      const A = tf.tensor2d(a, [1, K]), B = tf.tensor2d(b, [N, K]);
+      return async () => {
+        const c = tf.matMul(A, B, false, true);
+        const d = await c.data();
+        c.dispose();
+        return d as Float32Array;
+      };
+    },
+  });
+}
+
 export async function gemmSuite(ctx: BenchContext): Promise<void> {
   const shapes: [number, number, number][] = ctx.quick ? [[256, 256, 256], [1, 4096, 4096]] : [[1024, 1024, 1024], [256, 256, 256], [64, 512, 2048], [1, 4096, 4096]];
   for (const [M, N, K] of shapes) {
@@ -71,4 +108,5 @@ export async function gemmSuite(ctx: BenchContext): Promise<void> {
       }
     }
   }
+  await gemvTransposed(ctx, 4096, 4096);
 }

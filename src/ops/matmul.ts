@@ -174,7 +174,7 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
   if (M === 0 || N === 0 || count === 0) return out;
   if (M === 1 && !opts.config) {
     // GEMV: a is a K-vector whatever transA says; stream B through a fused multiply-reduce.
-    const g = chooseGemvConfig(N, K, transB, rt.threads);
+    const g = chooseGemvConfig(N, K, transB, rt.threads, b.dtype !== 'f32');
     await gemvKernel.launch(
       {
         grid: [Math.ceil(N / g.BN), 1, count], BN: g.BN, BK: g.BK, TRANS_B: transB, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined,
