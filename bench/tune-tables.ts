@@ -19,7 +19,7 @@ type Row = Readonly<Record<string, number | boolean | string>>;
 
 /** Which table each op's rows go to. */
 const TABLE_OF: Readonly<Record<string, string>> = {
-  matmul: 'GEMM_TABLE', gemv: 'GEMV_TABLE', 'gemv-bt': 'GEMV_TABLE', softmax: 'SOFTMAX_TABLE',
+  matmul: 'GEMM_TABLE', 'matmul-plain': 'GEMM_TABLE', gemv: 'GEMV_TABLE', 'gemv-bt': 'GEMV_TABLE', softmax: 'SOFTMAX_TABLE',
   layernorm: 'NORM_TABLE', attention: 'ATTENTION_TABLE', 'attention-causal': 'ATTENTION_TABLE',
   'attention-dkv': 'ATTENTION_TABLE', 'attention-dkv-causal': 'ATTENTION_TABLE', 'attention-dq': 'ATTENTION_TABLE', 'attention-dq-causal': 'ATTENTION_TABLE',
   'attention-bwd': 'ATTENTION_TABLE', 'attention-bwd-causal': 'ATTENTION_TABLE',
@@ -60,6 +60,7 @@ keep('ATTENTION_TABLE', ATTENTION_TABLE);
 // Re-tuned ops replace their own rows (a table shared by two ops keeps the other op's rows).
 const owner = (op: string, r: Row): boolean => {
   if (op === 'gemv' || op === 'gemv-bt') return r.transB === (op === 'gemv-bt');
+  if (op === 'matmul' || op === 'matmul-plain') return r.relaxed === (op === 'matmul');
   if (op.startsWith('attention')) return r.causal === op.endsWith('-causal') && r.pass === (op.includes('-dkv') ? 'dkv' : op.includes('-dq') ? 'dq' : op.includes('-bwd') ? 'bwd' : 'fwd');
   return true;
 };
@@ -122,6 +123,8 @@ export interface GemmTableRow extends GemmConfig {
   readonly M: number;
   readonly N: number;
   readonly K: number;
+  /** Measured with relaxed-SIMD FMA (true) or the plain mul+add path (false). */
+  readonly relaxed: boolean;
 }
 
 /**

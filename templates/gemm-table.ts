@@ -10,26 +10,48 @@ export interface GemmTableRow extends GemmConfig {
   readonly M: number;
   readonly N: number;
   readonly K: number;
+  /** Measured with relaxed-SIMD FMA (true) or the plain mul+add path (false). */
+  readonly relaxed: boolean;
 }
 
 /**
- * GEMM tiles, measured on x64, Intel(R) Xeon(R) Processor, cores 2, relaxed-simd, threads 2, node 20.
+ * GEMM tiles, measured on x64, AMD EPYC, cores 2, relaxed-simd, threads 2, node 20.
  */
 export const GEMM_TABLE: readonly GemmTableRow[] = [
-  { M: 4, N: 1024, K: 1024, BM: 4, BN: 64, BK: 128 }, // 10.4 GFLOP/s
-  { M: 16, N: 1024, K: 1024, BM: 16, BN: 64, BK: 64 }, // 44.1 GFLOP/s
-  { M: 32, N: 512, K: 512, BM: 32, BN: 64, BK: 64 }, // 68.2 GFLOP/s
-  { M: 64, N: 64, K: 64, BM: 32, BN: 64, BK: 64 }, // 29.3 GFLOP/s
-  { M: 128, N: 128, K: 128, BM: 64, BN: 128, BK: 64 }, // 67.6 GFLOP/s
-  { M: 256, N: 256, K: 256, BM: 128, BN: 128, BK: 32 }, // 79.1 GFLOP/s
-  { M: 512, N: 512, K: 512, BM: 128, BN: 128, BK: 32 }, // 79.0 GFLOP/s
-  { M: 1024, N: 1024, K: 1024, BM: 128, BN: 128, BK: 32 }, // 74.5 GFLOP/s
-  { M: 256, N: 1024, K: 256, BM: 64, BN: 64, BK: 32 }, // 76.3 GFLOP/s
-  { M: 1024, N: 256, K: 1024, BM: 128, BN: 128, BK: 32 }, // 73.9 GFLOP/s
-  { M: 2048, N: 64, K: 64, BM: 64, BN: 64, BK: 64 }, // 64.9 GFLOP/s
-  { M: 64, N: 4096, K: 1024, BM: 64, BN: 128, BK: 64 }, // 72.6 GFLOP/s
-  { M: 64, N: 512, K: 2048, BM: 64, BN: 128, BK: 64 }, // 72.1 GFLOP/s
-  { M: 8192, N: 384, K: 128, BM: 64, BN: 128, BK: 64 }, // 74.8 GFLOP/s
-  { M: 8192, N: 128, K: 512, BM: 64, BN: 128, BK: 64 }, // 75.6 GFLOP/s
-  { M: 512, N: 128, K: 8192, BM: 64, BN: 128, BK: 64 }, // 74.1 GFLOP/s
+  { M: 4, N: 1024, K: 1024, relaxed: true, BM: 4, BN: 64, BK: 128 }, // 13.1 GFLOP/s
+  { M: 16, N: 1024, K: 1024, relaxed: true, BM: 16, BN: 64, BK: 64 }, // 69.3 GFLOP/s
+  { M: 32, N: 512, K: 512, relaxed: true, BM: 32, BN: 32, BK: 32 }, // 71.7 GFLOP/s
+  { M: 64, N: 64, K: 64, relaxed: true, BM: 64, BN: 64, BK: 32 }, // 37.5 GFLOP/s
+  { M: 128, N: 128, K: 128, relaxed: true, BM: 128, BN: 64, BK: 64 }, // 87.0 GFLOP/s
+  { M: 256, N: 256, K: 256, relaxed: true, BM: 64, BN: 32, BK: 64 }, // 98.4 GFLOP/s
+  { M: 512, N: 512, K: 512, relaxed: true, BM: 64, BN: 32, BK: 64 }, // 97.0 GFLOP/s
+  { M: 1024, N: 1024, K: 1024, relaxed: true, BM: 64, BN: 64, BK: 32 }, // 95.0 GFLOP/s
+  { M: 256, N: 1024, K: 256, relaxed: true, BM: 128, BN: 128, BK: 32 }, // 101.4 GFLOP/s
+  { M: 1024, N: 256, K: 1024, relaxed: true, BM: 64, BN: 64, BK: 32 }, // 97.1 GFLOP/s
+  { M: 2048, N: 64, K: 64, relaxed: true, BM: 128, BN: 64, BK: 64 }, // 89.5 GFLOP/s
+  { M: 64, N: 4096, K: 1024, relaxed: true, BM: 32, BN: 32, BK: 32 }, // 73.9 GFLOP/s
+  { M: 64, N: 512, K: 2048, relaxed: true, BM: 64, BN: 32, BK: 64 }, // 96.6 GFLOP/s
+  { M: 8192, N: 384, K: 128, relaxed: true, BM: 128, BN: 64, BK: 64 }, // 89.7 GFLOP/s
+  { M: 8192, N: 128, K: 512, relaxed: true, BM: 128, BN: 128, BK: 32 }, // 96.0 GFLOP/s
+  { M: 512, N: 128, K: 8192, relaxed: true, BM: 64, BN: 64, BK: 64 }, // 92.0 GFLOP/s
+  { M: 8192, N: 512, K: 128, relaxed: true, BM: 128, BN: 64, BK: 64 }, // 90.2 GFLOP/s
+  { M: 8192, N: 128, K: 128, relaxed: true, BM: 64, BN: 64, BK: 32 }, // 90.0 GFLOP/s
+  { M: 4, N: 1024, K: 1024, relaxed: false, BM: 4, BN: 64, BK: 128 }, // 43.4 GFLOP/s
+  { M: 16, N: 1024, K: 1024, relaxed: false, BM: 16, BN: 16, BK: 16 }, // 65.3 GFLOP/s
+  { M: 32, N: 512, K: 512, relaxed: false, BM: 32, BN: 64, BK: 64 }, // 69.2 GFLOP/s
+  { M: 64, N: 64, K: 64, relaxed: false, BM: 64, BN: 64, BK: 64 }, // 35.8 GFLOP/s
+  { M: 128, N: 128, K: 128, relaxed: false, BM: 4, BN: 64, BK: 128 }, // 71.6 GFLOP/s
+  { M: 256, N: 256, K: 256, relaxed: false, BM: 64, BN: 64, BK: 32 }, // 70.3 GFLOP/s
+  { M: 512, N: 512, K: 512, relaxed: false, BM: 128, BN: 64, BK: 64 }, // 68.0 GFLOP/s
+  { M: 1024, N: 1024, K: 1024, relaxed: false, BM: 128, BN: 64, BK: 64 }, // 70.2 GFLOP/s
+  { M: 256, N: 1024, K: 256, relaxed: false, BM: 128, BN: 64, BK: 64 }, // 66.5 GFLOP/s
+  { M: 1024, N: 256, K: 1024, relaxed: false, BM: 32, BN: 32, BK: 32 }, // 61.2 GFLOP/s
+  { M: 2048, N: 64, K: 64, relaxed: false, BM: 128, BN: 64, BK: 64 }, // 58.8 GFLOP/s
+  { M: 64, N: 4096, K: 1024, relaxed: false, BM: 64, BN: 128, BK: 64 }, // 57.9 GFLOP/s
+  { M: 64, N: 512, K: 2048, relaxed: false, BM: 64, BN: 64, BK: 64 }, // 60.4 GFLOP/s
+  { M: 8192, N: 384, K: 128, relaxed: false, BM: 32, BN: 64, BK: 64 }, // 58.9 GFLOP/s
+  { M: 8192, N: 128, K: 512, relaxed: false, BM: 64, BN: 32, BK: 64 }, // 69.6 GFLOP/s
+  { M: 512, N: 128, K: 8192, relaxed: false, BM: 128, BN: 128, BK: 32 }, // 37.1 GFLOP/s
+  { M: 8192, N: 512, K: 128, relaxed: false, BM: 64, BN: 128, BK: 64 }, // 38.4 GFLOP/s
+  { M: 8192, N: 128, K: 128, relaxed: false, BM: 64, BN: 128, BK: 64 }, // 40.5 GFLOP/s
 ];

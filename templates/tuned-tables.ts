@@ -8,17 +8,25 @@
 export const TUNED_THREADS = 2;
 
 /**
- * GEMV: columns per program and K rows (or Bᵀ columns) per step, measured on x64, Intel(R) Xeon(R) Processor, cores 2, relaxed-simd, threads 2, node 20.
+ * GEMV: columns per program and K rows (or Bᵀ columns) per step, measured on x64, AMD EPYC, cores 2, relaxed-simd, threads 2, node 20.
  */
 export const GEMV_TABLE: readonly { N: number; K: number; transB: boolean; BN: number; BK: number }[] = [
-  { N: 4096, K: 4096, transB: false, BN: 2048, BK: 8 }, // 28.8 GFLOP/s
-  { N: 1024, K: 1024, transB: false, BN: 512, BK: 4 }, // 21.5 GFLOP/s
-  { N: 4096, K: 1024, transB: false, BN: 2048, BK: 8 }, // 27.4 GFLOP/s
-  { N: 1024, K: 4096, transB: false, BN: 512, BK: 8 }, // 22.0 GFLOP/s
-  { N: 512, K: 512, transB: false, BN: 256, BK: 4 }, // 32.4 GFLOP/s
-  { N: 384, K: 128, transB: false, BN: 512, BK: 4 }, // 7.7 GFLOP/s
-  { N: 128, K: 512, transB: false, BN: 256, BK: 4 }, // 3.9 GFLOP/s
-  { N: 128, K: 128, transB: false, BN: 256, BK: 8 }, // 3.1 GFLOP/s
+  { N: 4096, K: 4096, transB: true, BN: 8, BK: 32 }, // 17.0 GFLOP/s
+  { N: 1024, K: 1024, transB: true, BN: 8, BK: 256 }, // 21.4 GFLOP/s
+  { N: 4096, K: 1024, transB: true, BN: 16, BK: 128 }, // 11.4 GFLOP/s
+  { N: 1024, K: 4096, transB: true, BN: 8, BK: 32 }, // 24.2 GFLOP/s
+  { N: 512, K: 512, transB: true, BN: 32, BK: 256 }, // 21.6 GFLOP/s
+  { N: 384, K: 128, transB: true, BN: 32, BK: 128 }, // 10.0 GFLOP/s
+  { N: 128, K: 512, transB: true, BN: 32, BK: 256 }, // 13.0 GFLOP/s
+  { N: 128, K: 128, transB: true, BN: 16, BK: 128 }, // 7.0 GFLOP/s
+  { N: 4096, K: 4096, transB: false, BN: 2048, BK: 8 }, // 16.5 GFLOP/s
+  { N: 1024, K: 1024, transB: false, BN: 512, BK: 4 }, // 34.2 GFLOP/s
+  { N: 4096, K: 1024, transB: false, BN: 2048, BK: 8 }, // 41.1 GFLOP/s
+  { N: 1024, K: 4096, transB: false, BN: 512, BK: 8 }, // 39.5 GFLOP/s
+  { N: 512, K: 512, transB: false, BN: 256, BK: 4 }, // 30.4 GFLOP/s
+  { N: 384, K: 128, transB: false, BN: 256, BK: 4 }, // 5.6 GFLOP/s
+  { N: 128, K: 512, transB: false, BN: 256, BK: 8 }, // 2.6 GFLOP/s
+  { N: 128, K: 128, transB: false, BN: 256, BK: 8 }, // 2.0 GFLOP/s
 ];
 
 /**

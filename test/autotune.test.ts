@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { autotune, jit, Runtime, type KernelArg, type LaunchOptions, type TuneEvent } from '../src/index.js';
 import { bucket, configId } from '../src/tune/index.js';
-import { chooseGemmConfig } from '../src/ops/matmul.js';
+import { chooseGemmConfig, gemmRuleConfig } from '../src/ops/matmul.js';
 import { GEMM_CONFIGS } from '../templates/gemm.js';
 import { GEMM_TABLE } from '../templates/gemm-table.js';
 
@@ -213,26 +213,30 @@ describe('autotune', () => {
     for (const r of GEMM_TABLE) {
       const c = { BM: r.BM, BN: r.BN, BK: r.BK };
       expect(space.has(configId(c))).toBe(true);
-      expect(chooseGemmConfig(r.M, r.N, r.K)).toEqual(c);
+      expect(chooseGemmConfig(r.M, r.N, r.K, r.relaxed)).toEqual(c);
     }
-    // Far from every tuned shape: the rule (thin tiles for tiny M).
-    expect(chooseGemmConfig(2, 7, 3)).toEqual({ BM: 4, BN: 16, BK: 1 });
+    // Both feature sets have rows, and each set follows its own.
+    expect(GEMM_TABLE.some((r) => r.relaxed) && GEMM_TABLE.some((r) => !r.relaxed)).toBe(true);
+    // The rule (thin tiles for tiny M), which shapes far from every tuned one get.
+    expect(chooseGemmConfig(2, 7, 3)).toEqual(gemmRuleConfig(2, 7, 3));
+    expect(gemmRuleConfig(2, 7, 3)).toEqual({ BM: 4, BN: 16, BK: 1 });
     // K shorter than a 64-deep tile gets a tile no deeper than K rounds up to (no masked K
     // steps), and a tile that does not divide its dimension shrinks to the power of two that does.
-    expect(chooseGemmConfig(32768, 24, 32)).toEqual({ BM: 64, BN: 8, BK: 32 });
-    expect(chooseGemmConfig(20, 300, 24)).toEqual({ BM: 32, BN: 64, BK: 8 });
-    expect(chooseGemmConfig(8192, 128, 1).BK).toBe(1);
-    expect(chooseGemmConfig(8192, 128, 3).BK).toBe(1);
+    expect(gemmRuleConfig(32768, 24, 32)).toEqual({ BM: 64, BN: 8, BK: 32 });
+    expect(gemmRuleConfig(20, 300, 24)).toEqual({ BM: 32, BN: 64, BK: 8 });
+    expect(gemmRuleConfig(8192, 128, 1).BK).toBe(1);
+    expect(gemmRuleConfig(8192, 128, 3).BK).toBe(1);
     // ... but not where the tile would get thin: an odd factor above 4 in K, a small tail.
-    expect(chooseGemmConfig(8192, 128, 17)).toEqual({ BM: 64, BN: 64, BK: 32 });
-    expect(chooseGemmConfig(8200, 256, 256).BM).toBeGreaterThanOrEqual(64);
+    expect(gemmRuleConfig(8192, 128, 17)).toEqual({ BM: 64, BN: 64, BK: 32 });
+    expect(gemmRuleConfig(8200, 256, 256).BM).toBeGreaterThanOrEqual(64);
     // A tail under 5% of its dimension keeps the wide tile (N 1000 would otherwise get BN 8).
-    expect(chooseGemmConfig(1024, 1000, 1024).BN).toBeGreaterThanOrEqual(64);
+    expect(gemmRuleConfig(1024, 1000, 1024).BN).toBeGreaterThanOrEqual(64);
+    expect(chooseGemmConfig(1024, 1000, 1024).BN).toBeGreaterThanOrEqual(64); // a table row, fitted
     // A weight gradient's shape (few rows, deep K): all of M in a tile, thin K steps.
-    expect(chooseGemmConfig(128, 384, 8192)).toEqual({ BM: 128, BN: 64, BK: 32 });
-    expect(chooseGemmConfig(96, 256, 4096)).toEqual({ BM: 32, BN: 64, BK: 32 });
+    expect(gemmRuleConfig(128, 384, 8192)).toEqual({ BM: 128, BN: 64, BK: 32 });
+    expect(gemmRuleConfig(96, 256, 4096)).toEqual({ BM: 32, BN: 64, BK: 32 });
     // Tall and shallow with K a power of two up to 128: K in one slab; other K as before.
-    expect(chooseGemmConfig(8192, 128, 128)).toEqual({ BM: 128, BN: 64, BK: 128 });
-    expect(chooseGemmConfig(8192, 128, 100)).toEqual({ BM: 64, BN: 64, BK: 64 });
+    expect(gemmRuleConfig(8192, 128, 128)).toEqual({ BM: 128, BN: 64, BK: 128 });
+    expect(gemmRuleConfig(8192, 128, 100)).toEqual({ BM: 64, BN: 64, BK: 64 });
   });
 });

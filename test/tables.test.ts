@@ -5,7 +5,7 @@
  * tunes a small problem end to end (verified candidates, a winner from the space).
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { Runtime } from '../src/index.js';
+import { detectFeatures, Runtime } from '../src/index.js';
 import { configId } from '../src/tune/index.js';
 import { freeProblem, TUNE_OPS } from '../src/tune/ops.js';
 import { ATTENTION_CONFIGS, chooseAttentionConfig, chooseAttentionFwdConfig, chooseAttentionPassConfig } from '../templates/attention.js';
@@ -87,7 +87,7 @@ describe('tuned tables', () => {
 
 describe('every op the tuner knows tunes a small problem', () => {
   const SMALL: Record<string, number[]> = {
-    matmul: [24, 40, 16], gemv: [300, 70], 'gemv-bt': [300, 70], softmax: [20, 300], layernorm: [9, 2500],
+    matmul: [24, 40, 16], 'matmul-plain': [24, 40, 16], gemv: [300, 70], 'gemv-bt': [300, 70], softmax: [20, 300], layernorm: [9, 2500],
     attention: [40, 32], 'attention-causal': [40, 16], 'attention-dkv': [40, 16], 'attention-dkv-causal': [24, 16],
     'attention-dq': [40, 16], 'attention-dq-causal': [24, 16], 'attention-bwd': [40, 16], 'attention-bwd-causal': [24, 16],
   };
@@ -114,5 +114,11 @@ describe('every op the tuner knows tunes a small problem', () => {
     }
     const row = spec.tableRow(SMALL[op]!, report.best.config);
     for (const [i, k] of spec.form.split('x').entries()) expect(row[k]).toBe(SMALL[op]![i]);
+    // The mul+add path is tuned apart: launched without relaxed SIMD, keyed and tabled as such.
+    if (op === 'matmul-plain') {
+      expect(report.key.relaxedSimd).toBe(false);
+      expect(row.relaxed).toBe(false);
+    }
+    if (op === 'matmul') expect(row.relaxed).toBe(detectFeatures().relaxedSimd);
   }, 60_000);
 });

@@ -7,6 +7,7 @@ import { GEMM_TABLE } from '../../templates/gemm-table.js';
 import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
 import { gemvPackedKernel } from '../../templates/packed.js';
 import type { StorageDType } from '../ir/ir.js';
+import { detectFeatures } from '../runtime/features.js';
 import { Tensor } from '../runtime/tensor.js';
 import { pow2AtLeast } from './common.js';
 import { PackedWeights } from './packed.js';
@@ -70,12 +71,19 @@ const PACK_B_MIN = 1 << 18;
 
 /**
  * Tile configuration for an M x N x K problem: the tuned table's row for the nearest shape (in
- * powers of two, at most one step away on each axis in total two), else a rule: small M gets
+ * powers of two, at most one step away on each axis in total two) among the rows measured on
+ * this feature set (`relaxed`: FMA, else the mul+add path; default: what the engine has), else
+ * a rule: small M gets
  * thin tiles (GEMV-like). Either way a tile whose masked tail would waste much of its dimension
  * shrinks to one that divides it (`fitTiles`).
  */
-export function chooseGemmConfig(M: number, N: number, K: number): GemmConfig {
-  return fitTiles(nearestTuned(M, N, K) ?? ruleConfig(M, N, K), M, N, K);
+export function chooseGemmConfig(M: number, N: number, K: number, relaxed = detectFeatures().relaxedSimd): GemmConfig {
+  return fitTiles(nearestTuned(M, N, K, relaxed) ?? ruleConfig(M, N, K), M, N, K);
+}
+
+/** The rule's configuration (`chooseGemmConfig` without the table), tiles fitted. */
+export function gemmRuleConfig(M: number, N: number, K: number): GemmConfig {
+  return fitTiles(ruleConfig(M, N, K), M, N, K);
 }
 
 /** The largest power of two dividing n (n > 0). */
@@ -123,10 +131,11 @@ function ruleConfig(M: number, N: number, K: number): GemmConfig {
   return { BM: 64, BN: 64, BK: kTile };
 }
 
-function nearestTuned(M: number, N: number, K: number): GemmConfig | undefined {
+function nearestTuned(M: number, N: number, K: number, relaxed: boolean): GemmConfig | undefined {
   let best: GemmConfig | undefined;
   let bestD = Infinity;
   for (const r of GEMM_TABLE) {
+    if (r.relaxed !== relaxed) continue;
     const dm = Math.abs(Math.log2(M / r.M)), dn = Math.abs(Math.log2(N / r.N)), dk = Math.abs(Math.log2(K / r.K));
     const d = dm + dn + dk;
     if (dm <= 1 && dn <= 1 && dk <= 1 && d <= 2 && d < bestD) {
@@ -185,7 +194,7 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
     );
     return out;
   }
-  const cfg = opts.config ?? chooseGemmConfig(M, N, K);
+  const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd ?? detectFeatures().relaxedSimd);
   const even = M % cfg.BM === 0 && N % cfg.BN === 0 && K % cfg.BK === 0;
   const dummy = out; // unused pointer params still need a tensor of this runtime
   // B goes once into f32 panels that every row tile's dots read in place, instead of each row

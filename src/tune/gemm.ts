@@ -13,6 +13,8 @@ import { autotune, type TunedKernel, type TuneEvent } from './autotune.js';
 /** Options of `tunedGemm`. */
 export interface TunedGemmOptions {
   readonly configs?: readonly GemmConfig[];
+  /** Tune the plain mul+add path: launches pass `relaxedSimd: false`, keyed apart. */
+  readonly plain?: boolean;
   readonly cacheDir?: string | false;
   readonly warmup?: number;
   readonly rep?: number;
@@ -39,7 +41,7 @@ export function deterministic(n: number, seed: number): Float32Array {
 export function tunedGemm(opts: TunedGemmOptions = {}): TunedKernel {
   return autotune(gemmKernel, {
     configs: (opts.configs ?? GEMM_CONFIGS).map((c) => ({ BM: c.BM, BN: c.BN, BK: c.BK })),
-    key: ['M', 'N', 'K'],
+    key: opts.plain ? ['M', 'N', 'K', 'relaxedSimd'] : ['M', 'N', 'K'],
     grid: (m, a) => [Math.ceil(num(a.M) / num(m.BM)), Math.ceil(num(a.N) / num(m.BN)), 1],
     derive: (m, a) => ({ EVEN: num(a.M) % num(m.BM) === 0 && num(a.N) % num(m.BN) === 0 && num(a.K) % num(m.BK) === 0 }),
     // A tile much taller or wider than the problem only computes padding.

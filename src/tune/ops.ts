@@ -11,6 +11,7 @@ import { normFwdKernel } from '../../templates/norm.js';
 import { ROW_CONFIGS, rowConfigFor, rowTile, softmaxKernel } from '../../templates/softmax.js';
 import type { Kernel, KernelArg } from '../kernel.js';
 import type { ConstexprValue } from '../lang/index.js';
+import { detectFeatures } from '../runtime/features.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
 import { autotune, type TunedKernel, type TuneConfig, type TuneEvent } from './autotune.js';
@@ -177,11 +178,12 @@ function attention(pass: AttentionPass, causal: boolean): TuneOp {
   };
 }
 
-const matmul: TuneOp = {
+/** GEMM tiles with relaxed-SIMD FMA (where the engine has it) or, `plain`, the mul+add path. */
+const gemm = (plain: boolean): TuneOp => ({
   form: 'MxNxK', fallback: '512x512x512',
-  what: 'GEMM C = A·B: BM x BN output tiles, BK deep',
-  tuned: (o) => tunedGemm(o),
-  problem: (rt, [M, N, K]) => ({ fixed: { ...PLAIN_GEMM }, args: gemmArgs(rt, M!, N!, K!) }),
+  what: `GEMM C = A·B${plain ? ' on the mul+add path (no relaxed SIMD)' : ''}: BM x BN output tiles, BK deep`,
+  tuned: (o) => tunedGemm({ ...o, plain }),
+  problem: (rt, [M, N, K]) => ({ fixed: plain ? { ...PLAIN_GEMM, relaxedSimd: false } : { ...PLAIN_GEMM }, args: gemmArgs(rt, M!, N!, K!) }),
   work: ([M, N, K]) => ({ flops: 2 * M! * N! * K! }),
   tableShapes: [
     [4, 1024, 1024], [16, 1024, 1024], [32, 512, 512], [64, 64, 64], [128, 128, 128],
@@ -192,12 +194,13 @@ const matmul: TuneOp = {
     // M = 128 run transposed (xᵀ·dy), which this plain GEMM does not measure: the rule tiles them.
     [8192, 384, 128], [8192, 128, 512], [512, 128, 8192], [8192, 512, 128], [8192, 128, 128],
   ],
-  tableRow: ([M, N, K], c) => ({ M: M!, N: N!, K: K!, BM: num(c.BM), BN: num(c.BN), BK: num(c.BK) }),
-};
+  tableRow: ([M, N, K], c) => ({ M: M!, N: N!, K: K!, relaxed: !plain && detectFeatures().relaxedSimd, BM: num(c.BM), BN: num(c.BN), BK: num(c.BK) }),
+});
 
 /** The ops `tilejit tune` and `npm run tune:tables` know. */
 export const TUNE_OPS: Readonly<Record<string, TuneOp>> = {
-  matmul,
+  matmul: gemm(false),
+  'matmul-plain': gemm(true),
   gemv: gemv(false),
   'gemv-bt': gemv(true),
   softmax: rows('softmax'),
