@@ -98,18 +98,18 @@ export const GEMV_CONFIGS: Readonly<Record<'b' | 'bt', readonly { BN: number; BK
 
 /**
  * Tile sizes for GEMV: the tuned table's (templates/tuned-tables.ts, measured with f32
- * weights; it holds no Bᵀ rows since the partial came) for f32 weights when it was measured on
- * this many threads and has a shape near this one, else the rule. Rule for B: BK = 8 rows per step over BN columns, as wide as the threads allow (one
- * program per thread): 1x4096x4096 f32 measured 10.4 GFLOP/s on one thread at BN = 4096 and
- * 15-16 on two at BN = 2048, against 6-9 at BN = 512. Bᵀ, f32 weights of 16 MB or more
- * (streamed from memory): 4 rows, 32 columns a step into a partial (1x4096x4096, 2 threads:
- * 14.5 GFLOP/s against 8.5 for 8 rows reduced every 128 columns; one thread 8.6 against 4.3;
- * 1024x4096 18.8 against 10.9). Smaller f32 weights (in cache: 1x1024x1024 on one thread
- * 12.7 against 10.4 for the partial) and halves (bf16 1x4096x4096: 15.5 against 9.5): 16 rows
- * reduced every 256 columns.
+ * weights; Bᵀ with half weights skips it) when it was measured on this many threads and has a
+ * shape near this one, else the rule. Rule for B: BK = 8 rows per step over BN columns, as
+ * wide as the threads allow (one program per thread): 1x4096x4096 f32 measured 10.4 GFLOP/s
+ * on one thread at BN = 4096 and 15-16 on two at BN = 2048, against 6-9 at BN = 512. Bᵀ, f32
+ * weights of 16 MB or more (streamed from memory): 4 rows, 32 columns a step into a partial
+ * (1x4096x4096, 2 threads: 14.5 GFLOP/s against 8.5 for 8 rows reduced every 128 columns; one
+ * thread 8.6 against 4.3; 1024x4096 18.8 against 10.9). Smaller f32 weights (in cache:
+ * 1x1024x1024 on one thread 12.7 against 10.4 for the partial) and halves (bf16 1x4096x4096:
+ * 15.5 against 9.5): 16 rows reduced every 256 columns.
  */
 export function chooseGemvConfig(N: number, K: number, transB: boolean, threads = 1, halfWeights = false): { BN: number; BK: number } {
-  if (threads === TUNED_THREADS && !halfWeights) {
+  if (threads === TUNED_THREADS && !(transB && halfWeights)) {
     const row = nearestRow(GEMV_TABLE, { N, K, transB }, ['N', 'K'], ['transB']);
     if (row) return { BN: row.BN, BK: row.BK };
   }

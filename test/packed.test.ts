@@ -101,6 +101,43 @@ describe.each([0, 2] as const)('ops.matmul with packed weights (threads %i)', (t
     for (let bi = 0; bi < Bt; bi++) check(got.subarray(bi * M * N, (bi + 1) * M * N), gemmReference(at.subarray(bi * K * M, (bi + 1) * K * M), w, M, N, K, { transA: true }), K);
   });
 
+  test('batched a with c: GEMV rows (transA [.., K, 1] too) and GEMM rows; beta without c is ignored', async () => {
+    const rt = await rts[threads];
+    const Bt = 2, N = 50, K = 33;
+    const w = rand(K * N, 51);
+    const W = await ops.packWeights(rt.tensor(w, [K, N]));
+    for (const [M, transA] of [[1, false], [1, true], [7, false], [7, true]] as const) {
+      const a = rand(Bt * M * K, 52 + M), c = rand(Bt * M * N, 53);
+      const out = await ops.matmul(rt.tensor(a, transA ? [Bt, K, M] : [Bt, M, K]), W, { transA, alpha: 2, beta: 0.5, c: rt.tensor(c, [Bt, M, N]) });
+      const got = out.toArray();
+      for (let bi = 0; bi < Bt; bi++) {
+        const want = gemmReference(a.subarray(bi * M * K, (bi + 1) * M * K), w, M, N, K, { transA, alpha: 2, beta: 0.5, c: c.subarray(bi * M * N, (bi + 1) * M * N) });
+        check(got.subarray(bi * M * N, (bi + 1) * M * N), want, K);
+      }
+    }
+    const a = rand(3 * K, 54);
+    check((await ops.matmul(rt.tensor(a, [3, K]), W, { beta: 5 })).toArray(), gemmReference(a, w, 3, N, K), K);
+  });
+
+  test('half panels from a Bᵀ source; the output dtype follows the source weights, not the panels', async () => {
+    const rt = await rts[threads];
+    const N = 40, K = 24, M = 3;
+    const b = rand(N * K, 61);
+    const bq = rt.tensor(b, [N, K], 'bf16').toArray() as Float32Array;
+    const W = await ops.packWeights(rt.tensor(b, [N, K]), { transB: true, dtype: 'bf16' });
+    const a = rand(M * K, 62);
+    // f32 weights packed to bf16 with a bf16 a: f32 out, as the f32 weights would give.
+    const A = rt.tensor(a, [M, K], 'bf16');
+    const out = await ops.matmul(A, W);
+    expect(out.dtype).toBe('f32');
+    check(out.toArray(), gemmReference(A.toArray() as Float32Array, opB(bq, K, N, true), M, N, K), K);
+    // bf16 weights (kept bf16) with a bf16 a: bf16 out.
+    const Wh = await ops.packWeights(rt.tensor(b, [N, K], 'bf16'), { transB: true });
+    expect((await ops.matmul(A, Wh)).dtype).toBe('bf16');
+    // ... and packed to f32 panels: still bf16 out.
+    expect((await ops.matmul(A, await ops.packWeights(rt.tensor(b, [N, K], 'bf16'), { transB: true, dtype: 'f32' }))).dtype).toBe('bf16');
+  });
+
   test('the same values as ops.matmul on the unpacked weights, into out of another dtype', async () => {
     const rt = await rts[threads];
     const M = 33, N = 64, K = 128;
@@ -129,27 +166,45 @@ describe('ops.packWeights validation', () => {
     await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { transB: true, out })).rejects.toThrow(/transB is fixed when the weights are packed/);
     await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { config: { BM: 4, BN: 64, BK: 16 }, out })).rejects.toThrow(/config.BN must be the panel width 16/);
     await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { bias: rt.empty([3]), out })).rejects.toThrow(/bias must be \[4\]/);
+    await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { config: { BM: 3, BN: 16, BK: 16 }, out })).rejects.toThrow(/config.BM must be a power of two, got 3/);
+    await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { config: { BM: 4, BN: 16, BK: 64 }, out })).rejects.toThrow(/config.BK must be a power of two dividing the panels' 16 rows, got 64/);
+    await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { beta: Number.NaN, c: rt.empty([1, 4]), out })).rejects.toThrow(/beta must be a finite number/);
+    const freed = rt.empty([1, 4]);
+    freed.free();
+    await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { c: freed, out })).rejects.toThrow(/matmul: c has been freed/);
+    await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W, { out: freed })).rejects.toThrow(/matmul: out has been freed/);
+    // transB: false is the packed weights' own orientation.
+    check((await ops.matmul(rt.tensor([1, 0, 0], [1, 3]), W, { transB: false })).toArray(), (b.toArray() as Float32Array).subarray(0, 4), 3);
     const other = await Runtime.create({ threads: 0 });
     try {
       await expect(ops.matmul(other.tensor(rand(3, 3), [1, 3]), W)).rejects.toThrow(/different runtimes/);
+      const x = rt.tensor(rand(3, 3), [1, 3]);
+      await expect(ops.matmul(x, W, { c: other.empty([1, 4]), out })).rejects.toThrow(/c belongs to another runtime/);
+      await expect(ops.matmul(x, W, { bias: other.empty([4]), out })).rejects.toThrow(/bias belongs to another runtime/);
+      await expect(ops.matmul(x, W, { out: other.empty([1, 4]) })).rejects.toThrow(/out belongs to another runtime/);
     } finally {
       other.dispose();
     }
+    // Panels that do not hold the matrix they claim are refused (they would be read past their end).
+    expect(() => new PackedWeights(rt.empty([16]), 16, 16, 16, 16)).toThrow(/do not hold a \[16, 16\] matrix/);
     expect(Array.from(out.toArray())).toEqual([7, 7, 7, 7]);
     W.free();
     expect(W.isFreed).toBe(true);
     await expect(ops.matmul(rt.tensor(rand(3, 3), [1, 3]), W)).rejects.toThrow(/packed weights have been freed/);
   });
 
-  test('rt.scope keeps returned packed weights and frees the rest', async () => {
+  test('rt.scope keeps packed weights returned anywhere inside its result and frees the rest', async () => {
     const rt = await rts[0];
     const b = rand(20 * 10, 5);
     let tmp: PackedWeights | undefined;
-    const { w } = await rt.scope(async () => {
+    const { w, layers, byName } = await rt.scope(async () => {
       tmp = await ops.packWeights(rt.tensor(b, [20, 10]));
-      return { w: await ops.packWeights(rt.tensor(b, [20, 10])) };
+      const pack = (): Promise<PackedWeights> => ops.packWeights(rt.tensor(b, [20, 10]));
+      return { w: await pack(), layers: [{ fc: { w: await pack() } }], byName: new Map([['head', await pack()]]), rt };
     });
     expect(tmp?.isFreed).toBe(true);
+    expect(layers[0]!.fc.w.isFreed).toBe(false);
+    expect(byName.get('head')!.isFreed).toBe(false);
     expect(w.isFreed).toBe(false);
     const a = rand(20, 6);
     check((await ops.matmul(rt.tensor(a, [1, 20]), w)).toArray(), gemmReference(a, b, 1, 10, 20), 20);

@@ -16,7 +16,7 @@ import { PackedWeights } from './packed.js';
 export interface MatmulOptions {
   /** Use A transposed: a is [K, M] (its last two dims). */
   readonly transA?: boolean;
-  /** Use B transposed: b is [N, K]. */
+  /** Use B transposed: b is [N, K]. Packed weights fix it when packed (only false may be passed). */
   readonly transB?: boolean;
   readonly alpha?: number;
   /** Scale of `c` (default 1 when `c` is given). */
@@ -33,7 +33,7 @@ export interface MatmulOptions {
   /** Compile with relaxed-SIMD FMA (default: when the engine has it); false gives the mul+add path. */
   readonly relaxedSimd?: boolean;
   /**
-   * Copy op(B) once into f32 panels that every row tile reads in place, when the tiles divide
+   * Copy op(B) once into f32 panels (not with packed weights: they are panels already) that every row tile reads in place, when the tiles divide
    * the shape and the row tiles would otherwise copy B again many times (default true; false:
    * each row tile copies its own B tiles, as tests compare).
    */
@@ -41,7 +41,7 @@ export interface MatmulOptions {
   /**
    * Split K into slabs summed by a second pass when the output has too few tiles to keep the
    * threads busy and K is deep (default true where `splitKFor` applies; false: one pass, as
-   * tests compare).
+   * tests compare). Products with packed weights run in one pass.
    */
   readonly splitK?: boolean;
 }
@@ -255,8 +255,9 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
 }
 
 /**
- * Fewest rows a packed-weights GEMM tile takes, as a rule per row count: the rows in one tile
- * up to 64 (a power of two at least M), K steps of 64 where the panels allow, 16 for a few rows.
+ * Tiles for a GEMM over packed weights (BN is the panel width): all M rows in one tile up to
+ * 64 (a power of two at least M), K steps of 64 where the panels allow, of 16 for eight rows or
+ * fewer.
  * Measured on 2 threads, K = N = 4096, f32 panels (GFLOP/s): M 4: BK 16 48.9, 64 45.5; M 256:
  * 64x16x64 94.9, 32x16x128 95.7, 128x16x64 88.8. bf16 panels (BN 32): M 4 77.0 at BK 16.
  */
@@ -274,7 +275,7 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
   if (!(a instanceof Tensor)) fail('a must be a Tensor');
   if (a.isFreed) fail('a has been freed');
   if (w.isFreed) fail('the packed weights have been freed');
-  if (opts.transB !== undefined) fail('transB is fixed when the weights are packed: pass it to ops.packWeights');
+  if (opts.transB) fail('transB is fixed when the weights are packed: pass it to ops.packWeights');
   if (a.shape.length < 2) fail(`a needs at least 2 dims, got a [${a.shape}]`);
   if (a.dtype === 'i32') fail(`a must be f32, f16 or bf16, got ${a.dtype}`);
   if (!ACTS.has(activation)) fail(`activation must be one of ${[...ACTS].join(', ')}, got '${activation}'`);
@@ -290,7 +291,7 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
   const batch = a.shape.slice(0, -2);
   const count = batch.reduce((p, d) => p * d, 1);
   const outShape = [...batch, M, N];
-  const { out, beta } = epilogueArgs(rt, outShape, a.dtype === w.dtype ? a.dtype : 'f32', opts);
+  const { out, beta } = epilogueArgs(rt, outShape, a.dtype === w.sourceDtype ? a.dtype : 'f32', opts);
   if (M === 0 || count === 0) return out;
   const panelCount = Math.ceil(N / nr);
   const epilogue = { HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, relaxedSimd: opts.relaxedSimd };
@@ -305,8 +306,10 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
   // The panels are shared, so without transA the batch entries' rows are one tall M.
   const [rows, entries] = transA ? [M, count] : [M * count, 1];
   const cfg = opts.config ?? packedGemmConfig(rows, panelK, nr);
+  const pow2 = (x: unknown): boolean => typeof x === 'number' && Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
+  if (!pow2(cfg.BM)) fail(`config.BM must be a power of two, got ${cfg.BM}`);
   if (cfg.BN !== nr) fail(`config.BN must be the panel width ${nr} with packed weights, got ${cfg.BN}`);
-  if (panelK % cfg.BK !== 0) fail(`config.BK must divide the panels' ${panelK} rows, got ${cfg.BK}`);
+  if (!pow2(cfg.BK) || panelK % cfg.BK !== 0) fail(`config.BK must be a power of two dividing the panels' ${panelK} rows, got ${cfg.BK}`);
   await gemmKernel.launch(
     {
       grid: [Math.ceil(rows / cfg.BM), panelCount, entries],
@@ -326,6 +329,8 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
 export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], dtype: StorageDType, opts: MatmulOptions): { out: Tensor; beta: number } {
   const N = outShape[outShape.length - 1]!;
   let beta = opts.beta ?? 1;
+  if (typeof beta !== 'number' || !Number.isFinite(beta)) fail(`beta must be a finite number, got ${beta}`);
+  for (const [name, t] of [['c', opts.c], ['bias', opts.bias], ['out', opts.out]] as const) if (t?.isFreed) fail(`${name} has been freed`);
   if (opts.c) {
     if (opts.c.runtime !== rt) fail('c belongs to another runtime');
     if (!sameShape(opts.c.shape, outShape)) fail(`c must be [${outShape}], got [${opts.c.shape}]`);

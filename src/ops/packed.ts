@@ -3,6 +3,7 @@
  * products that reuse it (inference: `ops.matmul(x, packed)` for every token).
  */
 import { PANEL_K_STEP, packWeightsKernel, panelWidth } from '../../templates/packed.js';
+import type { StorageDType } from '../ir/ir.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
 import { fail, floatTensor, oneOf } from './common.js';
@@ -32,7 +33,17 @@ export class PackedWeights {
     readonly panelK: number,
     /** Columns a panel holds (16 for f32, 32 for halves: one 64-byte line a row). */
     readonly nr: number,
-  ) {}
+    /**
+     * Storage dtype of the weights packed (the output's dtype follows it as with the unpacked
+     * weights: a's dtype when they match, else f32).
+     */
+    readonly sourceDtype: StorageDType = panels.dtype,
+  ) {
+    const dtype = panels.dtype;
+    const ok = dtype !== 'i32' && Number.isInteger(K) && Number.isInteger(N) && K > 0 && N > 0 && nr === panelWidth(dtype) &&
+      panelK === Math.ceil(K / PANEL_K_STEP) * PANEL_K_STEP && panels.size === Math.ceil(N / nr) * panelK * nr;
+    if (!ok) throw new TypeError(`PackedWeights: panels [${panels.shape.join(', ')}] (${dtype}) do not hold a [${K}, ${N}] matrix in panels of ${nr} x ${panelK}; make them with ops.packWeights`);
+  }
 
   /** [K, N], the shape of op(B). */
   get shape(): readonly [number, number] {
@@ -81,5 +92,5 @@ export async function packWeights(b: Tensor, opts: PackWeightsOptions = {}): Pro
     panels.free();
     throw err;
   }
-  return new PackedWeights(panels, K, N, panelK, nr);
+  return new PackedWeights(panels, K, N, panelK, nr, b.dtype);
 }

@@ -173,7 +173,8 @@ export class Runtime implements TensorOwner {
 
   /**
    * Run `fn`; tensors it creates are freed when it finishes, except those it returns (a
-   * tensor, or arrays / objects holding tensors, such as packed weights, two levels deep).
+   * tensor, or tensors anywhere inside the arrays, objects, Maps and Sets it returns, such as
+   * packed weights).
    */
   async scope<T>(fn: () => T | Promise<T>): Promise<T> {
     this.live('scope');
@@ -318,18 +319,27 @@ export class Runtime implements TensorOwner {
   }
 }
 
-/** The tensors a scope's result holds (two levels of arrays / objects), with the memory of views. */
+/**
+ * The tensors a scope's result holds anywhere inside it (arrays, objects and their own fields,
+ * Maps, Sets: packed weights, a model's layers), with the memory of views. A runtime met on the
+ * way is not entered: its fields list every scope's tensors.
+ */
 function keptTensors(result: unknown): Set<Tensor> {
   const keep = new Set<Tensor>();
-  const walk = (v: unknown, depth: number): void => {
+  const seen = new Set<object>();
+  const walk = (v: unknown): void => {
     if (v instanceof Tensor) {
       keep.add(v);
       // A returned view keeps the memory it views.
       if (v.base) keep.add(v.base);
-    } else if (depth < 3 && v !== null && typeof v === 'object' && !ArrayBuffer.isView(v)) {
-      for (const x of Object.values(v)) walk(x, depth + 1);
+      return;
     }
+    if (v === null || typeof v !== 'object' || seen.has(v) || v instanceof Runtime || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return;
+    seen.add(v);
+    if (v instanceof Map) for (const x of v.values()) walk(x);
+    else if (v instanceof Set) for (const x of v) walk(x);
+    else for (const x of Object.values(v)) walk(x);
   };
-  walk(result, 0);
+  walk(result);
   return keep;
 }
