@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { ops } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
+import { chooseGemmConfig } from '../src/ops/matmul.js';
 import { gemmReference, type GemmActivation } from '../templates/gemm.js';
 import { rand } from './util/data.js';
 
@@ -141,6 +142,37 @@ describe.each([0, 2] as const)('ops.matmul with B packed into panels (threads %i
         const wb = W.shape.length === 3 ? w.subarray(bi * K * N, (bi + 1) * K * N) : w;
         check(packed.subarray(bi * M * N, (bi + 1) * M * N), gemmReference(a.subarray(bi * M * K, (bi + 1) * M * K), wb, M, N, K), K, 'f32');
       }
+    }
+  });
+});
+
+describe('threads 0 and 2 give the same results', () => {
+  // One config, one pass: every output element is the same sums in the same order whichever
+  // thread runs its program, so the bits agree. (Split-K, on two threads or more only, and the
+  // thread-dependent default configs reorder the sums: those agree within tolerance.)
+  test.each(sample.filter((_, i) => i % 3 === 0))('M=%i N=%i K=%i: bit for bit with the same config', async (M, N, K) => {
+    const a = rand(M * K, 91 + M), b = rand(K * N, 92 + N);
+    const config = chooseGemmConfig(M, N, K);
+    const run = async (t: 0 | 2): Promise<Float32Array | Int32Array> => {
+      const rt = await rts[t];
+      return (await ops.matmul(rt.tensor(a, [M, K]), rt.tensor(b, [K, N]), { config, splitK: false })).toArray();
+    };
+    sameValues(await run(2), await run(0));
+  });
+
+  test('GEMV (B and Bᵀ), packed weights and default configs', async () => {
+    const cases: [number, number, number, boolean][] = [[1, 513, 129, false], [1, 300, 700, true], [1, 2049, 2051, true], [64, 128, 4096, false], [300, 200, 130, true]];
+    for (const [M, N, K, transB] of cases) {
+      const a = rand(M * K, 93), b = rand(K * N, 94);
+      const run = async (t: 0 | 2, packed: boolean): Promise<Float32Array | Int32Array> => {
+        const rt = await rts[t];
+        const B = rt.tensor(b, transB ? [N, K] : [K, N]);
+        return (await ops.matmul(rt.tensor(a, [M, K]), packed ? await ops.packWeights(B, { transB }) : B, { transB: !packed && transB })).toArray();
+      };
+      const r0 = await run(0, false);
+      check(await run(2, false), r0 as Float32Array, K, 'f32');
+      // Packed weights run one kernel and one config on any thread count.
+      sameValues(await run(2, true), await run(0, true));
     }
   });
 });
