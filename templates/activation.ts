@@ -10,7 +10,7 @@ export const ACTIVATIONS = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'sigmoid', 'sil
 export type Activation = (typeof ACTIVATIONS)[number];
 
 /** f(x): both GELUs are the language's fused builtins (a rational gate, no exp or erf chain). */
-const FORWARD = `function fwd(x, ACT) {
+export const ACT_FORWARD_HELPER = `function fwd(x, ACT) {
   if (ACT == 'relu') { return maximum(x, 0.0); }
   if (ACT == 'gelu') { return gelu(x); }
   if (ACT == 'gelu_tanh') { return geluTanh(x); }
@@ -20,8 +20,8 @@ const FORWARD = `function fwd(x, ACT) {
   return x;
 }`;
 
-/** dy · f'(x). */
-const BACKWARD = `function bwd(x, dy, ACT) {
+/** dy · f'(x) (a helper: the GEMM's fused activation-gradient epilogue calls it too). */
+export const ACT_BACKWARD_HELPER = `function bwd(x, dy, ACT) {
   if (ACT == 'relu') { return where(x > 0.0, dy, 0.0); }
   if (ACT == 'gelu') { return dy * geluGrad(x); }
   if (ACT == 'gelu_tanh') { return dy * geluTanhGrad(x); }
@@ -46,7 +46,7 @@ export const ACTIVATION_SOURCE = `function activation(X, Dy, Out, n, BLOCK, ACT,
 /** The activation kernel (forward, backward, cast). */
 export const activationKernel = jit(ACTIVATION_SOURCE, {
   signature: { X: 'ptr', Dy: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr', ACT: 'constexpr', BWD: 'constexpr', EVEN: 'constexpr' },
-  helpers: { fwd: FORWARD, bwd: BACKWARD },
+  helpers: { fwd: ACT_FORWARD_HELPER, bwd: ACT_BACKWARD_HELPER },
 });
 
 /** Elements per program: large enough to amortise the per-program cost, small enough to spread. */

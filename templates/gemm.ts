@@ -5,10 +5,11 @@
  * transposes, the epilogue and a mask-free body when the shapes divide the tiles.
  */
 import { jit } from '../src/kernel.js';
+import { ACT_BACKWARD_HELPER } from './activation.js';
 import { gelu64, geluTanh64 } from '../src/util/erf.js';
 
 export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
-    kSlab, splits, panelK, BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN, PACKED_B) {
+    kSlab, splits, panelK, Aux, BM, BN, BK, TRANS_A, TRANS_B, HAS_C, HAS_BIAS, ACT, EVEN, PACKED_B, AUX_OUT, DACT) {
   const rm = programId(0) * BM + arange(BM);
   const rn = programId(1) * BN + arange(BN);
   // Grid axis 2: batch entry · splits + K slab; a slab is kSlab deep (splits 1: all of K).
@@ -58,6 +59,16 @@ export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, 
     if (EVEN) { y = y + expandDims(load(Bias, rn), 0); }
     else { y = y + expandDims(load(Bias, rn, rn < N), 0); }
   }
+  // Aux (laid out as Out): AUX_OUT stores the activation's input there for a backward pass;
+  // DACT multiplies by that activation's derivative at Aux (the backward fused behind dy·Wᵀ).
+  if (AUX_OUT) {
+    if (EVEN) { store(Aux, programId(2) * strideOut + offC, y); }
+    else { store(Aux, programId(2) * strideOut + offC, y, mask); }
+  }
+  if (DACT != 'none') {
+    if (EVEN) { y = bwd(load(Aux, programId(2) * strideOut + offC), y, DACT); }
+    else { y = bwd(load(Aux, programId(2) * strideOut + offC, mask), y, DACT); }
+  }
   if (ACT == 'relu') { y = maximum(y, 0.0); }
   if (ACT == 'gelu') { y = gelu(y); }
   if (ACT == 'gelu_tanh') { y = geluTanh(y); }
@@ -71,10 +82,12 @@ export const gemmKernel = jit(GEMM_SOURCE, {
   signature: {
     A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
     M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32',
-    alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32', panelK: 'i32',
+    alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32', panelK: 'i32', Aux: 'ptr',
     BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
     HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
+    AUX_OUT: 'constexpr', DACT: 'constexpr',
   },
+  helpers: { bwd: ACT_BACKWARD_HELPER },
   // 2·M·N·K per batch entry (grid axis 2 over the K slabs), for the profiler's GFLOP/s.
   work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * params[7]! * grid[2] / params[15]! }),
 });

@@ -7,6 +7,7 @@ import { ops } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
 import { chooseGemmConfig } from '../src/ops/matmul.js';
 import { gemmReference, type GemmActivation } from '../templates/gemm.js';
+import { activationGradRef, activationRef } from '../templates/reference.js';
 import { rand } from './util/data.js';
 
 const rts = { 0: Runtime.create({ threads: 0 }), 2: Runtime.create({ threads: 2 }) };
@@ -244,4 +245,56 @@ test('relaxedSimd: false compiles the mul+add path and agrees with the reference
   const a = rand(M * K, 3), b = rand(K * N, 4);
   const out = await ops.matmul(rt.tensor(a, [M, K]), rt.tensor(b, [K, N]), { relaxedSimd: false });
   check(out.toArray(), gemmReference(a, b, M, N, K), K, 'f32');
+});
+
+describe('ops.matmul aux epilogues: preActivation (store the activation\'s input) and activationGrad (times its derivative)', () => {
+  const ACT_REF: Record<string, (x: number) => number> = {
+    relu: (x) => Math.max(x, 0), gelu: (x) => activationRef('gelu', x), gelu_tanh: (x) => activationRef('gelu_tanh', x), silu: (x) => activationRef('silu', x),
+  };
+  const GRAD_REF: Record<string, (x: number) => number> = {
+    relu: (x) => (x > 0 ? 1 : 0), gelu: (x) => activationGradRef('gelu', x), gelu_tanh: (x) => activationGradRef('gelu_tanh', x), silu: (x) => activationGradRef('silu', x),
+  };
+  // Every path ops.matmul can take: the GEMM (masked and mask-free), B packed into panels,
+  // split-K's reduction, GEMV, and packed weights (GEMM and GEMV).
+  const paths: [string, number, number, number, Record<string, unknown>, boolean][] = [
+    ['GEMM, masked tiles', 37, 29, 41, {}, false],
+    ['GEMM, B in panels', 1024, 128, 256, { config: { BM: 64, BN: 64, BK: 32 } }, false],
+    ['split-K', 64, 128, 4096, { config: { BM: 64, BN: 64, BK: 64 } }, false],
+    ['GEMV', 1, 300, 70, {}, false],
+    ['packed weights, GEMM', 19, 45, 37, {}, true],
+    ['packed weights, GEMV', 1, 45, 37, {}, true],
+  ];
+  test.each(paths)('%s (M=%i N=%i K=%i)', async (_, M, N, K, extra, packed) => {
+    const rt = await rts[2];
+    const a = rand(M * K, 101), b = rand(K * N, 102), c = rand(M * N, 103), bias = rand(N, 104);
+    const A = rt.tensor(a, [M, K]), B0 = rt.tensor(b, [K, N]);
+    const B = packed ? await ops.packWeights(B0) : B0;
+    const opts = { ...extra, alpha: 0.5, beta: 2, c: rt.tensor(c, [M, N]), bias: rt.tensor(bias, [N]) };
+    const lin = gemmReference(a, b, M, N, K, { alpha: 0.5, beta: 2, c, bias });
+    for (const act of ['relu', 'gelu', 'gelu_tanh', 'silu'] as const) {
+      const pre = rt.empty([M, N]);
+      const y = await ops.matmul(A, B, { ...opts, activation: act, preActivation: pre });
+      check(pre.toArray(), lin, K, 'f32');
+      check(y.toArray(), lin.map(ACT_REF[act]!), K, 'f32');
+      // The backward: the same product times act'(pre).
+      const d = await ops.matmul(A, B, { ...opts, activationGrad: { activation: act, preActivation: pre } });
+      const p = pre.toArray();
+      check(d.toArray(), lin.map((v, i) => v * GRAD_REF[act]!(p[i]!)), K, 'f32');
+    }
+  });
+
+  test('bad aux arguments are clear errors', async () => {
+    const rt = await rts[0];
+    const a = rt.tensor(rand(6, 1), [2, 3]), b = rt.tensor(rand(6, 2), [3, 2]);
+    const pre = rt.empty([2, 2]);
+    await expect(ops.matmul(a, b, { preActivation: pre })).rejects.toThrow(/preActivation needs an activation/);
+    await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: rt.empty([2, 3]) })).rejects.toThrow(/preActivation must be \[2,2\]/);
+    await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: pre, out: pre })).rejects.toThrow(/preActivation and out must be different/);
+    await expect(ops.matmul(a, b, { activation: 'gelu', activationGrad: { activation: 'gelu', preActivation: pre } })).rejects.toThrow(/activation must be none/);
+    await expect(ops.matmul(a, b, { activationGrad: { activation: 'tanh' as never, preActivation: pre } })).rejects.toThrow(/activationGrad.activation must be one of/);
+    await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: pre, activationGrad: { activation: 'gelu', preActivation: pre } })).rejects.toThrow(/exclude each other/);
+    const freed = rt.empty([2, 2]);
+    freed.free();
+    await expect(ops.matmul(a, b, { activationGrad: { activation: 'relu', preActivation: freed } })).rejects.toThrow(/activationGrad.preActivation has been freed/);
+  });
 });

@@ -4,6 +4,7 @@
  * differential tests (diff.test.ts) check that the results stay right either way.
  */
 import { describe, expect, test } from 'vitest';
+import { ACT_BACKWARD_HELPER } from '../templates/activation.js';
 import { GEMM_SOURCE } from '../templates/gemm.js';
 import { parseKernel } from '../src/lang/parse.js';
 import { specialize } from '../src/lang/specialize.js';
@@ -12,16 +13,16 @@ import type { StorageDType } from '../src/ir/ir.js';
 
 const GEMM_SIG = {
   A: 'ptr', B: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr',
-  M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32', alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32', panelK: 'i32',
+  M: 'i32', N: 'i32', K: 'i32', strideA: 'i32', strideB: 'i32', strideC: 'i32', strideOut: 'i32', alpha: 'f32', beta: 'f32', kSlab: 'i32', splits: 'i32', panelK: 'i32', Aux: 'ptr',
   BM: 'constexpr', BN: 'constexpr', BK: 'constexpr', TRANS_A: 'constexpr', TRANS_B: 'constexpr',
-  HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
+  HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr', AUX_OUT: 'constexpr', DACT: 'constexpr',
 } as const;
 
 function gemmPlan(opts: { EVEN: boolean; TRANS_A?: boolean; dtypeA?: StorageDType; checked?: boolean; PACKED_B?: boolean }) {
-  const k = parseKernel(GEMM_SOURCE, { signature: GEMM_SIG });
+  const k = parseKernel(GEMM_SOURCE, { signature: GEMM_SIG, helpers: { bwd: ACT_BACKWARD_HELPER } });
   const ir = specialize(k, {
-    constexprs: { BM: 64, BN: 64, BK: 32, TRANS_A: opts.TRANS_A ?? false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: opts.EVEN, PACKED_B: opts.PACKED_B ?? false },
-    tensorDtypes: { A: opts.dtypeA ?? 'f32', B: 'f32', C: 'f32', Bias: 'f32', Out: 'f32' },
+    constexprs: { BM: 64, BN: 64, BK: 32, TRANS_A: opts.TRANS_A ?? false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: opts.EVEN, PACKED_B: opts.PACKED_B ?? false, AUX_OUT: false, DACT: 'none' },
+    tensorDtypes: { A: opts.dtypeA ?? 'f32', B: 'f32', C: 'f32', Bias: 'f32', Out: 'f32', Aux: 'f32' },
   });
   return planKernel(ir, { inPlaceDots: !opts.checked });
 }

@@ -82,8 +82,9 @@ export class TilejitForecaster {
       const am = (await ops.mergeHeads(att.out.reshape([1, B, H, N, Dh]))).reshape([B * N, d]);
       const x2 = await ops.matmul(am, p('out.w'), { bias: p('out.b'), c: xIn });
       const ln2 = await ops.layerNorm(x2, { weight: p('ln2.w'), bias: p('ln2.b') });
-      const u = await ops.matmul(ln2.y, p('fc1.w'), { bias: p('fc1.b') });
-      const g = await ops.activation('gelu', u);
+      // GELU in fc1's epilogue, which also keeps its input u for the backward.
+      const u = this.rt.empty([B * N, c.ffn], this.dtype);
+      const g = await ops.matmul(ln2.y, p('fc1.w'), { bias: p('fc1.b'), activation: 'gelu', preActivation: u });
       h0 = await ops.matmul(g, p('fc2.w'), { bias: p('fc2.b'), c: x2 });
       caches.push({ x: xIn, ln1, h: ln1.y, q, k, v, att, am, x2, ln2, h2: ln2.y, u, g });
     }
@@ -97,10 +98,12 @@ export class TilejitForecaster {
   async backward(x: Tensor, f: Awaited<ReturnType<TilejitForecaster['forward']>>, dpred: Tensor): Promise<Tensor[]> {
     const c = this.cfg, N = tokens(c), d = c.dModel, B = x.shape[0]!, H = c.heads, Dh = d / H;
     const grads = new Map<string, Tensor>();
-    const linear = async (name: string, input: Tensor, dy: Tensor): Promise<Tensor> => {
+    // dx = dy · Wᵀ, times gelu'(u) when the input went through a GELU whose input was u.
+    const linear = async (name: string, input: Tensor, dy: Tensor, geluInput?: Tensor): Promise<Tensor> => {
       grads.set(`${name}.w`, await ops.matmul(input, dy, { transA: true }));
       grads.set(`${name}.b`, await ops.sum(dy));
-      return ops.matmul(dy, this.w(`${name}.w`), { transB: true });
+      const activationGrad = geluInput ? { activation: 'gelu' as const, preActivation: geluInput } : undefined;
+      return ops.matmul(dy, this.w(`${name}.w`), { transB: true, activationGrad });
     };
     const norm = async (name: string, dy: Tensor, input: Tensor, st: { mean?: Tensor; rstd: Tensor }): Promise<Tensor> => {
       const r = await ops.layerNormBackward(dy, input, { weight: this.w(`${name}.w`), bias: true, mean: st.mean, rstd: st.rstd });
@@ -113,8 +116,7 @@ export class TilejitForecaster {
     for (let l = c.layers - 1; l >= 0; l--) {
       const k = f.caches[l]!;
       const name = (s: string): string => `l${l}.${s}`;
-      const dg = await linear(name('fc2'), k.g, dx);
-      const du = await ops.activationBackward('gelu', dg, k.u);
+      const du = await linear(name('fc2'), k.g, dx, k.u);
       const dh2 = await linear(name('fc1'), k.h2, du);
       const dx2 = await add(dx, await norm(name('ln2'), dh2, k.x2, k.ln2));
       const dam = await linear(name('out'), k.am, dx2);

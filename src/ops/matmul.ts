@@ -8,6 +8,7 @@ import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
 import { gemvPackedKernel } from '../../templates/packed.js';
 import type { StorageDType } from '../ir/ir.js';
 import { detectFeatures } from '../runtime/features.js';
+import { activation as activationOp, activationBackward, type Activation } from './activation.js';
 import { Tensor } from '../runtime/tensor.js';
 import { pow2AtLeast } from './common.js';
 import { PackedWeights } from './packed.js';
@@ -28,6 +29,18 @@ export interface MatmulOptions {
   readonly activation?: GemmActivation;
   /** Write here instead of allocating ([.., M, N]; any float dtype). */
   readonly out?: Tensor;
+  /**
+   * Also store the activation's input, alpha · op(a) · op(b) + beta · c + bias, here ([.., M, N],
+   * any float dtype): what the activation's backward needs (a GELU_AUX epilogue). Needs an
+   * activation; fused into the GEMM's epilogue.
+   */
+  readonly preActivation?: Tensor;
+  /**
+   * The backward of an activation behind this product: multiply the result by the activation's
+   * derivative at `preActivation` (saved by the forward's `preActivation`), e.g. dU = (dY · W₂ᵀ)
+   * ⊙ gelu'(U) in one pass (a DGELU epilogue). `activation` must then be 'none'.
+   */
+  readonly activationGrad?: { readonly activation: Exclude<GemmActivation, 'none'>; readonly preActivation: Tensor };
   /** Force a tile configuration (tuning, tests). */
   readonly config?: GemmConfig;
   /** Compile with relaxed-SIMD FMA (default: when the engine has it); false gives the mul+add path. */
@@ -179,19 +192,21 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
   for (const t of [a, b]) if (!t.isContiguous()) fail('a and b must be contiguous (row-major); copy them first');
   const rt = a.runtime;
   if (b.runtime !== rt) fail('a and b belong to different runtimes');
-  const { out, beta } = epilogueArgs(rt, outShape, a.dtype === b.dtype ? a.dtype : 'f32', opts);
+  const { out, beta, aux } = epilogueArgs(rt, outShape, a.dtype === b.dtype ? a.dtype : 'f32', opts);
   if (M === 0 || N === 0 || count === 0) return out;
   if (M === 1 && !opts.config) {
     // GEMV: a is a K-vector whatever transA says; stream B through a fused multiply-reduce.
     const g = chooseGemvConfig(N, K, transB, rt.threads, b.dtype !== 'f32');
+    const { act, target } = unfusedTarget(aux, activation, out);
     await gemvKernel.launch(
       {
         grid: [Math.ceil(N / g.BN), 1, count], BN: g.BN, BK: g.BK, TRANS_B: transB, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined,
-        ACT: activation, EVEN: N % g.BN === 0 && K % g.BK === 0 && (transB || g.BK % 4 === 0), relaxedSimd: opts.relaxedSimd,
+        ACT: act, EVEN: N % g.BN === 0 && K % g.BK === 0 && (transB || g.BK % 4 === 0), relaxedSimd: opts.relaxedSimd,
       },
-      a, b, opts.c ?? out, opts.bias ?? out, out,
+      a, b, opts.c ?? out, opts.bias ?? out, target,
       N, K, batchA.length ? K : 0, batchB.length ? K * N : 0, N, N, alpha, beta,
     );
+    await finishAux(aux, activation, out);
     return out;
   }
   const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd ?? detectFeatures().relaxedSimd);
@@ -212,18 +227,20 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
         {
           grid: [M / cfg.BM, N / cfg.BN, count * S],
           BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB,
-          HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: true, PACKED_B: false, relaxedSimd: opts.relaxedSimd,
+          HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: true, PACKED_B: false, AUX_OUT: false, DACT: 'none', relaxedSimd: opts.relaxedSimd,
         },
         a, b, part, part, part, M, N, K,
-        batchA.length ? M * K : 0, batchB.length ? K * N : 0, 0, M * N, 1, 0, K / S, S, K,
+        batchA.length ? M * K : 0, batchB.length ? K * N : 0, 0, M * N, 1, 0, K / S, S, K, part,
       );
+      const { act, target } = unfusedTarget(aux, activation, out);
       await gemmReduceKernel.launch(
-        { grid: [Math.ceil(M / 16), Math.ceil(N / 64), count], BR: 16, BC: 64, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, relaxedSimd: opts.relaxedSimd },
-        part, opts.c ?? part, opts.bias ?? part, out, M, N, S, M * N, alpha, beta,
+        { grid: [Math.ceil(M / 16), Math.ceil(N / 64), count], BR: 16, BC: 64, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: act, relaxedSimd: opts.relaxedSimd },
+        part, opts.c ?? part, opts.bias ?? part, target, M, N, S, M * N, alpha, beta,
       );
     } finally {
       part.free();
     }
+    await finishAux(aux, activation, out);
     return out;
   }
   const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
@@ -241,12 +258,12 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
         grid: [Math.ceil(M / cfg.BM), Math.ceil(N / cfg.BN), count],
         BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB && !panels,
         HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, EVEN: even, PACKED_B: panels !== undefined,
-        relaxedSimd: opts.relaxedSimd,
+        ...auxConstexprs(aux), relaxedSimd: opts.relaxedSimd,
       },
       a, panels ?? b, opts.c ?? dummy, opts.bias ?? dummy, out,
       M, N, K,
       batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, M * N,
-      alpha, beta, K, 1, K,
+      alpha, beta, K, 1, K, aux.tensor ?? dummy,
     );
   } finally {
     panels?.free();
@@ -291,16 +308,18 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
   const batch = a.shape.slice(0, -2);
   const count = batch.reduce((p, d) => p * d, 1);
   const outShape = [...batch, M, N];
-  const { out, beta } = epilogueArgs(rt, outShape, a.dtype === w.sourceDtype ? a.dtype : 'f32', opts);
+  const { out, beta, aux } = epilogueArgs(rt, outShape, a.dtype === w.sourceDtype ? a.dtype : 'f32', opts);
   if (M === 0 || count === 0) return out;
   const panelCount = Math.ceil(N / nr);
-  const epilogue = { HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, relaxedSimd: opts.relaxedSimd };
+  const epilogue = { HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, relaxedSimd: opts.relaxedSimd };
   if (M === 1 && !opts.config) {
     // One row per batch entry (a [.., 1, K], or [.., K, 1] with transA: the same K values).
+    const { act, target } = unfusedTarget(aux, activation, out);
     await gemvPackedKernel.launch(
-      { grid: [panelCount, 1, count], NR: nr, UK: 4, EVEN: K === panelK, ...epilogue },
-      a, w.panels, opts.c ?? out, opts.bias ?? out, out, N, K, panelK, K, N, N, alpha, beta,
+      { grid: [panelCount, 1, count], NR: nr, UK: 4, EVEN: K === panelK, ACT: act, ...epilogue },
+      a, w.panels, opts.c ?? out, opts.bias ?? out, target, N, K, panelK, K, N, N, alpha, beta,
     );
+    await finishAux(aux, activation, out);
     return out;
   }
   // The panels are shared, so without transA the batch entries' rows are one tall M.
@@ -314,19 +333,20 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
     {
       grid: [Math.ceil(rows / cfg.BM), panelCount, entries],
       BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: false, EVEN: rows % cfg.BM === 0 && N % nr === 0 && K % cfg.BK === 0, PACKED_B: true,
-      ...epilogue,
+      ACT: activation, ...auxConstexprs(aux), ...epilogue,
     },
     a, w.panels, opts.c ?? out, opts.bias ?? out, out,
-    rows, N, K, entries > 1 ? M * K : 0, 0, rows * N, rows * N, alpha, beta, K, 1, panelK,
+    rows, N, K, entries > 1 ? M * K : 0, 0, rows * N, rows * N, alpha, beta, K, 1, panelK, aux.tensor ?? out,
   );
   return out;
 }
 
 /**
- * Checks `c`, `bias` and `out` against the output shape [.., M, N] (bias: [N]) and returns the
- * output (`out` or a fresh tensor of `dtype`) and beta (0 without `c`).
+ * Checks `c`, `bias`, `out` and the aux epilogue's tensor against the output shape [.., M, N]
+ * (bias: [N]) and returns the output (`out` or a fresh tensor of `dtype`), beta (0 without
+ * `c`) and the aux epilogue.
  */
-export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], dtype: StorageDType, opts: MatmulOptions): { out: Tensor; beta: number } {
+export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], dtype: StorageDType, opts: MatmulOptions): { out: Tensor; beta: number; aux: AuxEpilogue } {
   const N = outShape[outShape.length - 1]!;
   let beta = opts.beta ?? 1;
   if (typeof beta !== 'number' || !Number.isFinite(beta)) fail(`beta must be a finite number, got ${beta}`);
@@ -346,7 +366,47 @@ export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[],
     if (!sameShape(opts.out.shape, outShape)) fail(`out must be [${outShape}], got [${opts.out.shape}]`);
     if (opts.out.dtype === 'i32') fail('out must be a float tensor');
   }
-  return { out: opts.out ?? rt.empty(outShape, dtype), beta };
+  const { preActivation: pre, activationGrad: grad } = opts;
+  const aux = pre ?? grad?.preActivation;
+  if (pre !== undefined && grad !== undefined) fail('preActivation and activationGrad exclude each other (one is a forward, the other a backward)');
+  if (pre !== undefined && (opts.activation ?? 'none') === 'none') fail('preActivation needs an activation whose input it stores');
+  if (grad !== undefined) {
+    if (!ACTS.has(grad.activation) || (grad.activation as string) === 'none') fail(`activationGrad.activation must be one of ${[...ACTS].filter((a) => a !== 'none').join(', ')}, got '${grad.activation}'`);
+    if ((opts.activation ?? 'none') !== 'none') fail('activationGrad applies a derivative: activation must be none');
+  }
+  if (aux !== undefined) {
+    const what = pre ? 'preActivation' : 'activationGrad.preActivation';
+    if (!(aux instanceof Tensor)) fail(`${what} must be a Tensor`);
+    if (aux.isFreed) fail(`${what} has been freed`);
+    if (aux.runtime !== rt) fail(`${what} belongs to another runtime`);
+    if (!sameShape(aux.shape, outShape)) fail(`${what} must be [${outShape}], got [${aux.shape}]`);
+    if (aux.dtype === 'i32') fail(`${what} must be a float tensor`);
+    if (!aux.isContiguous()) fail(`${what} must be contiguous`);
+    if (pre && opts.out === pre) fail('preActivation and out must be different tensors');
+  }
+  const auxEpilogue: AuxEpilogue = pre ? { kind: 'store', tensor: pre, dact: 'none' } : grad ? { kind: 'grad', tensor: grad.preActivation, dact: grad.activation } : { kind: 'none', dact: 'none' };
+  return { out: opts.out ?? rt.empty(outShape, dtype), beta, aux: auxEpilogue };
+}
+
+/** The preActivation / activationGrad epilogue of a product (see MatmulOptions). */
+type AuxEpilogue = { readonly kind: 'none' | 'store' | 'grad'; readonly tensor?: Tensor; readonly dact: GemmActivation };
+
+/** The GEMM's constexprs for an aux epilogue it fuses. */
+function auxConstexprs(aux: AuxEpilogue): { AUX_OUT: boolean; DACT: GemmActivation } {
+  return { AUX_OUT: aux.kind === 'store', DACT: aux.dact };
+}
+
+/**
+ * For a path that cannot fuse the aux epilogue (GEMV, split-K's reduction): the activation the
+ * launch applies and the tensor it writes; `finishAux` then does the rest as a second pass.
+ */
+function unfusedTarget(aux: AuxEpilogue, activation: GemmActivation, out: Tensor): { act: GemmActivation; target: Tensor } {
+  return aux.kind === 'store' ? { act: 'none', target: aux.tensor! } : { act: activation, target: out };
+}
+
+async function finishAux(aux: AuxEpilogue, activation: GemmActivation, out: Tensor): Promise<void> {
+  if (aux.kind === 'store') await activationOp(activation as Activation, aux.tensor!, { out });
+  if (aux.kind === 'grad') await activationBackward(aux.dact as Activation, out, aux.tensor!, { out });
 }
 
 /** Scratch panels, or undefined when the runtime's memory cannot take them (the GEMM then copies tiles as before). */

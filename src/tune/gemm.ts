@@ -22,7 +22,7 @@ export interface TunedGemmOptions {
 }
 
 /** The constexprs a plain GEMM fixes. */
-export const PLAIN_GEMM = { TRANS_A: false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', PACKED_B: false } as const;
+export const PLAIN_GEMM = { TRANS_A: false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', PACKED_B: false, AUX_OUT: false, DACT: 'none' } as const;
 
 const num = (x: unknown): number => x as number;
 
@@ -73,5 +73,5 @@ export function gemmArgs(rt: Runtime, M: number, N: number, K: number): KernelAr
 
 /** The kernel's argument list for tensors already made (C and Bias unused: they point at Out). */
 export function gemmArgsFor(a: Tensor, b: Tensor, out: Tensor, M: number, N: number, K: number): KernelArg[] {
-  return [a, b, out, out, out, M, N, K, 0, 0, M * N, M * N, 1, 0, K, 1, K];
+  return [a, b, out, out, out, M, N, K, 0, 0, M * N, M * N, 1, 0, K, 1, K, out];
 }
