@@ -5,7 +5,7 @@
  * transposes, the epilogue and a mask-free body when the shapes divide the tiles.
  */
 import { jit } from '../src/kernel.js';
-import { ACT_BACKWARD_HELPER } from './activation.js';
+import { ACT_BACKWARD_HELPER, ACT_FORWARD_HELPER } from './activation.js';
 import { gelu64, geluTanh64 } from '../src/util/erf.js';
 
 export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, strideB, strideC, strideOut, alpha, beta,
@@ -69,10 +69,7 @@ export const GEMM_SOURCE = `function gemm(A, B, C, Bias, Out, M, N, K, strideA, 
     if (EVEN) { y = bwd(load(Aux, programId(2) * strideOut + offC), y, DACT); }
     else { y = bwd(load(Aux, programId(2) * strideOut + offC, mask), y, DACT); }
   }
-  if (ACT == 'relu') { y = maximum(y, 0.0); }
-  if (ACT == 'gelu') { y = gelu(y); }
-  if (ACT == 'gelu_tanh') { y = geluTanh(y); }
-  if (ACT == 'silu') { y = y * sigmoid(y); }
+  y = fwd(y, ACT);
   if (EVEN) { store(Out, programId(2) * strideOut + offC, y); }
   else { store(Out, programId(2) * strideOut + offC, y, mask); }
 }`;
@@ -87,7 +84,7 @@ export const gemmKernel = jit(GEMM_SOURCE, {
     HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr', EVEN: 'constexpr', PACKED_B: 'constexpr',
     AUX_OUT: 'constexpr', DACT: 'constexpr',
   },
-  helpers: { bwd: ACT_BACKWARD_HELPER },
+  helpers: { fwd: ACT_FORWARD_HELPER, bwd: ACT_BACKWARD_HELPER },
   // 2·M·N·K per batch entry (grid axis 2 over the K slabs), for the profiler's GFLOP/s.
   work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * params[7]! * grid[2] / params[15]! }),
 });
@@ -108,10 +105,7 @@ export const GEMM_REDUCE_SOURCE = `function gemmReduce(P, C, Bias, Out, M, N, S,
   let y = acc * alpha;
   if (HAS_C) { y = y + beta * load(C, batch * strideC + offs, mask, 0.0); }
   if (HAS_BIAS) { y = y + expandDims(load(Bias, rn, rn < N, 0.0), 0); }
-  if (ACT == 'relu') { y = maximum(y, 0.0); }
-  if (ACT == 'gelu') { y = gelu(y); }
-  if (ACT == 'gelu_tanh') { y = geluTanh(y); }
-  if (ACT == 'silu') { y = y * sigmoid(y); }
+  y = fwd(y, ACT);
   store(Out, batch * M * N + offs, y, mask);
 }`;
 
@@ -121,6 +115,7 @@ export const gemmReduceKernel = jit(GEMM_REDUCE_SOURCE, {
     P: 'ptr', C: 'ptr', Bias: 'ptr', Out: 'ptr', M: 'i32', N: 'i32', S: 'i32', strideC: 'i32', alpha: 'f32', beta: 'f32',
     BR: 'constexpr', BC: 'constexpr', HAS_C: 'constexpr', HAS_BIAS: 'constexpr', ACT: 'constexpr',
   },
+  helpers: { fwd: ACT_FORWARD_HELPER },
 });
 
 /**

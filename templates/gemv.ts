@@ -6,6 +6,7 @@
  * packed once (templates/packed.ts) stream faster still.
  */
 import { jit } from '../src/kernel.js';
+import { ACT_FORWARD_HELPER } from './activation.js';
 import { nearestRow } from './lookup.js';
 import { GEMV_TABLE, TUNED_THREADS } from './tuned-tables.js';
 
@@ -69,10 +70,7 @@ export const GEMV_SOURCE = `function gemv(A, B, C, Bias, Out, N, K, strideA, str
   let y = acc * alpha;
   if (HAS_C) { y = y + beta * load(C, batch * strideC + rn, mn); }
   if (HAS_BIAS) { y = y + load(Bias, rn, mn); }
-  if (ACT == 'relu') { y = maximum(y, 0.0); }
-  if (ACT == 'gelu') { y = gelu(y); }
-  if (ACT == 'gelu_tanh') { y = geluTanh(y); }
-  if (ACT == 'silu') { y = y * sigmoid(y); }
+  y = fwd(y, ACT);
   store(Out, batch * strideOut + rn, y, mn);
 }`;
 
@@ -88,6 +86,7 @@ export const gemvKernel = jit(GEMV_SOURCE, {
   work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * grid[2] }),
   // Each a·b + acc becomes one FMA where the target has relaxed SIMD.
   fpFusion: true,
+  helpers: { fwd: ACT_FORWARD_HELPER },
 });
 
 /** GEMV's config space (the autotuner's candidates): B, and Bᵀ. */

@@ -9,6 +9,7 @@
  * two; bf16 13.3 -> 22.7 and 12.6 -> 34.7.
  */
 import { jit } from '../src/kernel.js';
+import { ACT_FORWARD_HELPER } from './activation.js';
 
 /** K rows a panel holds: K rounded up to this (zero rows), so unrolled k steps need no tail. */
 export const PANEL_K_STEP = 16;
@@ -65,10 +66,7 @@ export const GEMV_PACKED_SOURCE = `function gemvPacked(A, P, C, Bias, Out, N, K,
   let y = acc * alpha;
   if (HAS_C) { y = y + beta * load(C, row * strideC + rn, mn); }
   if (HAS_BIAS) { y = y + load(Bias, rn, mn); }
-  if (ACT == 'relu') { y = maximum(y, 0.0); }
-  if (ACT == 'gelu') { y = gelu(y); }
-  if (ACT == 'gelu_tanh') { y = geluTanh(y); }
-  if (ACT == 'silu') { y = y * sigmoid(y); }
+  y = fwd(y, ACT);
   store(Out, row * strideOut + rn, y, mn);
 }`;
 
@@ -82,4 +80,5 @@ export const gemvPackedKernel = jit(GEMV_PACKED_SOURCE, {
   // 2·N·K per row (grid axis 2), for the profiler's GFLOP/s.
   work: ({ grid, params }) => ({ flops: 2 * params[5]! * params[6]! * grid[2] }),
   fpFusion: true,
+  helpers: { fwd: ACT_FORWARD_HELPER },
 });

@@ -4,7 +4,7 @@
  * differential tests (diff.test.ts) check that the results stay right either way.
  */
 import { describe, expect, test } from 'vitest';
-import { ACT_BACKWARD_HELPER } from '../templates/activation.js';
+import { ACT_BACKWARD_HELPER, ACT_FORWARD_HELPER } from '../templates/activation.js';
 import { GEMM_SOURCE } from '../templates/gemm.js';
 import { parseKernel } from '../src/lang/parse.js';
 import { specialize } from '../src/lang/specialize.js';
@@ -19,7 +19,7 @@ const GEMM_SIG = {
 } as const;
 
 function gemmPlan(opts: { EVEN: boolean; TRANS_A?: boolean; dtypeA?: StorageDType; checked?: boolean; PACKED_B?: boolean }) {
-  const k = parseKernel(GEMM_SOURCE, { signature: GEMM_SIG, helpers: { bwd: ACT_BACKWARD_HELPER } });
+  const k = parseKernel(GEMM_SOURCE, { signature: GEMM_SIG, helpers: { fwd: ACT_FORWARD_HELPER, bwd: ACT_BACKWARD_HELPER } });
   const ir = specialize(k, {
     constexprs: { BM: 64, BN: 64, BK: 32, TRANS_A: opts.TRANS_A ?? false, TRANS_B: false, HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: opts.EVEN, PACKED_B: opts.PACKED_B ?? false, AUX_OUT: false, DACT: 'none' },
     tensorDtypes: { A: opts.dtypeA ?? 'f32', B: 'f32', C: 'f32', Bias: 'f32', Out: 'f32', Aux: 'f32' },

@@ -57,6 +57,9 @@ export function oneOf<T extends string>(op: string, name: string, v: unknown, al
   return v as T;
 }
 
+/** x is a positive integer power of two. */
+export const isPow2 = (x: unknown): boolean => typeof x === 'number' && Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
+
 /** Smallest power of two >= x (and >= min). */
 export function pow2AtLeast(x: number, min = 1): number {
   let p = min;

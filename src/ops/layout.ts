@@ -5,9 +5,7 @@
 import { headsKernel } from '../../templates/layout.js';
 import { colsumKernel, sumRowsKernel } from '../../templates/reduce.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, floatTensor, rowSlabs } from './common.js';
-
-const isPow2 = (x: number): boolean => x > 0 && (x & (x - 1)) === 0;
+import { fail, floatTensor, isPow2, rowSlabs } from './common.js';
 
 /**
  * [B, N, C·H·Dh] -> [C, B, H, N, Dh]: C projections (3 for a fused QKV) of H heads each, moved

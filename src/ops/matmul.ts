@@ -8,9 +8,9 @@ import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
 import { gemvPackedKernel } from '../../templates/packed.js';
 import type { StorageDType } from '../ir/ir.js';
 import { detectFeatures } from '../runtime/features.js';
-import { activation as activationOp, activationBackward, type Activation } from './activation.js';
 import { Tensor } from '../runtime/tensor.js';
-import { pow2AtLeast } from './common.js';
+import { activation as activationOp, activationBackward, type Activation } from './activation.js';
+import { isPow2, pow2AtLeast } from './common.js';
 import { PackedWeights } from './packed.js';
 
 /** Options of `ops.matmul`. */
@@ -46,9 +46,9 @@ export interface MatmulOptions {
   /** Compile with relaxed-SIMD FMA (default: when the engine has it); false gives the mul+add path. */
   readonly relaxedSimd?: boolean;
   /**
-   * Copy op(B) once into f32 panels (not with packed weights: they are panels already) that every row tile reads in place, when the tiles divide
+   * Copy op(B) once into f32 panels that every row tile reads in place, when the tiles divide
    * the shape and the row tiles would otherwise copy B again many times (default true; false:
-   * each row tile copies its own B tiles, as tests compare).
+   * each row tile copies its own B tiles, as tests compare). Packed weights are panels already.
    */
   readonly packB?: boolean;
   /**
@@ -86,8 +86,7 @@ const PACK_B_MIN = 1 << 18;
  * Tile configuration for an M x N x K problem: the tuned table's row for the nearest shape (in
  * powers of two, at most one step away on each axis in total two) among the rows measured on
  * this feature set (`relaxed`: FMA, else the mul+add path; default: what the engine has), else
- * a rule: small M gets
- * thin tiles (GEMV-like). Either way a tile whose masked tail would waste much of its dimension
+ * a rule: small M gets thin tiles (GEMV-like). Either way a tile whose masked tail would waste much of its dimension
  * shrinks to one that divides it (`fitTiles`).
  */
 export function chooseGemmConfig(M: number, N: number, K: number, relaxed = detectFeatures().relaxedSimd): GemmConfig {
@@ -325,10 +324,9 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
   // The panels are shared, so without transA the batch entries' rows are one tall M.
   const [rows, entries] = transA ? [M, count] : [M * count, 1];
   const cfg = opts.config ?? packedGemmConfig(rows, panelK, nr);
-  const pow2 = (x: unknown): boolean => typeof x === 'number' && Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
-  if (!pow2(cfg.BM)) fail(`config.BM must be a power of two, got ${cfg.BM}`);
+  if (!isPow2(cfg.BM)) fail(`config.BM must be a power of two, got ${cfg.BM}`);
   if (cfg.BN !== nr) fail(`config.BN must be the panel width ${nr} with packed weights, got ${cfg.BN}`);
-  if (!pow2(cfg.BK) || panelK % cfg.BK !== 0) fail(`config.BK must be a power of two dividing the panels' ${panelK} rows, got ${cfg.BK}`);
+  if (!isPow2(cfg.BK) || panelK % cfg.BK !== 0) fail(`config.BK must be a power of two dividing the panels' ${panelK} rows, got ${cfg.BK}`);
   await gemmKernel.launch(
     {
       grid: [Math.ceil(rows / cfg.BM), panelCount, entries],
@@ -350,40 +348,30 @@ export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[],
   const N = outShape[outShape.length - 1]!;
   let beta = opts.beta ?? 1;
   if (typeof beta !== 'number' || !Number.isFinite(beta)) fail(`beta must be a finite number, got ${beta}`);
-  for (const [name, t] of [['c', opts.c], ['bias', opts.bias], ['out', opts.out]] as const) if (t?.isFreed) fail(`${name} has been freed`);
-  if (opts.c) {
-    if (opts.c.runtime !== rt) fail('c belongs to another runtime');
-    if (!sameShape(opts.c.shape, outShape)) fail(`c must be [${outShape}], got [${opts.c.shape}]`);
-    if (opts.c.dtype === 'i32') fail('c must be a float tensor');
-  } else beta = 0;
-  if (opts.bias) {
-    if (opts.bias.runtime !== rt) fail('bias belongs to another runtime');
-    if (!sameShape(opts.bias.shape, [N])) fail(`bias must be [${N}], got [${opts.bias.shape}]`);
-    if (opts.bias.dtype === 'i32') fail('bias must be a float tensor');
-  }
-  if (opts.out) {
-    if (opts.out.runtime !== rt) fail('out belongs to another runtime');
-    if (!sameShape(opts.out.shape, outShape)) fail(`out must be [${outShape}], got [${opts.out.shape}]`);
-    if (opts.out.dtype === 'i32') fail('out must be a float tensor');
-  }
   const { preActivation: pre, activationGrad: grad } = opts;
-  const aux = pre ?? grad?.preActivation;
   if (pre !== undefined && grad !== undefined) fail('preActivation and activationGrad exclude each other (one is a forward, the other a backward)');
   if (pre !== undefined && (opts.activation ?? 'none') === 'none') fail('preActivation needs an activation whose input it stores');
   if (grad !== undefined) {
     if (!ACTS.has(grad.activation) || (grad.activation as string) === 'none') fail(`activationGrad.activation must be one of ${[...ACTS].filter((a) => a !== 'none').join(', ')}, got '${grad.activation}'`);
     if ((opts.activation ?? 'none') !== 'none') fail('activationGrad applies a derivative: activation must be none');
   }
-  if (aux !== undefined) {
-    const what = pre ? 'preActivation' : 'activationGrad.preActivation';
-    if (!(aux instanceof Tensor)) fail(`${what} must be a Tensor`);
-    if (aux.isFreed) fail(`${what} has been freed`);
-    if (aux.runtime !== rt) fail(`${what} belongs to another runtime`);
-    if (!sameShape(aux.shape, outShape)) fail(`${what} must be [${outShape}], got [${aux.shape}]`);
-    if (aux.dtype === 'i32') fail(`${what} must be a float tensor`);
-    if (!aux.isContiguous()) fail(`${what} must be contiguous`);
-    if (pre && opts.out === pre) fail('preActivation and out must be different tensors');
+  // Each tensor argument: live, of this runtime, of its shape, float; the aux one also contiguous.
+  const args: [string, Tensor | undefined, readonly number[]][] = [
+    ['c', opts.c, outShape], ['bias', opts.bias, [N]], ['out', opts.out, outShape],
+    [pre ? 'preActivation' : 'activationGrad.preActivation', pre ?? grad?.preActivation, outShape],
+  ];
+  for (const [name, t, shape] of args) {
+    if (t === undefined) continue;
+    if (!(t instanceof Tensor)) fail(`${name} must be a Tensor`);
+    if (t.isFreed) fail(`${name} has been freed`);
+    if (t.runtime !== rt) fail(`${name} belongs to another runtime`);
+    if (!sameShape(t.shape, shape)) fail(`${name} must be [${shape}], got [${t.shape}]`);
+    if (t.dtype === 'i32') fail(`${name} must be a float tensor`);
   }
+  if (!opts.c) beta = 0;
+  const aux = pre ?? grad?.preActivation;
+  if (aux !== undefined && !aux.isContiguous()) fail(`${args[3]![0]} must be contiguous`);
+  if (pre && opts.out === pre) fail('preActivation and out must be different tensors');
   const auxEpilogue: AuxEpilogue = pre ? { kind: 'store', tensor: pre, dact: 'none' } : grad ? { kind: 'grad', tensor: grad.preActivation, dact: grad.activation } : { kind: 'none', dact: 'none' };
   return { out: opts.out ?? rt.empty(outShape, dtype), beta, aux: auxEpilogue };
 }
