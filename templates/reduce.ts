@@ -12,13 +12,15 @@ export const SUM_ROWS_SOURCE = `function sumRows(X, Part, rows, N, rowsPer, BR, 
   const mc = cols < N;
   const r0 = programId(1) * rowsPer;
   const r1 = minimum(rows, r0 + rowsPer);
-  let acc = zeros([BN]);
+  // BR rows at a time into a loop-carried [BR, BN] partial, reduced once at the end: a
+  // reduction per step would put a tile round trip and a horizontal add behind every load.
+  let acc = zeros([BR, BN]);
   for (let r = r0; r < r1; r += BR) {
     const rr = r + arange(BR);
     const m = expandDims(rr < r1, 1) && expandDims(mc, 0);
-    acc = acc + sum(ld(X, expandDims(rr, 1) * N + expandDims(cols, 0), m, 0.0, EVEN), 0);
+    acc = acc + ld(X, expandDims(rr, 1) * N + expandDims(cols, 0), m, 0.0, EVEN);
   }
-  st(Part, programId(1) * N + cols, acc, mc, EVEN);
+  st(Part, programId(1) * N + cols, sum(acc, 0), mc, EVEN);
 }`;
 
 export const sumRowsKernel = jit(SUM_ROWS_SOURCE, {

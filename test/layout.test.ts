@@ -66,7 +66,8 @@ describe('splitHeads / mergeHeads', () => {
 });
 
 describe('ops.sum over axis 0', () => {
-  test.each([[1, 1], [3, 5], [1000, 7], [4097, 130], [0, 4], [4096, 128], [512, 64]])('[%i, %i]', async (R, N) => {
+  // Each tile width (N's power-of-two factor up to 512, or N rounded up, masked), ragged slabs.
+  test.each([[1, 1], [3, 5], [1000, 7], [4097, 130], [0, 4], [4096, 128], [512, 64], [100, 512], [1001, 384], [33, 24], [7, 1000], [64, 2048], [19, 256]])('[%i, %i]', async (R, N) => {
     const rt = await rtP;
     let s = 7;
     const x = Float32Array.from({ length: R * N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5);

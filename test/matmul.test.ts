@@ -254,11 +254,13 @@ describe('ops.matmul aux epilogues: preActivation (store the activation\'s input
   const GRAD_REF: Record<string, (x: number) => number> = {
     relu: (x) => (x > 0 ? 1 : 0), gelu: (x) => activationGradRef('gelu', x), gelu_tanh: (x) => activationGradRef('gelu_tanh', x), silu: (x) => activationGradRef('silu', x),
   };
-  // Every path ops.matmul can take: the GEMM (masked and mask-free), B packed into panels,
-  // split-K's reduction, GEMV, and packed weights (GEMM and GEMV).
+  // Every path ops.matmul can take: the GEMM (masked and mask-free), B packed into panels, the
+  // derivative after the GEMM, split-K's reduction, GEMV, and packed weights (GEMM and GEMV).
   const paths: [string, number, number, number, Record<string, unknown>, boolean][] = [
     ['GEMM, masked tiles', 37, 29, 41, {}, false],
     ['GEMM, B in panels', 1024, 128, 256, { config: { BM: 64, BN: 64, BK: 32 } }, false],
+    // Over 4 MB of f32 output: a costly derivative runs as a second pass after the GEMM.
+    ['GEMM, derivative as a second pass', 1024, 1040, 8, {}, false],
     ['split-K', 64, 128, 4096, { config: { BM: 64, BN: 64, BK: 64 } }, false],
     ['GEMV', 1, 300, 70, {}, false],
     ['packed weights, GEMM', 19, 45, 37, {}, true],

@@ -242,6 +242,7 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
     await finishAux(aux, activation, out);
     return out;
   }
+  const { fused, after } = splitAux(aux, out);
   const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
   const bCount = batchB.length ? count : 1; // B's batch entries (one when a 2-D B is shared)
   const panels = pack ? tryEmpty(rt, bCount * K * N) : undefined;
@@ -257,16 +258,17 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
         grid: [Math.ceil(M / cfg.BM), Math.ceil(N / cfg.BN), count],
         BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB && !panels,
         HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, EVEN: even, PACKED_B: panels !== undefined,
-        ...auxConstexprs(aux), relaxedSimd: opts.relaxedSimd,
+        ...auxConstexprs(fused), relaxedSimd: opts.relaxedSimd,
       },
       a, panels ?? b, opts.c ?? dummy, opts.bias ?? dummy, out,
       M, N, K,
       batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, M * N,
-      alpha, beta, K, 1, K, aux.tensor ?? dummy,
+      alpha, beta, K, 1, K, fused.tensor ?? dummy,
     );
   } finally {
     panels?.free();
   }
+  await finishAux(after, activation, out);
   return out;
 }
 
@@ -327,15 +329,17 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
   if (!isPow2(cfg.BM)) fail(`config.BM must be a power of two, got ${cfg.BM}`);
   if (cfg.BN !== nr) fail(`config.BN must be the panel width ${nr} with packed weights, got ${cfg.BN}`);
   if (!isPow2(cfg.BK) || panelK % cfg.BK !== 0) fail(`config.BK must be a power of two dividing the panels' ${panelK} rows, got ${cfg.BK}`);
+  const { fused, after } = splitAux(aux, out);
   await gemmKernel.launch(
     {
       grid: [Math.ceil(rows / cfg.BM), panelCount, entries],
       BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: false, EVEN: rows % cfg.BM === 0 && N % nr === 0 && K % cfg.BK === 0, PACKED_B: true,
-      ACT: activation, ...auxConstexprs(aux), ...epilogue,
+      ACT: activation, ...auxConstexprs(fused), ...epilogue,
     },
     a, w.panels, opts.c ?? out, opts.bias ?? out, out,
-    rows, N, K, entries > 1 ? M * K : 0, 0, rows * N, rows * N, alpha, beta, K, 1, panelK, aux.tensor ?? out,
+    rows, N, K, entries > 1 ? M * K : 0, 0, rows * N, rows * N, alpha, beta, K, 1, panelK, fused.tensor ?? out,
   );
+  await finishAux(after, activation, out);
   return out;
 }
 
@@ -372,12 +376,34 @@ export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[],
   const aux = pre ?? grad?.preActivation;
   if (aux !== undefined && !aux.isContiguous()) fail(`${args[3]![0]} must be contiguous`);
   if (pre && opts.out === pre) fail('preActivation and out must be different tensors');
-  const auxEpilogue: AuxEpilogue = pre ? { kind: 'store', tensor: pre, dact: 'none' } : grad ? { kind: 'grad', tensor: grad.preActivation, dact: grad.activation } : { kind: 'none', dact: 'none' };
+  const auxEpilogue: AuxEpilogue = pre ? { kind: 'store', tensor: pre, dact: 'none' } : grad ? { kind: 'grad', tensor: grad.preActivation, dact: grad.activation } : NO_AUX;
   return { out: opts.out ?? rt.empty(outShape, dtype), beta, aux: auxEpilogue };
 }
 
 /** The preActivation / activationGrad epilogue of a product (see MatmulOptions). */
 type AuxEpilogue = { readonly kind: 'none' | 'store' | 'grad'; readonly tensor?: Tensor; readonly dact: GemmActivation };
+
+/**
+ * Largest output (bytes) whose activation-gradient epilogue the GEMM fuses when the derivative
+ * is costlier than relu's. Past it the epilogue's loads of the saved input, a tile's rows
+ * 64 columns long, miss while the derivative's arithmetic keeps the core busy, and a second,
+ * streaming pass wins. Measured on 2 threads (ms, K 16, GELU: GEMM + fused -> GEMM, then the
+ * activation's backward): M x 512 of M 1024 0.89 -> 0.98, 2048 1.62 -> 1.67, 4096 3.99 -> 3.38,
+ * 8192 9.44 -> 6.3; the forecaster's 8192x512x128 dy·W₂ᵀ 19.1 -> 15.6.
+ */
+const DACT_FUSE_MAX_BYTES = 4 << 20;
+
+/**
+ * The part of an aux epilogue the GEMM fuses, and the part `finishAux` runs after it: a
+ * costly derivative over a large f32 output goes to the second pass (which gives the same bits;
+ * a half output would round twice there, so it stays fused).
+ */
+function splitAux(aux: AuxEpilogue, out: Tensor): { fused: AuxEpilogue; after: AuxEpilogue } {
+  const late = aux.kind === 'grad' && aux.dact !== 'relu' && out.dtype === 'f32' && out.size * 4 > DACT_FUSE_MAX_BYTES;
+  return late ? { fused: NO_AUX, after: aux } : { fused: aux, after: NO_AUX };
+}
+
+const NO_AUX: AuxEpilogue = { kind: 'none', dact: 'none' };
 
 /** The GEMM's constexprs for an aux epilogue it fuses. */
 function auxConstexprs(aux: AuxEpilogue): { AUX_OUT: boolean; DACT: GemmActivation } {
