@@ -1,7 +1,9 @@
 /**
- * @fileoverview Flash attention (FlashAttention-2's schedule) in the kernel language. q is
- * [B, H, N, D], k and v are [B, Hkv, N, D] with H a multiple of Hkv (grouped-query: query head h
- * reads kv head h / (H / Hkv)). A forward program owns BM query rows of one head and streams BN-key
+ * @fileoverview Flash attention (FlashAttention-2's schedule) in the kernel language. q has H
+ * heads, k and v Hkv with H a multiple of Hkv (grouped-query: query head h reads kv head
+ * h / (H / Hkv)); each tensor is addressed through strides for batch entry, head and row (see
+ * `offs`), so [B, H, N, D] tensors and the q, k and v of a packed [B, N, 3, H, D] projection
+ * run the same code. A forward program owns BM query rows of one head and streams BN-key
  * blocks through an online softmax in base 2 (scale·log2 e folded into q), so no N x N buffer
  * exists; it writes out and the natural-log sum-exp per row. Causal attention stops at the
  * diagonal block, a sliding window starts at its band, and only blocks crossing a boundary (the
@@ -64,10 +66,13 @@ const KV_LEN = `function kvLength(Lens, b, N, HAS_LENS) {
   return N;
 }`;
 
-/** The kv head (b·Hkv + h / group) that query head bh = b·H + h reads. */
-const KV_HEAD = `function kvHead(bh, H, group) {
-  const b = idiv(bh, H);
-  return b * idiv(H, group) + idiv(bh - b * H, group);
+/**
+ * Element offsets of rows rm, columns rd of head h of batch entry b in a tensor of strides
+ * (sB, sH, sN) for batch entry, head and row (the head dim is contiguous): [B, H, N, D] is
+ * (H·N·D, N·D, D), a [B, N, 3, H, D] projection's q, k or v (N·3·H·D, D, 3·H·D).
+ */
+const OFFS = `function offs(b, h, rm, rd, sB, sH, sN) {
+  return b * sB + h * sH + expandDims(rm, 1) * sN + expandDims(rd, 0);
 }`;
 
 /** The dropout keep mask of (query rm, key rn) in head bh: the one contract forward and backward share. */
@@ -75,25 +80,20 @@ const KEEP = `function keepMask(seed, bh, rm, rn, N, pdrop) {
   return rand(seed + bh * 7919, expandDims(rm, 1) * N + expandDims(rn, 0)) >= pdrop;
 }`;
 
-/** Query head g of kv head bhk's group (b·H + its first query head + g): kvHead's inverse. */
-const QUERY_HEAD = `function queryHead(bhk, b, H, Hkv, group, g) {
-  return b * H + (bhk - b * Hkv) * group + g;
-}`;
-
-export const ATTENTION_HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK, kvLength: KV_LEN, kvHead: KV_HEAD, queryHead: QUERY_HEAD, keepMask: KEEP };
+export const ATTENTION_HELPERS = { keyRange: RANGE, keyLow: LOW, valid: VALID, needsMask: NEEDS_MASK, kvLength: KV_LEN, offs: OFFS, keepMask: KEEP };
 
 export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, group, scale, seed, pdrop,
-    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
+    qB, qH, qN, kB, kH, kN, oB, oH, oN, BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
   const mb = programId(0);
   const bh = programId(1);
-  const bhk = kvHead(bh, H, group);
-  const kvLen = kvLength(Lens, idiv(bh, H), N, HAS_LENS);
+  const b = idiv(bh, H);
+  const h = bh - b * H;
+  const hk = idiv(h, group);
+  const kvLen = kvLength(Lens, b, N, HAS_LENS);
   const rm = mb * BM + arange(BM);
   const rd = arange(D);
   const mq = expandDims(rm < N, 1);
-  const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
-  const q = load(Q, qoffs, mq, 0.0) * (scale * 1.4426950408889634);
-  const kbase = bhk * N * D;
+  const q = load(Q, offs(b, h, rm, rd, qB, qH, qN), mq, 0.0) * (scale * 1.4426950408889634);
   const lo = keyLow(mb, BM, BN, WINDOW);
   const hi = keyRange(mb, kvLen, BM, BN, CAUSAL, WINDOW);
   let mi = full([BM], -Infinity);
@@ -101,7 +101,7 @@ export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, gr
   let acc = zeros([BM, D]);
   for (let n0 = lo; n0 < hi; n0 += BN) {
     const rn = n0 + arange(BN);
-    const kvoffs = kbase + expandDims(rn, 1) * D + expandDims(rd, 0);
+    const kvoffs = offs(b, hk, rn, rd, kB, kH, kN);
     const mk = expandDims(rn < N, 1);
     const k = load(K, kvoffs, mk, 0.0);
     let s = dot(q, trans(k));
@@ -125,15 +125,17 @@ export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, gr
   }
   // A row with no valid key (a key length of 0) gets zeros and lse -Infinity.
   const inv = where(li > 0.0, 1.0 / li, 0.0);
-  store(O, qoffs, acc * expandDims(inv, 1), mq);
+  store(O, offs(b, h, rm, rd, oB, oH, oN), acc * expandDims(inv, 1), mq);
   store(Lse, bh * N + rm, (mi + log2(li)) * 0.6931471805599453, rm < N);
 }`;
 
-export const ATTN_DELTA_SOURCE = `function attnDelta(O, Do, Delta, rows, BM, D) {
+export const ATTN_DELTA_SOURCE = `function attnDelta(O, Do, Delta, N, H, oB, oH, oN, BM, D) {
+  const bh = programId(1);
+  const b = idiv(bh, H);
   const rm = programId(0) * BM + arange(BM);
-  const m = expandDims(rm < rows, 1);
-  const offs = expandDims(rm, 1) * D + expandDims(arange(D), 0);
-  store(Delta, rm, sum(load(O, offs, m, 0.0) * load(Do, offs, m, 0.0), 1), rm < rows);
+  const m = expandDims(rm < N, 1);
+  const o = offs(b, bh - b * H, rm, arange(D), oB, oH, oN);
+  store(Delta, bh * N + rm, sum(load(O, o, m, 0.0) * load(Do, o, m, 0.0), 1), rm < N);
 }`;
 
 /**
@@ -144,11 +146,12 @@ export const ATTN_DELTA_SOURCE = `function attnDelta(O, Do, Delta, rows, BM, D) 
  * against 5); dQ sums over key blocks in place in f32, zeroed first and scaled at the end.
  */
 export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, Dq, Dk, Dv, Lens, N, H, group, scale, seed, pdrop,
-    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT, FUSED) {
+    qB, qH, qN, kB, kH, kN, oB, oH, oN, BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT, FUSED) {
   let bhk = programId(1);
   if (FUSED) { bhk = programId(0); }
   const Hkv = idiv(H, group);
   const b = idiv(bhk, Hkv);
+  const hk = bhk - b * Hkv;
   const kvLen = kvLength(Lens, b, N, HAS_LENS);
   const rd = arange(D);
   const c = scale * 1.4426950408889634;
@@ -158,17 +161,16 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
     nbLo = 0;
     nbHi = cdiv(N, BN);
     for (let g = 0; g < group; g += 1) {
-      const bh = queryHead(bhk, b, H, Hkv, group, g);
       for (let m0 = 0; m0 < N; m0 += BM) {
         const rm = m0 + arange(BM);
-        store(Dq, bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0), zeros([BM, D]), expandDims(rm < N, 1));
+        store(Dq, offs(b, hk * group + g, rm, rd, qB, qH, qN), zeros([BM, D]), expandDims(rm < N, 1));
       }
     }
   }
   for (let nb = nbLo; nb < nbHi; nb += 1) {
     const rn = nb * BN + arange(BN);
     const mk = expandDims(rn < N, 1);
-    const kvoffs = bhk * N * D + expandDims(rn, 1) * D + expandDims(rd, 0);
+    const kvoffs = offs(b, hk, rn, rd, kB, kH, kN);
     const k = load(K, kvoffs, mk, 0.0);
     const v = load(V, kvoffs, mk, 0.0);
     let dk = zeros([BN, D]);
@@ -180,18 +182,19 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
     if (WINDOW > 0) { mhi = minimum(mhi, cdiv(nb * BN + BN + WINDOW - 1, BM)); if (!CAUSAL) { mlo = idiv(maximum(0, nb * BN - WINDOW + 1), BM); } }
     if (nb * BN >= kvLen) { mhi = mlo; }
     for (let g = 0; g < group; g += 1) {
-      const bh = queryHead(bhk, b, H, Hkv, group, g);
+      const h = hk * group + g;
+      const bh = b * H + h;
       for (let mb = mlo; mb < mhi; mb += 1) {
         const rm = mb * BM + arange(BM);
         const mq = expandDims(rm < N, 1);
-        const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
+        const qoffs = offs(b, h, rm, rd, qB, qH, qN);
         const q = load(Q, qoffs, mq, 0.0);
         const lse = load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634;
         let p = exp2(dot(q, trans(k)) * c - expandDims(lse, 1), true);
         if (needsMask(mb, nb * BN, kvLen, BM, BN, CAUSAL, WINDOW)) {
           p = where(valid(rm, rn, kvLen, CAUSAL, WINDOW) && mq, p, 0.0);
         }
-        const d0 = load(Do, qoffs, mq, 0.0);
+        const d0 = load(Do, offs(b, h, rm, rd, oB, oH, oN), mq, 0.0);
         let dp = dot(d0, trans(v));
         let pd = p;
         if (DROPOUT) {
@@ -211,37 +214,37 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
   }
   if (FUSED) {
     for (let g = 0; g < group; g += 1) {
-      const bh = queryHead(bhk, b, H, Hkv, group, g);
       for (let m0 = 0; m0 < N; m0 += BM) {
         const rm = m0 + arange(BM);
-        const offs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
-        store(Dq, offs, load(Dq, offs, expandDims(rm < N, 1), 0.0) * scale, expandDims(rm < N, 1));
+        const o = offs(b, hk * group + g, rm, rd, qB, qH, qN);
+        store(Dq, o, load(Dq, o, expandDims(rm < N, 1), 0.0) * scale, expandDims(rm < N, 1));
       }
     }
   }
 }`;
 
 export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq, Lens, N, H, group, scale, seed, pdrop,
-    BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
+    qB, qH, qN, kB, kH, kN, oB, oH, oN, BM, BN, D, CAUSAL, WINDOW, HAS_LENS, DROPOUT) {
   const mb = programId(0);
   const bh = programId(1);
-  const bhk = kvHead(bh, H, group);
-  const kvLen = kvLength(Lens, idiv(bh, H), N, HAS_LENS);
+  const b = idiv(bh, H);
+  const h = bh - b * H;
+  const hk = idiv(h, group);
+  const kvLen = kvLength(Lens, b, N, HAS_LENS);
   const rm = mb * BM + arange(BM);
   const rd = arange(D);
   const mq = expandDims(rm < N, 1);
-  const qoffs = bh * N * D + expandDims(rm, 1) * D + expandDims(rd, 0);
+  const qoffs = offs(b, h, rm, rd, qB, qH, qN);
   const q = load(Q, qoffs, mq, 0.0) * (scale * 1.4426950408889634);
-  const d0 = load(Do, qoffs, mq, 0.0);
+  const d0 = load(Do, offs(b, h, rm, rd, oB, oH, oN), mq, 0.0);
   const lse = expandDims(load(Lse, bh * N + rm, rm < N, 0.0) * 1.4426950408889634, 1);
   const delta = expandDims(load(Delta, bh * N + rm, rm < N, 0.0), 1);
-  const kbase = bhk * N * D;
   const lo = keyLow(mb, BM, BN, WINDOW);
   const hi = keyRange(mb, kvLen, BM, BN, CAUSAL, WINDOW);
   let dq = zeros([BM, D]);
   for (let n0 = lo; n0 < hi; n0 += BN) {
     const rn = n0 + arange(BN);
-    const kvoffs = kbase + expandDims(rn, 1) * D + expandDims(rd, 0);
+    const kvoffs = offs(b, hk, rn, rd, kB, kH, kN);
     const mk = expandDims(rn < N, 1);
     const k = load(K, kvoffs, mk, 0.0);
     let p = exp2(dot(q, trans(k)) - lse, true);
@@ -260,17 +263,31 @@ export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq,
 
 const FWD_SIG = {
   Q: 'ptr', K: 'ptr', V: 'ptr', O: 'ptr', Lse: 'ptr', Lens: 'ptr', N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
+  qB: 'i32', qH: 'i32', qN: 'i32', kB: 'i32', kH: 'i32', kN: 'i32', oB: 'i32', oH: 'i32', oN: 'i32',
   BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
 } as const;
 
 export const attnFwdKernel = jit(ATTN_FWD_SOURCE, { signature: FWD_SIG, helpers: ATTENTION_HELPERS });
 
-export const attnDeltaKernel = jit(ATTN_DELTA_SOURCE, { signature: { O: 'ptr', Do: 'ptr', Delta: 'ptr', rows: 'i32', BM: 'constexpr', D: 'constexpr' } });
+export const attnDeltaKernel = jit(ATTN_DELTA_SOURCE, {
+  signature: { O: 'ptr', Do: 'ptr', Delta: 'ptr', N: 'i32', H: 'i32', oB: 'i32', oH: 'i32', oN: 'i32', BM: 'constexpr', D: 'constexpr' },
+  helpers: { offs: OFFS },
+});
+
+/**
+ * The strides (qB, qH, qN, kB, kH, kN, oB, oH, oN) that follow pdrop in every attention
+ * kernel's arguments, for contiguous [B, H, N, D] q, out (and dout, dq) and [B, Hkv, N, D] k, v
+ * (and dk, dv).
+ */
+export function headMajorStrides(H: number, Hkv: number, N: number, D: number): [number, number, number, number, number, number, number, number, number] {
+  return [H * N * D, N * D, D, Hkv * N * D, N * D, D, H * N * D, N * D, D];
+}
 
 const BWD_KV_OPTIONS = {
   signature: {
     Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dq: 'ptr', Dk: 'ptr', Dv: 'ptr', Lens: 'ptr',
     N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
+    qB: 'i32', qH: 'i32', qN: 'i32', kB: 'i32', kH: 'i32', kN: 'i32', oB: 'i32', oH: 'i32', oN: 'i32',
     BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
     FUSED: 'constexpr',
   },
@@ -287,6 +304,7 @@ export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
   signature: {
     Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dq: 'ptr', Lens: 'ptr',
     N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
+    qB: 'i32', qH: 'i32', qN: 'i32', kB: 'i32', kH: 'i32', kN: 'i32', oB: 'i32', oH: 'i32', oN: 'i32',
     BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
   },
   helpers: ATTENTION_HELPERS,

@@ -4,7 +4,7 @@
  * replay, and the backward (reference gradients and finite differences).
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { ops, Runtime } from '../src/index.js';
+import { ops, Runtime, type Tensor } from '../src/index.js';
 import { randUniform } from '../src/util/rand.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../src/util/half.js';
 import { attentionRef, type AttentionRefOptions } from '../templates/reference.js';
@@ -156,5 +156,75 @@ describe('ops.attention: long sequences, dropout, finite differences, errors', (
     await expect(ops.attentionBackward(z, z, z, z, fwd, { kvLens: [3], out: { dk: rt.empty([1, 4, 8, 8]) } })).rejects.toThrow(/out: expected shape/);
     expect(rt.stats().inUseBytes).toBe(held + 1 * 4 * 8 * 8 * 4);
     expect(held).toBeGreaterThan(before);
+  });
+});
+
+describe('ops.attentionQKV: a packed [B, N, 3, H, D] projection read in place', () => {
+  // [B, N, 3, H, D] -> component c as [B, H, N, D], and [B, H, N, D] <-> [B, N, H, D].
+  const component = (x: Float32Array, B: number, N: number, H: number, D: number, c: number): Float32Array => {
+    const out = new Float32Array(B * H * N * D);
+    for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let h = 0; h < H; h++) {
+      for (let d = 0; d < D; d++) out[((b * H + h) * N + n) * D + d] = x[(((b * N + n) * 3 + c) * H + h) * D + d]!;
+    }
+    return out;
+  };
+  const tokenMajor = (x: Float32Array, B: number, N: number, H: number, D: number): Float32Array => {
+    const out = new Float32Array(x.length);
+    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) {
+      for (let d = 0; d < D; d++) out[((b * N + n) * H + h) * D + d] = x[((b * H + h) * N + n) * D + d]!;
+    }
+    return out;
+  };
+  const headMajor = (x: Float32Array, B: number, N: number, H: number, D: number): Float32Array => {
+    const out = new Float32Array(x.length);
+    for (let b = 0; b < B; b++) for (let h = 0; h < H; h++) for (let n = 0; n < N; n++) {
+      for (let d = 0; d < D; d++) out[((b * H + h) * N + n) * D + d] = x[((b * N + n) * H + h) * D + d]!;
+    }
+    return out;
+  };
+  type QkvCase = { B: number; H: number; N: number; D: number; dtype?: 'f32' | 'bf16' } & Parameters<typeof ops.attention>[3];
+  const cases: QkvCase[] = [
+    { B: 2, H: 4, N: 37, D: 16 },
+    { B: 1, H: 2, N: 100, D: 32, causal: true },
+    { B: 2, H: 2, N: 70, D: 64, window: 20, kvLens: [70, 31] },
+    { B: 1, H: 3, N: 65, D: 32, causal: true, dropout: { p: 0.2, seed: 5 } },
+    { B: 1, H: 2, N: 48, D: 32, causal: true, dtype: 'bf16' },
+  ];
+  // The same arithmetic at other addresses: the bits of ops.attention on head-major copies.
+  test.each(cases.map((c) => [JSON.stringify(c), c] as const))('%s: same bits as ops.attention, forward and backward', async (_, c) => {
+    const rt = await rtP;
+    const { B, H, N, D, dtype = 'f32', ...opts } = c;
+    const x = rand(B * N * 3 * H * D, N + H, 1.5).map((v) => stored(v, dtype));
+    const qkv = rt.tensor(x, [B, N, 3, H, D], dtype);
+    const [q, k, v] = [0, 1, 2].map((i) => rt.tensor(component(x, B, N, H, D, i), [B, H, N, D], dtype)) as [Tensor, Tensor, Tensor];
+    const want = await ops.attention(q, k, v, opts);
+    const got = await ops.attentionQKV(qkv, opts);
+    expect(got.out.shape).toEqual([B, N, H, D]);
+    expect(got.out.toArray()).toEqual(tokenMajor(want.out.toArray() as Float32Array, B, N, H, D));
+    expect(got.lse.toArray()).toEqual(want.lse.toArray());
+    const dout = rand(B * N * H * D, 9).map((v) => stored(v, dtype));
+    const doutHeads = rt.tensor(headMajor(dout, B, N, H, D), [B, H, N, D], dtype);
+    for (const fused of dtype === 'f32' ? [true, false] : [false]) {
+      const g = await ops.attentionBackward(doutHeads, q, k, v, want, { ...opts, fused });
+      const dqkv = await ops.attentionQKVBackward(rt.tensor(dout, [B, N, H, D], dtype), qkv, got, { ...opts, fused });
+      expect(dqkv.shape).toEqual([B, N, 3, H, D]);
+      const d = dqkv.toArray() as Float32Array;
+      for (const [i, t] of [g.dq, g.dk, g.dv].entries()) expect(component(d, B, N, H, D, i), `component ${i} (fused ${fused})`).toEqual(t.toArray());
+    }
+  });
+
+  test('bad input is a clear error and leaves nothing allocated', async () => {
+    const rt = await rtP;
+    await expect(ops.attentionQKV(rt.empty([2, 8, 4, 16]))).rejects.toThrow(/attentionQKV: qkv must be \[B, N, 3, H, D\].*got \[2, 8, 4, 16\]/);
+    await expect(ops.attentionQKV(rt.empty([1, 8, 2, 2, 16]))).rejects.toThrow(/qkv must be \[B, N, 3, H, D\]/);
+    await expect(ops.attentionQKV(rt.empty([1, 8, 3, 2, 24]))).rejects.toThrow(/head dim D must be one of 16, 32, 64, 128, got 24/);
+    const qkv = rt.zeros([1, 8, 3, 2, 16]);
+    const fwd = await ops.attentionQKV(qkv);
+    const [badDout, badOut, halfOut] = [rt.empty([1, 2, 8, 16]), rt.empty([1, 8, 3, 2, 8]), rt.empty([1, 8, 3, 2, 16], 'bf16')];
+    const before = rt.stats().inUseBytes;
+    await expect(ops.attentionQKVBackward(badDout, qkv, fwd, { kvLens: [3] })).rejects.toThrow(/attentionQKVBackward: dout: expected shape \[1, 8, 2, 16\]/);
+    await expect(ops.attentionQKVBackward(fwd.out, qkv, fwd, { out: badOut })).rejects.toThrow(/out: expected shape \[1, 8, 3, 2, 16\]/);
+    await expect(ops.attentionQKVBackward(fwd.out, qkv, fwd, { fused: true, kvLens: [3], out: halfOut })).rejects.toThrow(/sums dq in place in f32; dq is bf16/);
+    expect(rt.stats().inUseBytes).toBe(before);
   });
 });

@@ -6,7 +6,7 @@
  * O(N) row statistics); the N x N score matrix it never builds is in `params.scores_bytes`.
  */
 import { ops, Runtime } from '../../src/index.js';
-import { attnFwdKernel, chooseAttentionFwdConfig } from '../../templates/attention.js';
+import { attnFwdKernel, chooseAttentionFwdConfig, headMajorStrides } from '../../templates/attention.js';
 import { attentionRef } from '../../templates/reference.js';
 import { line, medianMs, randArray, type BenchContext, type BenchLine } from '../harness.js';
 import { ortRunner, timePeer } from '../peers.js';
@@ -24,7 +24,7 @@ const flops = (N: number, causal: boolean): number => (4 * N * N * D * H) / (cau
 async function scratchBytes(rt: Runtime, N: number, causal: boolean): Promise<number> {
   const { BM, BN } = chooseAttentionFwdConfig(N, D, causal);
   const t = rt.empty([1]);
-  const ck = await attnFwdKernel.prepare({ grid: [1, 1], BM, BN, D, CAUSAL: causal, WINDOW: 0, HAS_LENS: false, DROPOUT: false, runtime: rt }, t, t, t, t, t, t, N, H, 1, 0.125, 0, 0);
+  const ck = await attnFwdKernel.prepare({ grid: [1, 1], BM, BN, D, CAUSAL: causal, WINDOW: 0, HAS_LENS: false, DROPOUT: false, runtime: rt }, t, t, t, t, t, t, N, H, 1, 0.125, 0, 0, ...headMajorStrides(H, H, N, D));
   t.free();
   return ck.scratchBytes;
 }

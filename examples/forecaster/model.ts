@@ -29,7 +29,7 @@ export interface TrainOptions {
 }
 
 interface LayerCache {
-  x: Tensor; ln1: { mean?: Tensor; rstd: Tensor }; h: Tensor; q: Tensor; k: Tensor; v: Tensor;
+  x: Tensor; ln1: { mean?: Tensor; rstd: Tensor }; h: Tensor; qkv: Tensor;
   att: { out: Tensor; lse: Tensor }; am: Tensor; x2: Tensor; ln2: { mean?: Tensor; rstd: Tensor }; h2: Tensor; u: Tensor; g: Tensor;
 }
 
@@ -76,17 +76,18 @@ export class TilejitForecaster {
       const xIn = h0;
       const ln1 = await ops.layerNorm(xIn, { weight: p('ln1.w'), bias: p('ln1.b') });
       const qkv = await ops.matmul(ln1.y, p('qkv.w'), { bias: p('qkv.b') });
-      const s = await ops.splitHeads(qkv.reshape([B, N, 3 * d]), { heads: H, components: 3 });
-      const [q, k, v] = [0, 1, 2].map((i) => s.narrow(i, i + 1).reshape([B, H, N, Dh])) as [Tensor, Tensor, Tensor];
-      const att = await ops.attention(q, k, v);
-      const am = (await ops.mergeHeads(att.out.reshape([1, B, H, N, Dh]))).reshape([B * N, d]);
+      // Attention reads q, k and v in place in the projection's [B, N, 3, H, Dh] and writes
+      // [B, N, H, Dh], which is the output projection's [B·N, d]: no head shuffles.
+      const qkvHeads = qkv.reshape([B, N, 3, H, Dh]);
+      const att = await ops.attentionQKV(qkvHeads);
+      const am = att.out.reshape([B * N, d]);
       const x2 = await ops.matmul(am, p('out.w'), { bias: p('out.b'), c: xIn });
       const ln2 = await ops.layerNorm(x2, { weight: p('ln2.w'), bias: p('ln2.b') });
       // GELU in fc1's epilogue, which also keeps its input u for the backward.
       const u = this.rt.empty([B * N, c.ffn], this.dtype);
       const g = await ops.matmul(ln2.y, p('fc1.w'), { bias: p('fc1.b'), activation: 'gelu', preActivation: u });
       h0 = await ops.matmul(g, p('fc2.w'), { bias: p('fc2.b'), c: x2 });
-      caches.push({ x: xIn, ln1, h: ln1.y, q, k, v, att, am, x2, ln2, h2: ln2.y, u, g });
+      caches.push({ x: xIn, ln1, h: ln1.y, qkv: qkvHeads, att, am, x2, ln2, h2: ln2.y, u, g });
     }
     const lnf = await ops.layerNorm(h0, { weight: this.w('lnf.w'), bias: this.w('lnf.b') });
     const flat = lnf.y.reshape([B, N * d]);
@@ -120,11 +121,7 @@ export class TilejitForecaster {
       const dh2 = await linear(name('fc1'), k.h2, du);
       const dx2 = await add(dx, await norm(name('ln2'), dh2, k.x2, k.ln2));
       const dam = await linear(name('out'), k.am, dx2);
-      const datt = (await ops.splitHeads(dam.reshape([B, N, d]), { heads: H })).reshape([B, H, N, Dh]);
-      const dqkvHeads = this.rt.empty([3, B, H, N, Dh], this.dtype);
-      const [dq, dk, dv] = [0, 1, 2].map((i) => dqkvHeads.narrow(i, i + 1).reshape([B, H, N, Dh])) as [Tensor, Tensor, Tensor];
-      await ops.attentionBackward(datt, k.q, k.k, k.v, k.att, { out: { dq, dk, dv } });
-      const dqkv = (await ops.mergeHeads(dqkvHeads)).reshape([B * N, 3 * d]);
+      const dqkv = (await ops.attentionQKVBackward(dam.reshape([B, N, H, Dh]), k.qkv, k.att)).reshape([B * N, 3 * d]);
       const dh = await linear(name('qkv'), k.h, dqkv);
       dx = await add(dx2, await norm(name('ln1'), dh, k.x, k.ln1));
     }

@@ -19,7 +19,7 @@ import type { TuneEvent } from '../tune/autotune.js';
 import { intFlag, parseArgs, parseDims, UsageError, type CliIO } from './args.js';
 import { gemmKernel } from '../../templates/gemm.js';
 import { activationKernel, ELEMENTWISE_BLOCK } from '../../templates/activation.js';
-import { attnFwdKernel, chooseAttentionFwdConfig } from '../../templates/attention.js';
+import { attnFwdKernel, chooseAttentionFwdConfig, headMajorStrides } from '../../templates/attention.js';
 import { normFwdKernel } from '../../templates/norm.js';
 import { chooseRowConfig, softmaxKernel } from '../../templates/softmax.js';
 
@@ -78,7 +78,7 @@ const INSPECT_OPS: Record<string, { form: string; fallback: string; spec: (d: nu
         options: { grid: [Math.ceil(N! / BM), 1], BM, BN, D: D!, CAUSAL: true, WINDOW: 0, HAS_LENS: false, DROPOUT: false },
         args: (r) => {
           const q = r.tensor(deterministic(N! * D!, 1), [1, 1, N!, D!]), lse = r.empty([N!]);
-          return [q, q, q, r.empty([1, 1, N!, D!]), lse, lse, N!, 1, 1, 1 / Math.sqrt(D!), 0, 0];
+          return [q, q, q, r.empty([1, 1, N!, D!]), lse, lse, N!, 1, 1, 1 / Math.sqrt(D!), 0, 0, ...headMajorStrides(1, 1, N!, D!)];
         },
       };
     },

@@ -3,7 +3,7 @@
  * through the flash-attention templates (no N x N buffer).
  */
 import {
-  attnBwdKernel, attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionPassConfig, type AttentionPass,
+  attnBwdKernel, attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionPassConfig, headMajorStrides, type AttentionPass,
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
@@ -63,8 +63,13 @@ function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
   const Hkv = k.shape[1]!;
   sameShape(op, 'v', v.shape, k.shape);
   if (Hkv < 1 || H % Hkv !== 0) fail(op, `q's ${H} heads must be a multiple of k's ${Hkv} (grouped-query attention)`);
-  if (!DS.includes(D)) fail(op, `head dim D must be one of ${DS.join(', ')}, got ${D}`);
   if (B * H * N * D >= 2 ** 31) fail(op, `q has ${B * H * N * D} elements; at most 2^31 - 1 are supported`);
+  return checkOptions(op, rt, B, H, Hkv, N, D, opts);
+}
+
+/** The head dim, dropout and key-length options of a [B, H | Hkv, N, D] problem. */
+function checkOptions(op: string, rt: Runtime, B: number, H: number, Hkv: number, N: number, D: number, opts: AttentionOptions): Checked {
+  if (!DS.includes(D)) fail(op, `head dim D must be one of ${DS.join(', ')}, got ${D}`);
   if (N * N >= 2 ** 31 && opts.dropout) fail(op, `dropout needs N² < 2^31 (its counters), got N = ${N}`);
   const scale = finite(op, 'scale', opts.scale ?? 1 / Math.sqrt(D));
   const window = finite(op, 'window', opts.window ?? 0, (w) => Number.isInteger(w) && w >= 0, 'an integer >= 0');
@@ -91,6 +96,25 @@ function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
   return { rt, B, H, Hkv, N, D, scale, causal: opts.causal === true, window, pdrop, seed, lens, ownLens };
 }
 
+/**
+ * Where q (and dq), k and v (and dk, dv) and out (and dout) sit: a view per tensor (k and v of
+ * a packed projection start H·D elements apart) and the strides the kernels take.
+ */
+interface Operands {
+  readonly q: Tensor; readonly k: Tensor; readonly v: Tensor;
+  readonly strides: readonly number[];
+}
+
+/** The packed layout's views: q, k and v of a [B, N, 3, H, D] tensor, one row of tokens 3·H·D long. */
+function qkvViews(qkv: Tensor, c: Checked): Operands {
+  const HD = c.H * c.D, flat = qkv.reshape([qkv.size]);
+  const row = 3 * HD;
+  return {
+    q: flat, k: flat.narrow(HD, qkv.size), v: flat.narrow(2 * HD, qkv.size),
+    strides: [c.N * row, c.D, row, c.N * row, c.D, row, c.N * HD, c.D, HD],
+  };
+}
+
 /** A pass's tiles: the forced config, else the tuned table's (or the rule's) for this shape. */
 function tiles(c: Checked, opts: AttentionOptions, pass: AttentionPass): { BM: number; BN: number } {
   return opts.config ?? chooseAttentionPassConfig(pass, c.N, c.D, c.causal);
@@ -106,18 +130,49 @@ function constexprs(c: Checked): Record<string, unknown> {
  * const { out, lse } = await ops.attention(q, k, v, { causal: true });
  */
 export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
-  const op = 'attention';
-  const c = check(op, q, k, v, opts);
-  const out = c.rt.empty(q.shape, q.dtype);
-  const lse = c.rt.empty([c.B, c.H, c.N], 'f32');
+  const c = check('attention', q, k, v, opts);
+  return forward(c, { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, q.shape, q.dtype, opts);
+}
+
+/**
+ * Self-attention over a packed projection qkv [B, N, 3, H, D] (FlashAttention's qkvpacked
+ * layout: what one QKV GEMM over [B·N, d] tokens writes), read in place: out is [B, N, H, D],
+ * token-major like the input, so the output projection reads it as [B·N, H·D] with no head
+ * shuffles; lse is [B, H, N]. Same options and results as `ops.attention`.
+ * @example
+ * const qkv = (await ops.matmul(x, wqkv)).reshape([B, N, 3, H, D]);
+ * const { out } = await ops.attentionQKV(qkv, { causal: true }); // [B, N, H, D]
+ */
+export async function attentionQKV(qkv: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
+  const c = checkQKV('attentionQKV', qkv, opts);
+  return forward(c, qkvViews(qkv, c), [c.B, c.N, c.H, c.D], qkv.dtype, opts);
+}
+
+function checkQKV(op: string, qkv: Tensor, opts: AttentionOptions): Checked {
+  floatTensor(op, 'qkv', qkv);
+  const s = qkv.shape;
+  if (s.length !== 5 || s[2] !== 3) fail(op, `qkv must be [B, N, 3, H, D] (q, k and v of each token), got [${s.join(', ')}]`);
+  const [B, N, , H, D] = s as [number, number, number, number, number];
+  if (qkv.size >= 2 ** 31) fail(op, `qkv has ${qkv.size} elements; at most 2^31 - 1 are supported`);
+  return checkOptions(op, qkv.runtime, B, H, H, N, D, opts);
+}
+
+async function forward(c: Checked, x: Operands, outShape: readonly number[], dtype: Tensor['dtype'], opts: AttentionOptions): Promise<AttentionResult> {
+  let out: Tensor | undefined, lse: Tensor | undefined;
   try {
+    out = c.rt.empty(outShape, dtype);
+    lse = c.rt.empty([c.B, c.H, c.N], 'f32');
     if (c.N > 0 && c.B * c.H > 0) {
       const t = tiles(c, opts, 'fwd');
       await attnFwdKernel.launch(
         { grid: [Math.ceil(c.N / t.BM), c.B * c.H], ...constexprs(c), BM: t.BM, BN: t.BN },
-        q, k, v, out, lse, c.lens ?? lse, c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop,
+        x.q, x.k, x.v, out, lse, c.lens ?? lse, c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop, ...x.strides,
       );
     }
+  } catch (err) {
+    out?.free();
+    lse?.free();
+    throw err;
   } finally {
     if (c.ownLens) c.lens!.free();
   }
@@ -144,21 +199,15 @@ export async function attentionBackward(
   dout: Tensor, q: Tensor, k: Tensor, v: Tensor, fwd: AttentionResult, opts: AttentionBackwardOptions = {},
 ): Promise<AttentionGrads> {
   const op = 'attentionBackward';
-  if (opts.fused !== undefined && typeof opts.fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(opts.fused)}`);
+  checkFused(op, opts.fused);
   const c = check(op, q, k, v, opts);
-  let fused: boolean;
   let dq: Tensor | undefined, dk: Tensor | undefined, dv: Tensor;
+  let fused: boolean;
   try {
-    floatTensor(op, 'dout', dout, c.rt);
-    sameShape(op, 'dout', dout.shape, q.shape);
-    floatTensor(op, 'out', fwd.out, c.rt);
-    sameShape(op, 'out', fwd.out.shape, q.shape);
-    if (!(fwd.lse instanceof Tensor) || fwd.lse.dtype !== 'f32') fail(op, 'lse must be the forward\'s f32 log-sum-exp');
-    sameShape(op, 'lse', fwd.lse.shape, [c.B, c.H, c.N]);
+    checkForward(op, c, dout, fwd, q.shape);
     // Decided before any output is allocated, so that refusing it leaves nothing behind.
     const dqDtype = opts.out?.dq instanceof Tensor ? opts.out.dq.dtype : q.dtype;
-    fused = opts.fused ?? (dqDtype === 'f32' && c.B * c.Hkv >= FUSED_HEADS_PER_THREAD * Math.max(1, c.rt.threads));
-    if (fused && dqDtype !== 'f32') fail(op, `the one-pass backward sums dq in place in f32; dq is ${dqDtype} (pass fused: false)`);
+    fused = chooseFused(op, c, opts.fused, dqDtype);
     dq = output(op, c.rt, q.shape, q.dtype, opts.out?.dq);
     dk = output(op, c.rt, k.shape, k.dtype, opts.out?.dk);
     dv = output(op, c.rt, v.shape, v.dtype, opts.out?.dv);
@@ -169,35 +218,94 @@ export async function attentionBackward(
     if (c.ownLens) c.lens!.free();
     throw err;
   }
+  const strides = headMajorStrides(c.H, c.Hkv, c.N, c.D);
+  await backward(c, { q, k, v, strides }, { q: dq, k: dk, v: dv, strides }, dout, fwd, fused, opts);
+  return { dq, dk, dv };
+}
+
+/** Options of `ops.attentionQKVBackward`: the forward's, plus where to write dqkv. */
+export interface AttentionQKVBackwardOptions extends AttentionOptions {
+  /** Write dqkv here ([B, N, 3, H, D]) instead of allocating it. */
+  readonly out?: Tensor;
+  /** As in `ops.attentionBackward`. */
+  readonly fused?: boolean;
+}
+
+/**
+ * The backward of `ops.attentionQKV`: dqkv [B, N, 3, H, D] (dq, dk and dv of each token, the
+ * layout the QKV projection's backward reads) from dout [B, N, H, D], the forward's qkv and its
+ * out and lse.
+ */
+export async function attentionQKVBackward(dout: Tensor, qkv: Tensor, fwd: AttentionResult, opts: AttentionQKVBackwardOptions = {}): Promise<Tensor> {
+  const op = 'attentionQKVBackward';
+  checkFused(op, opts.fused);
+  const c = checkQKV(op, qkv, opts);
+  let dqkv: Tensor;
+  let fused: boolean;
+  try {
+    checkForward(op, c, dout, fwd, [c.B, c.N, c.H, c.D]);
+    const dtype = opts.out instanceof Tensor ? opts.out.dtype : qkv.dtype;
+    fused = chooseFused(op, c, opts.fused, dtype);
+    dqkv = output(op, c.rt, qkv.shape, qkv.dtype, opts.out);
+  } catch (err) {
+    if (c.ownLens) c.lens!.free();
+    throw err;
+  }
+  await backward(c, qkvViews(qkv, c), qkvViews(dqkv, c), dout, fwd, fused, opts);
+  return dqkv;
+}
+
+function checkFused(op: string, fused: unknown): void {
+  if (fused !== undefined && typeof fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(fused)}`);
+}
+
+/** dout and the forward's out (shaped `outShape`) and lse. */
+function checkForward(op: string, c: Checked, dout: Tensor, fwd: AttentionResult, outShape: readonly number[]): void {
+  floatTensor(op, 'dout', dout, c.rt);
+  sameShape(op, 'dout', dout.shape, outShape);
+  floatTensor(op, 'out', fwd.out, c.rt);
+  sameShape(op, 'out', fwd.out.shape, outShape);
+  if (!(fwd.lse instanceof Tensor) || fwd.lse.dtype !== 'f32') fail(op, 'lse must be the forward\'s f32 log-sum-exp');
+  sameShape(op, 'lse', fwd.lse.shape, [c.B, c.H, c.N]);
+}
+
+/** One pass or two (see AttentionBackwardOptions.fused), for a dq of `dqDtype`. */
+function chooseFused(op: string, c: Checked, asked: boolean | undefined, dqDtype: Tensor['dtype']): boolean {
+  const fused = asked ?? (dqDtype === 'f32' && c.B * c.Hkv >= FUSED_HEADS_PER_THREAD * Math.max(1, c.rt.threads));
+  if (fused && dqDtype !== 'f32') fail(op, `the one-pass backward sums dq in place in f32; dq is ${dqDtype} (pass fused: false)`);
+  return fused;
+}
+
+/** The backward's launches: delta, then one pass or the dK/dV and dQ passes. */
+async function backward(c: Checked, x: Operands, g: Operands, dout: Tensor, fwd: AttentionResult, fused: boolean, opts: AttentionOptions): Promise<void> {
   const rows = c.B * c.H * c.N;
   const delta = c.rt.empty([Math.max(1, rows)], 'f32');
+  const o = x.strides.slice(6);
   try {
-    if (rows > 0) {
-      await attnDeltaKernel.launch({ grid: [Math.ceil(rows / 64)], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, rows);
-      const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop] as const;
-      if (fused) {
-        const t = tiles(c, opts, 'bwd');
-        await attnBwdKernel.launch(
-          { grid: [c.B * c.Hkv], ...constexprs(c), BM: t.BM, BN: t.BN, FUSED: true },
-          q, k, v, dout, fwd.lse, delta, dq, dk, dv, c.lens ?? delta, ...args,
-        );
-        return { dq, dk, dv };
-      }
-      // Each pass has its own tiles; a forced config sets both.
-      const kv = tiles(c, opts, 'dkv');
-      const qc = tiles(c, opts, 'dq');
-      await attnBwdKVKernel.launch(
-        { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN, FUSED: false },
-        q, k, v, dout, fwd.lse, delta, dq, dk, dv, c.lens ?? delta, ...args,
+    if (rows === 0) return;
+    await attnDeltaKernel.launch({ grid: [Math.ceil(c.N / 64), c.B * c.H], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, c.N, c.H, ...o);
+    const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop, ...x.strides] as const;
+    if (fused) {
+      const t = tiles(c, opts, 'bwd');
+      await attnBwdKernel.launch(
+        { grid: [c.B * c.Hkv], ...constexprs(c), BM: t.BM, BN: t.BN, FUSED: true },
+        x.q, x.k, x.v, dout, fwd.lse, delta, g.q, g.k, g.v, c.lens ?? delta, ...args,
       );
-      await attnBwdQKernel.launch(
-        { grid: [Math.ceil(c.N / qc.BM), c.B * c.H], ...constexprs(c), BM: qc.BM, BN: qc.BN },
-        q, k, v, dout, fwd.lse, delta, dq, c.lens ?? delta, ...args,
-      );
+      return;
     }
+    // Each pass has its own tiles; a forced config sets both.
+    const kv = tiles(c, opts, 'dkv');
+    const qc = tiles(c, opts, 'dq');
+    await attnBwdKVKernel.launch(
+      { grid: [Math.ceil(c.N / kv.BN), c.B * c.Hkv], ...constexprs(c), BM: kv.BM, BN: kv.BN, FUSED: false },
+      x.q, x.k, x.v, dout, fwd.lse, delta, g.q, g.k, g.v, c.lens ?? delta, ...args,
+    );
+    await attnBwdQKernel.launch(
+      { grid: [Math.ceil(c.N / qc.BM), c.B * c.H], ...constexprs(c), BM: qc.BM, BN: qc.BN },
+      x.q, x.k, x.v, dout, fwd.lse, delta, g.q, c.lens ?? delta, ...args,
+    );
   } finally {
     delta.free();
     if (c.ownLens) c.lens!.free();
   }
-  return { dq, dk, dv };
 }

@@ -3,7 +3,7 @@
  * choice, launch). One file per op family.
  */
 import { activation, activationBackward, cast } from './activation.js';
-import { attention, attentionBackward } from './attention.js';
+import { attention, attentionBackward, attentionQKV, attentionQKVBackward } from './attention.js';
 import { mergeHeads, splitHeads, sum } from './layout.js';
 import { huberLoss, l1Loss, mseLoss } from './loss.js';
 import { matmul } from './matmul.js';
@@ -15,7 +15,7 @@ import { logSoftmax, logSoftmaxBackward, softmax, softmaxBackward } from './soft
 export type { MatmulOptions } from './matmul.js';
 export { PackedWeights } from './packed.js';
 export type { PackWeightsOptions } from './packed.js';
-export type { AttentionOptions, AttentionBackwardOptions, AttentionResult, AttentionGrads } from './attention.js';
+export type { AttentionOptions, AttentionBackwardOptions, AttentionQKVBackwardOptions, AttentionResult, AttentionGrads } from './attention.js';
 export type { Activation, ElementwiseOptions } from './activation.js';
 export type { LossOptions, LossResult, Reduction } from './loss.js';
 export type { NormOptions, NormResult, NormBackwardOptions, NormGrads } from './norm.js';
@@ -24,7 +24,7 @@ export type { AdamStepOptions, SgdStepOptions } from './optim.js';
 /** The built-in ops. */
 export const ops = {
   matmul, packWeights,
-  attention, attentionBackward,
+  attention, attentionBackward, attentionQKV, attentionQKVBackward,
   activation, activationBackward, cast,
   softmax, logSoftmax, softmaxBackward, logSoftmaxBackward,
   layerNorm, rmsNorm, layerNormBackward, rmsNormBackward,

@@ -5,7 +5,9 @@
  * form, its config space and candidate checks, one problem of a given shape, the work of a call
  * (for the rate column) and the table row a result becomes.
  */
-import { ATTENTION_CONFIGS, ATTENTION_SCRATCH_MAX, attnBwdKernel, attnBwdKVKernel, attnBwdQKernel, attnFwdKernel, type AttentionPass } from '../../templates/attention.js';
+import {
+  ATTENTION_CONFIGS, ATTENTION_SCRATCH_MAX, attnBwdKernel, attnBwdKVKernel, attnBwdQKernel, attnFwdKernel, headMajorStrides, type AttentionPass,
+} from '../../templates/attention.js';
 import { GEMV_CONFIGS, gemvKernel } from '../../templates/gemv.js';
 import { normFwdKernel } from '../../templates/norm.js';
 import { ROW_CONFIGS, rowConfigFor, rowTile, softmaxKernel } from '../../templates/softmax.js';
@@ -135,7 +137,7 @@ function attention(pass: AttentionPass, causal: boolean): TuneOp {
   const args = (rt: Runtime, N: number, D: number, heads = H): KernelArg[] => {
     const shape = [1, heads, N, D];
     const q = data(rt, shape, 1), k = data(rt, shape, 2), v = data(rt, shape, 3);
-    const tail = [N, heads, 1, 1 / Math.sqrt(D), 0, 0];
+    const tail = [N, heads, 1, 1 / Math.sqrt(D), 0, 0, ...headMajorStrides(heads, heads, N, D)];
     if (pass === 'fwd') {
       const lse = rt.empty([1, heads, N]);
       return [q, k, v, rt.empty(shape), lse, lse, ...tail];
