@@ -139,8 +139,9 @@ export const NORM_GRAD_SOURCE = `function normGrad(X, Dy, Mean, Rstd, Pw, Pb, M,
   const mc = cols < N;
   const r0 = programId(1) * rowsPer;
   const r1 = minimum(M, r0 + rowsPer);
-  let aw = zeros([BN]);
-  let ab = zeros([BN]);
+  // Loop-carried [BR, BN] partials, reduced once at the end (as sumRows).
+  let aw = zeros([BR, BN]);
+  let ab = zeros([BR, BN]);
   for (let r = r0; r < r1; r += BR) {
     const rows = r + arange(BR);
     const mr = rows < r1;
@@ -149,11 +150,11 @@ export const NORM_GRAD_SOURCE = `function normGrad(X, Dy, Mean, Rstd, Pw, Pb, M,
     const dy = ld(Dy, offs, m, 0.0, EVEN);
     let xc = ld(X, offs, m, 0.0, EVEN);
     if (!RMS) { xc = xc - expandDims(ld(Mean, rows, mr, 0.0, EVEN), 1); }
-    aw = aw + sum(dy * xc * expandDims(ld(Rstd, rows, mr, 0.0, EVEN), 1), 0);
-    if (HAS_B) { ab = ab + sum(dy, 0); }
+    aw = aw + dy * xc * expandDims(ld(Rstd, rows, mr, 0.0, EVEN), 1);
+    if (HAS_B) { ab = ab + dy; }
   }
-  st(Pw, programId(1) * N + cols, aw, mc, EVEN);
-  if (HAS_B) { st(Pb, programId(1) * N + cols, ab, mc, EVEN); }
+  st(Pw, programId(1) * N + cols, sum(aw, 0), mc, EVEN);
+  if (HAS_B) { st(Pb, programId(1) * N + cols, sum(ab, 0), mc, EVEN); }
 }`;
 
 export const normFwdKernel = jit(NORM_FWD_SOURCE, {

@@ -5,7 +5,7 @@
 import { headsKernel } from '../../templates/layout.js';
 import { colsumKernel, sumRowsKernel } from '../../templates/reduce.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, floatTensor, isPow2, pow2AtLeast, rowSlabs } from './common.js';
+import { columnSumTiles, fail, floatTensor, isPow2, rowSlabs } from './common.js';
 
 /**
  * [B, N, C·H·Dh] -> [C, B, H, N, Dh]: C projections (3 for a fused QKV) of H heads each, moved
@@ -57,7 +57,7 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   const N = rest.reduce((p, d) => p * d, 1);
   const out = rt.empty(rest, opts.dtype ?? x.dtype);
   if (N === 0) return out;
-  const { BR, BN } = sumTiles(N);
+  const { BR, BN } = columnSumTiles(N);
   const { rowsPer, slabs: P } = rowSlabs(rows, BR);
   const even = N % BN === 0 && rows % rowsPer === 0;
   const part = rt.empty([P, N], 'f32');
@@ -70,14 +70,3 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   return out;
 }
 
-/**
- * sumRows' tile: columns as wide as divide N up to 512 (a row's run of 2 KB streams where
- * 256-byte pieces of rows far apart do not), 1024 elements in all. Measured on 2 threads
- * (GB/s, the old 16x64 tile with a reduction per step -> this): 8192x512 9 -> 41,
- * 8192x128 25 -> 53, 8192x384 9 -> 28, 32x32768 10 -> 31.
- */
-function sumTiles(N: number): { BR: number; BN: number } {
-  const low = N & -N;
-  const BN = Math.min(512, low >= 64 ? low : pow2AtLeast(N, 8));
-  return { BR: Math.max(1, Math.min(8, 1024 / BN)), BN };
-}

@@ -7,7 +7,7 @@ import { normBwdKernel, normFwdKernel, normGradKernel } from '../../templates/no
 import { colsumKernel } from '../../templates/reduce.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, finite, floatTensor, output, rowSlabs, sameShape } from './common.js';
+import { columnSumTiles, fail, finite, floatTensor, output, rowSlabs, sameShape } from './common.js';
 import { rowsOf } from './softmax.js';
 
 /** Options of the norm forwards. */
@@ -114,7 +114,7 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
     );
     if (dweight || dbias) {
       // Partial column sums over slabs of rows, then across slabs (see rowSlabs).
-      const BR = 16, BN = 64;
+      const { BR, BN } = columnSumTiles(N);
       const { rowsPer, slabs: P } = rowSlabs(M, BR);
       const pw = rt.empty([P, N], 'f32');
       const pb = rt.empty([P, N], 'f32');
