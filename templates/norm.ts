@@ -81,7 +81,7 @@ export const NORM_FWD_SOURCE = `function normFwd(X, W, B, Y, Mean, Rstd, M, N, e
   }
 }`;
 
-export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N, R, BN, RMS, HAS_W, SINGLE, EVEN) {
+export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, Res, M, N, R, BN, RMS, HAS_W, HAS_RES, SINGLE, EVEN) {
   const nf = cast(N, 'f32');
   if (SINGLE) {
     const rows = programId(0) * R + arange(R);
@@ -97,12 +97,11 @@ export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N,
     let g = ld(Dy, offs, m, 0.0, EVEN);
     if (HAS_W) { g = g * expandDims(ld(W, cols, mc, 0.0, EVEN), 0); }
     const c2 = expandDims(sum(g * xhat, 1) / nf, 1);
-    if (RMS) {
-      st(Dx, offs, rstd * (g - xhat * c2), m, EVEN);
-    } else {
-      const c1 = expandDims(sum(g, 1) / nf, 1);
-      st(Dx, offs, rstd * (g - c1 - xhat * c2), m, EVEN);
-    }
+    let dx = rstd * (g - xhat * c2);
+    if (!RMS) { dx = rstd * (g - expandDims(sum(g, 1) / nf, 1) - xhat * c2); }
+    // The gradient of a residual connection around the norm joins here.
+    if (HAS_RES) { dx = dx + ld(Res, offs, m, 0.0, EVEN); }
+    st(Dx, offs, dx, m, EVEN);
   } else {
     const row = programId(0);
     const base = row * N;
@@ -128,7 +127,10 @@ export const NORM_BWD_SOURCE = `function normBwd(X, W, Dy, Mean, Rstd, Dx, M, N,
       const xhat = (load(X, base + cols, m, 0.0) - mean) * rstd;
       let g = load(Dy, base + cols, m, 0.0);
       if (HAS_W) { g = g * load(W, cols, m, 0.0); }
-      if (RMS) { store(Dx, base + cols, rstd * (g - xhat * c2), m); } else { store(Dx, base + cols, rstd * (g - c1 - xhat * c2), m); }
+      let dx = rstd * (g - xhat * c2);
+      if (!RMS) { dx = rstd * (g - c1 - xhat * c2); }
+      if (HAS_RES) { dx = dx + load(Res, base + cols, m, 0.0); }
+      store(Dx, base + cols, dx, m);
     }
   }
 }`;
@@ -167,8 +169,8 @@ export const normFwdKernel = jit(NORM_FWD_SOURCE, {
 
 export const normBwdKernel = jit(NORM_BWD_SOURCE, {
   signature: {
-    X: 'ptr', W: 'ptr', Dy: 'ptr', Mean: 'ptr', Rstd: 'ptr', Dx: 'ptr', M: 'i32', N: 'i32',
-    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', SINGLE: 'constexpr', EVEN: 'constexpr',
+    X: 'ptr', W: 'ptr', Dy: 'ptr', Mean: 'ptr', Rstd: 'ptr', Dx: 'ptr', Res: 'ptr', M: 'i32', N: 'i32',
+    R: 'constexpr', BN: 'constexpr', RMS: 'constexpr', HAS_W: 'constexpr', HAS_RES: 'constexpr', SINGLE: 'constexpr', EVEN: 'constexpr',
   },
   helpers: MASKED_HELPERS,
 });

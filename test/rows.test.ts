@@ -196,6 +196,10 @@ describe('layer norm and RMS norm', () => {
     close(g.dweight!.toArray(), dw, 1e-4, 1e-5 * Math.sqrt(M), 'dweight');
     if (!rms) close(g.dbias!.toArray(), db, 1e-5, 1e-5 * Math.sqrt(M), 'dbias');
     else expect(g.dbias).toBeUndefined();
+    // A residual's gradient joins dx in the same pass.
+    const res = rand(M * N, 17);
+    const gr = await (rms ? ops.rmsNormBackward : ops.layerNormBackward)(DY, X, { weight: W, rstd: f.rstd, mean: f.mean, residual: rt.tensor(res, [M, N]) });
+    close(gr.dx.toArray(), dx.map((v, i) => v + res[i]!), 1e-4, 1e-5, 'dx + residual');
   });
 
   test('backward matches finite differences of the forward (x, weight, bias)', async () => {
@@ -232,5 +236,6 @@ describe('layer norm and RMS norm', () => {
     await expect(ops.rmsNorm(X, { bias: rt.tensor([1, 2, 3, 4], [4]) })).rejects.toThrow(/RMS norm has no bias/);
     await expect(ops.layerNorm(X, { eps: -1 })).rejects.toThrow(/eps must be a finite number >= 0, got -1/);
     await expect(ops.layerNormBackward(X, X, { rstd: rt.tensor([1, 2], [2]), mean: rt.tensor([1, 2, 3], [3]) })).rejects.toThrow(/rstd must be the forward's f32 statistics with 3 elements/);
+    await expect(ops.layerNormBackward(X, X, { residual: rt.empty([3]) })).rejects.toThrow(/layerNormBackward: residual: expected shape/);
   });
 });

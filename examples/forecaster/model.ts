@@ -17,8 +17,6 @@ const addPeriodic = jit(`function addPeriodic(X, P, Out, period, BLOCK) {
   store(Out, i, load(X, i, m) + load(P, j, m), m);
 }`, { signature: { X: 'ptr', P: 'ptr', Out: 'ptr', period: 'i32', BLOCK: 'constexpr' } });
 
-const add = jit.map((a: number, b: number) => a + b, { name: 'add' });
-
 /** Training options. */
 export interface TrainOptions {
   readonly lr?: number;
@@ -106,8 +104,9 @@ export class TilejitForecaster {
       const activationGrad = geluInput ? { activation: 'gelu' as const, preActivation: geluInput } : undefined;
       return ops.matmul(dy, this.w(`${name}.w`), { transB: true, activationGrad });
     };
-    const norm = async (name: string, dy: Tensor, input: Tensor, st: { mean?: Tensor; rstd: Tensor }): Promise<Tensor> => {
-      const r = await ops.layerNormBackward(dy, input, { weight: this.w(`${name}.w`), bias: true, mean: st.mean, rstd: st.rstd });
+    // The norm's input gradient, plus `residual`'s (the skip path around the block) when given.
+    const norm = async (name: string, dy: Tensor, input: Tensor, st: { mean?: Tensor; rstd: Tensor }, residual?: Tensor): Promise<Tensor> => {
+      const r = await ops.layerNormBackward(dy, input, { weight: this.w(`${name}.w`), bias: true, mean: st.mean, rstd: st.rstd, residual });
       grads.set(`${name}.w`, r.dweight!);
       grads.set(`${name}.b`, r.dbias!);
       return r.dx;
@@ -119,11 +118,11 @@ export class TilejitForecaster {
       const name = (s: string): string => `l${l}.${s}`;
       const du = await linear(name('fc2'), k.g, dx, k.u);
       const dh2 = await linear(name('fc1'), k.h2, du);
-      const dx2 = await add(dx, await norm(name('ln2'), dh2, k.x2, k.ln2));
+      const dx2 = await norm(name('ln2'), dh2, k.x2, k.ln2, dx);
       const dam = await linear(name('out'), k.am, dx2);
       const dqkv = (await ops.attentionQKVBackward(dam.reshape([B, N, H, Dh]), k.qkv, k.att)).reshape([B * N, 3 * d]);
       const dh = await linear(name('qkv'), k.h, dqkv);
-      dx = await add(dx2, await norm(name('ln1'), dh, k.x, k.ln1));
+      dx = await norm(name('ln1'), dh, k.x, k.ln1, dx2);
     }
     grads.set('pos', (await ops.sum(dx.reshape([B, N * d]))).reshape([N, d]));
     await linear('embed', f.xe, dx);

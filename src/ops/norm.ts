@@ -38,6 +38,11 @@ export interface NormBackwardOptions {
   /** The forward's statistics; recomputed from x when absent. */
   readonly mean?: Tensor;
   readonly rstd?: Tensor;
+  /**
+   * Added to dx ([.., N] like x): the gradient that reaches the norm's input around it through
+   * a residual connection (x + f(norm(x))), summed in the same pass.
+   */
+  readonly residual?: Tensor;
 }
 
 /** dx, and dweight / dbias when asked for. */
@@ -92,6 +97,11 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
   if (rms && opts.bias) fail(op, 'RMS norm has no bias');
   let mean = rms ? undefined : stat(op, 'mean', opts.mean, rt, M);
   let rstd = stat(op, 'rstd', opts.rstd, rt, M);
+  const res = opts.residual;
+  if (res !== undefined) {
+    floatTensor(op, 'residual', res, rt);
+    sameShape(op, 'residual', res.shape, x.shape);
+  }
   const own: Tensor[] = [];
   if (rstd === undefined || (!rms && mean === undefined)) {
     // Recompute the statistics (y is thrown away).
@@ -109,8 +119,11 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
     if (M === 0) return { dx, dweight, dbias };
     const c = chooseRowConfig(M, N, 'norm');
     await normBwdKernel.launch(
-      { grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, SINGLE: c.SINGLE, EVEN: c.EVEN, runtime: rt },
-      x, w ?? x, dy, mean ?? rstd!, rstd!, dx, M, N,
+      {
+        grid: [c.SINGLE ? Math.ceil(M / c.R) : M], R: c.R, BN: c.BN, RMS: rms, HAS_W: w !== undefined, HAS_RES: res !== undefined,
+        SINGLE: c.SINGLE, EVEN: c.EVEN, runtime: rt,
+      },
+      x, w ?? x, dy, mean ?? rstd!, rstd!, dx, res ?? x, M, N,
     );
     if (dweight || dbias) {
       // Partial column sums over slabs of rows, then across slabs (see rowSlabs).
