@@ -226,5 +226,28 @@ describe('ops.attentionQKV: a packed [B, N, 3, H, D] projection read in place', 
     await expect(ops.attentionQKVBackward(fwd.out, qkv, fwd, { out: badOut })).rejects.toThrow(/out: expected shape \[1, 8, 3, 2, 16\]/);
     await expect(ops.attentionQKVBackward(fwd.out, qkv, fwd, { fused: true, kvLens: [3], out: halfOut })).rejects.toThrow(/sums dq in place in f32; dq is bf16/);
     expect(rt.stats().inUseBytes).toBe(before);
+    // Gradients over their own inputs would read them back half-overwritten.
+    await expect(ops.attentionQKVBackward(fwd.out, qkv, fwd, { out: qkv })).rejects.toThrow(/attentionQKVBackward: out must not overlap qkv/);
+    await expect(ops.attentionQKVBackward(fwd.out, qkv, fwd, { out: rt.empty([1, 8, 3, 2, 16]), kvLens: [2] })).resolves.toBeDefined();
+    const q = rt.zeros([1, 2, 8, 16]), k = rt.zeros([1, 2, 8, 16]), v = rt.zeros([1, 2, 8, 16]);
+    const f = await ops.attention(q, k, v);
+    await expect(ops.attentionBackward(f.out, q, k, v, f, { out: { dk: q } })).rejects.toThrow(/attentionBackward: out.dk must not overlap q/);
+    await expect(ops.attentionBackward(f.out, q, k, v, f, { out: { dq: f.out } })).rejects.toThrow(/out.dq must not overlap dout/);
+    const held = rt.empty([1, 2, 8, 16]);
+    await expect(ops.attentionBackward(f.out, q, k, v, f, { out: { dk: held, dv: held } })).rejects.toThrow(/out.dk must not overlap out.dv/);
+  });
+
+  test('empty shapes (no tokens, no batch entries) give empty results and leave nothing behind', async () => {
+    const rt = await rtP;
+    const before = rt.stats().inUseBytes;
+    for (const [B, N] of [[1, 0], [0, 8]] as const) {
+      const qkv = rt.empty([B, N, 3, 2, 16]);
+      const f = await ops.attentionQKV(qkv, { kvLens: Array(B).fill(0) });
+      expect(f.out.shape).toEqual([B, N, 2, 16]);
+      const d = await ops.attentionQKVBackward(f.out, qkv, f, { kvLens: Array(B).fill(0) });
+      expect(d.shape).toEqual([B, N, 3, 2, 16]);
+      for (const t of [qkv, f.out, f.lse, d]) t.free();
+    }
+    expect(rt.stats().inUseBytes).toBe(before);
   });
 });

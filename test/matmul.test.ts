@@ -285,13 +285,27 @@ describe('ops.matmul aux epilogues: preActivation (store the activation\'s input
     }
   });
 
+  test('the derivative as a second pass gives the fused epilogue\'s bits', async () => {
+    // 1024 x 1040 f32 is past the fused limit; its first 64 rows alone are within it.
+    const rt = await rts[2];
+    const M = 1024, N = 1040, K = 8, rows = 64;
+    const a = rand(M * K, 201), b = rand(K * N, 202), u = rand(M * N, 203).map((v) => 3 * v);
+    const B = rt.tensor(b, [K, N]);
+    const big = await ops.matmul(rt.tensor(a, [M, K]), B, { activationGrad: { activation: 'gelu', preActivation: rt.tensor(u, [M, N]) } });
+    const small = await ops.matmul(rt.tensor(a.subarray(0, rows * K), [rows, K]), B, { activationGrad: { activation: 'gelu', preActivation: rt.tensor(u.subarray(0, rows * N), [rows, N]) } });
+    expect(big.toArray().subarray(0, rows * N)).toEqual(small.toArray());
+  });
+
   test('bad aux arguments are clear errors', async () => {
     const rt = await rts[0];
     const a = rt.tensor(rand(6, 1), [2, 3]), b = rt.tensor(rand(6, 2), [3, 2]);
     const pre = rt.empty([2, 2]);
     await expect(ops.matmul(a, b, { preActivation: pre })).rejects.toThrow(/preActivation needs an activation/);
     await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: rt.empty([2, 3]) })).rejects.toThrow(/preActivation must be \[2,2\]/);
-    await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: pre, out: pre })).rejects.toThrow(/preActivation and out must be different/);
+    await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: pre, out: pre })).rejects.toThrow(/preActivation and out must not overlap/);
+    await expect(ops.matmul(a, b, { activationGrad: { activation: 'gelu', preActivation: pre }, out: pre })).rejects.toThrow(/activationGrad.preActivation and out must not overlap/);
+    const both = rt.empty([2, 2, 2]);
+    await expect(ops.matmul(a, b, { activationGrad: { activation: 'relu', preActivation: both.narrow(0, 1).reshape([2, 2]) }, out: both.reshape([8]).narrow(2, 6).reshape([2, 2]) })).rejects.toThrow(/must not overlap/);
     await expect(ops.matmul(a, b, { activation: 'gelu', activationGrad: { activation: 'gelu', preActivation: pre } })).rejects.toThrow(/activation must be none/);
     await expect(ops.matmul(a, b, { activationGrad: { activation: 'tanh' as never, preActivation: pre } })).rejects.toThrow(/activationGrad.activation must be one of/);
     await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: pre, activationGrad: { activation: 'gelu', preActivation: pre } })).rejects.toThrow(/exclude each other/);

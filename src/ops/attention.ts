@@ -1,13 +1,14 @@
 /**
- * @fileoverview `ops.attention` and `ops.attentionBackward`: exact scaled dot-product attention
- * through the flash-attention templates (no N x N buffer).
+ * @fileoverview `ops.attention` and `ops.attentionBackward` (q, k, v as [B, H, N, D] tensors),
+ * `ops.attentionQKV` and `ops.attentionQKVBackward` (one packed [B, N, 3, H, D] projection):
+ * exact scaled dot-product attention through the flash-attention templates (no N x N buffer).
  */
 import {
   attnBwdKernel, attnBwdKVKernel, attnBwdQKernel, attnDeltaKernel, attnFwdKernel, chooseAttentionPassConfig, headMajorStrides, type AttentionPass,
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
-import { describe, fail, finite, floatTensor, output, sameShape } from './common.js';
+import { describe, fail, finite, floatTensor, output, overlaps, pow2AtLeast, sameShape } from './common.js';
 
 /** Options of `ops.attention`. */
 export interface AttentionOptions {
@@ -28,7 +29,10 @@ export interface AttentionOptions {
   readonly config?: { readonly BM: number; readonly BN: number };
 }
 
-/** out [B, H, N, D] (dtype of q) and the natural-log sum-exp per query row, f32 [B, H, N]. */
+/**
+ * out (dtype of q; [B, H, N, D] from `attention`, [B, N, H, D] from `attentionQKV`) and the
+ * natural-log sum-exp per query row, f32 [B, H, N].
+ */
 export interface AttentionResult {
   readonly out: Tensor;
   readonly lse: Tensor;
@@ -109,10 +113,19 @@ interface Operands {
 function qkvViews(qkv: Tensor, c: Checked): Operands {
   const HD = c.H * c.D, flat = qkv.reshape([qkv.size]);
   const row = 3 * HD;
-  return {
-    q: flat, k: flat.narrow(HD, qkv.size), v: flat.narrow(2 * HD, qkv.size),
-    strides: [c.N * row, c.D, row, c.N * row, c.D, row, c.N * HD, c.D, HD],
-  };
+  const strides = [c.N * row, c.D, row, c.N * row, c.D, row, c.N * HD, c.D, HD];
+  // Nothing to read in an empty projection (no launch runs), and no k or v offset inside it.
+  if (qkv.size === 0) return { q: flat, k: flat, v: flat, strides };
+  return { q: flat, k: flat.narrow(HD, qkv.size), v: flat.narrow(2 * HD, qkv.size), strides };
+}
+
+/** Gradients written over an input would be read back half-overwritten: refuse any overlap. */
+function checkDisjoint(op: string, grads: readonly [string, Tensor | undefined][], inputs: readonly [string, Tensor][]): void {
+  grads.forEach(([g, t], i) => {
+    if (t === undefined) return;
+    for (const [name, x] of inputs) if (overlaps(t, x)) fail(op, `${g} must not overlap ${name}`);
+    for (const [g2, t2] of grads.slice(i + 1)) if (t2 && overlaps(t, t2)) fail(op, `${g} must not overlap ${g2}`);
+  });
 }
 
 /** A pass's tiles: the forced config, else the tuned table's (or the rule's) for this shape. */
@@ -131,7 +144,7 @@ function constexprs(c: Checked): Record<string, unknown> {
  */
 export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
   const c = check('attention', q, k, v, opts);
-  return forward(c, { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, q.shape, q.dtype, opts);
+  return forward(c, () => ({ q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }), q.shape, q.dtype, opts);
 }
 
 /**
@@ -145,7 +158,7 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
  */
 export async function attentionQKV(qkv: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
   const c = checkQKV('attentionQKV', qkv, opts);
-  return forward(c, qkvViews(qkv, c), [c.B, c.N, c.H, c.D], qkv.dtype, opts);
+  return forward(c, () => qkvViews(qkv, c), [c.B, c.N, c.H, c.D], qkv.dtype, opts);
 }
 
 function checkQKV(op: string, qkv: Tensor, opts: AttentionOptions): Checked {
@@ -157,9 +170,11 @@ function checkQKV(op: string, qkv: Tensor, opts: AttentionOptions): Checked {
   return checkOptions(op, qkv.runtime, B, H, H, N, D, opts);
 }
 
-async function forward(c: Checked, x: Operands, outShape: readonly number[], dtype: Tensor['dtype'], opts: AttentionOptions): Promise<AttentionResult> {
+/** The forward's launch; `operands` runs inside the clean-up that frees the key lengths. */
+async function forward(c: Checked, operands: () => Operands, outShape: readonly number[], dtype: Tensor['dtype'], opts: AttentionOptions): Promise<AttentionResult> {
   let out: Tensor | undefined, lse: Tensor | undefined;
   try {
+    const x = operands();
     out = c.rt.empty(outShape, dtype);
     lse = c.rt.empty([c.B, c.H, c.N], 'f32');
     if (c.N > 0 && c.B * c.H > 0) {
@@ -208,9 +223,11 @@ export async function attentionBackward(
     // Decided before any output is allocated, so that refusing it leaves nothing behind.
     const dqDtype = opts.out?.dq instanceof Tensor ? opts.out.dq.dtype : q.dtype;
     fused = chooseFused(op, c, opts.fused, dqDtype);
-    dq = output(op, c.rt, q.shape, q.dtype, opts.out?.dq);
-    dk = output(op, c.rt, k.shape, k.dtype, opts.out?.dk);
-    dv = output(op, c.rt, v.shape, v.dtype, opts.out?.dv);
+    const o = opts.out;
+    checkDisjoint(op, [['out.dq', o?.dq], ['out.dk', o?.dk], ['out.dv', o?.dv]], [['q', q], ['k', k], ['v', v], ['dout', dout], ['the forward\'s out', fwd.out], ['lse', fwd.lse]]);
+    dq = output(op, c.rt, q.shape, q.dtype, o?.dq);
+    dk = output(op, c.rt, k.shape, k.dtype, o?.dk);
+    dv = output(op, c.rt, v.shape, v.dtype, o?.dv);
   } catch (err) {
     // A refused out leaves no gradient this call allocated behind.
     if (dq && dq !== opts.out?.dq) dq.free();
@@ -218,8 +235,12 @@ export async function attentionBackward(
     if (c.ownLens) c.lens!.free();
     throw err;
   }
-  const strides = headMajorStrides(c.H, c.Hkv, c.N, c.D);
-  await backward(c, { q, k, v, strides }, { q: dq, k: dk, v: dv, strides }, dout, fwd, fused, opts);
+  try {
+    await backward(c, () => ({ x: { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, g: { q: dq, k: dk, v: dv } }), dout, fwd, fused, opts);
+  } catch (err) {
+    for (const [t, given] of [[dq, opts.out?.dq], [dk, opts.out?.dk], [dv, opts.out?.dv]] as const) if (t !== given) t.free();
+    throw err;
+  }
   return { dq, dk, dv };
 }
 
@@ -246,12 +267,18 @@ export async function attentionQKVBackward(dout: Tensor, qkv: Tensor, fwd: Atten
     checkForward(op, c, dout, fwd, [c.B, c.N, c.H, c.D]);
     const dtype = opts.out instanceof Tensor ? opts.out.dtype : qkv.dtype;
     fused = chooseFused(op, c, opts.fused, dtype);
+    checkDisjoint(op, [['out', opts.out]], [['qkv', qkv], ['dout', dout], ['the forward\'s out', fwd.out], ['lse', fwd.lse]]);
     dqkv = output(op, c.rt, qkv.shape, qkv.dtype, opts.out);
   } catch (err) {
     if (c.ownLens) c.lens!.free();
     throw err;
   }
-  await backward(c, qkvViews(qkv, c), qkvViews(dqkv, c), dout, fwd, fused, opts);
+  try {
+    await backward(c, () => ({ x: qkvViews(qkv, c), g: qkvViews(dqkv, c) }), dout, fwd, fused, opts);
+  } catch (err) {
+    if (dqkv !== opts.out) dqkv.free();
+    throw err;
+  }
   return dqkv;
 }
 
@@ -276,14 +303,22 @@ function chooseFused(op: string, c: Checked, asked: boolean | undefined, dqDtype
   return fused;
 }
 
-/** The backward's launches: delta, then one pass or the dK/dV and dQ passes. */
-async function backward(c: Checked, x: Operands, g: Operands, dout: Tensor, fwd: AttentionResult, fused: boolean, opts: AttentionOptions): Promise<void> {
+/**
+ * The backward's launches: delta, then one pass or the dK/dV and dQ passes. The gradients g
+ * are laid out as the inputs x (the kernels address both through x's strides); `operands`
+ * runs inside the clean-up that frees the key lengths.
+ */
+async function backward(
+  c: Checked, operands: () => { x: Operands; g: Pick<Operands, 'q' | 'k' | 'v'> }, dout: Tensor, fwd: AttentionResult, fused: boolean, opts: AttentionOptions,
+): Promise<void> {
   const rows = c.B * c.H * c.N;
-  const delta = c.rt.empty([Math.max(1, rows)], 'f32');
-  const o = x.strides.slice(6);
+  let delta: Tensor | undefined;
   try {
     if (rows === 0) return;
-    await attnDeltaKernel.launch({ grid: [Math.ceil(c.N / 64), c.B * c.H], BM: 64, D: c.D, runtime: c.rt }, fwd.out, dout, delta, c.N, c.H, ...o);
+    const { x, g } = operands();
+    delta = c.rt.empty([rows], 'f32');
+    const BM = Math.min(64, pow2AtLeast(c.N));
+    await attnDeltaKernel.launch({ grid: [Math.ceil(c.N / BM), c.B * c.H], BM, D: c.D, runtime: c.rt }, fwd.out, dout, delta, c.N, c.H, ...x.strides.slice(6));
     const args = [c.N, c.H, c.H / c.Hkv, c.scale, c.seed, c.pdrop, ...x.strides] as const;
     if (fused) {
       const t = tiles(c, opts, 'bwd');
@@ -305,7 +340,7 @@ async function backward(c: Checked, x: Operands, g: Operands, dout: Tensor, fwd:
       x.q, x.k, x.v, dout, fwd.lse, delta, g.q, c.lens ?? delta, ...args,
     );
   } finally {
-    delta.free();
+    delta?.free();
     if (c.ownLens) c.lens!.free();
   }
 }

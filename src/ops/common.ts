@@ -81,7 +81,8 @@ export function rowSlabs(rows: number, BR: number): { rowsPer: number; slabs: nu
 /**
  * The tile of a column sum over rows (sumRows, normGrad): columns as wide as divide N up to 512
  * (a row's run of 2 KB streams where 256-byte pieces of rows far apart do not), 1024 elements
- * in all, into a loop-carried partial reduced once at the end. Measured on 2 threads (GB/s, the
+ * in all up to eight rows (narrower tiles stay eight rows deep), into a loop-carried partial
+ * reduced once at the end. Measured on 2 threads (GB/s, the
  * old 16x64 tile with a reduction per step -> this): sums of 8192x512 9 -> 41, 8192x128
  * 25 -> 53, 8192x384 9 -> 28, 32x32768 10 -> 31.
  */
@@ -89,4 +90,10 @@ export function columnSumTiles(N: number): { BR: number; BN: number } {
   const low = N & -N;
   const BN = Math.min(512, low >= 64 ? low : pow2AtLeast(N, 8));
   return { BR: Math.max(1, Math.min(8, 1024 / BN)), BN };
+}
+
+/** True when two (contiguous) tensors share any byte of the runtime's memory. */
+export function overlaps(a: Tensor, b: Tensor): boolean {
+  return a.runtime === b.runtime && a.byteLength > 0 && b.byteLength > 0 &&
+    a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }

@@ -69,4 +69,3 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   }
   return out;
 }
-

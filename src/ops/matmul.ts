@@ -10,7 +10,7 @@ import type { StorageDType } from '../ir/ir.js';
 import { detectFeatures } from '../runtime/features.js';
 import { Tensor } from '../runtime/tensor.js';
 import { activation as activationOp, activationBackward, type Activation } from './activation.js';
-import { isPow2, pow2AtLeast } from './common.js';
+import { isPow2, overlaps, pow2AtLeast } from './common.js';
 import { PackedWeights } from './packed.js';
 
 /** Options of `ops.matmul`. */
@@ -38,7 +38,10 @@ export interface MatmulOptions {
   /**
    * The backward of an activation behind this product: multiply the result by the activation's
    * derivative at `preActivation` (saved by the forward's `preActivation`), e.g. dU = (dY · W₂ᵀ)
-   * ⊙ gelu'(U) in one pass (a DGELU epilogue). `activation` must then be 'none'.
+   * ⊙ gelu'(U) (a DGELU epilogue). Fused into the GEMM's epilogue, except for a derivative
+   * costlier than relu's over more than 4 MB of f32 output, and on the GEMV and split-K paths,
+   * which run it as a second pass with the same result. `activation` must then be 'none', and
+   * `out` must not overlap `preActivation`.
    */
   readonly activationGrad?: { readonly activation: Exclude<GemmActivation, 'none'>; readonly preActivation: Tensor };
   /** Force a tile configuration (tuning, tests). */
@@ -375,7 +378,9 @@ export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[],
   if (!opts.c) beta = 0;
   const aux = pre ?? grad?.preActivation;
   if (aux !== undefined && !aux.isContiguous()) fail(`${args[3]![0]} must be contiguous`);
-  if (pre && opts.out === pre) fail('preActivation and out must be different tensors');
+  if (pre && opts.out && overlaps(opts.out, pre)) fail('preActivation and out must not overlap');
+  // The second pass (see splitAux) reads the saved input after the product is written.
+  if (grad && opts.out && overlaps(opts.out, grad.preActivation)) fail('activationGrad.preActivation and out must not overlap');
   const auxEpilogue: AuxEpilogue = pre ? { kind: 'store', tensor: pre, dact: 'none' } : grad ? { kind: 'grad', tensor: grad.preActivation, dact: grad.activation } : NO_AUX;
   return { out: opts.out ?? rt.empty(outShape, dtype), beta, aux: auxEpilogue };
 }
