@@ -5,7 +5,7 @@
  * memory a call adds to the heap beyond its inputs and outputs (per-worker scratch and the
  * O(N) row statistics); the N x N score matrix it never builds is in `params.scores_bytes`.
  */
-import { ops, Runtime } from '../../src/index.js';
+import { ops, Runtime, type Tensor } from '../../src/index.js';
 import { attnFwdKernel, chooseAttentionFwdConfig, headMajorStrides } from '../../templates/attention.js';
 import { attentionRef } from '../../templates/reference.js';
 import { line, medianMs, randArray, type BenchContext, type BenchLine } from '../harness.js';
@@ -106,4 +106,44 @@ export async function attentionBwdSuite(ctx: BenchContext): Promise<void> {
     ctx.emit(line('attention-bwd', `attention backward N=${N} H=${H} D=${D}${causal ? ' causal' : ''}`, 'tilejit', 2, ms, { flops: 2.5 * flops(N, causal) }, null, params));
     rt.dispose();
   }
+  await trainingShapeQKV(ctx);
+}
+
+/**
+ * Forward and backward at the forecaster's shape from one QKV projection [B, N, 3·H·D], as a
+ * transformer layer runs them: `tilejit` splits heads into [B, H, N, D] copies, attends and
+ * merges (and the reverse for the gradients); `tilejit-qkv` reads the projection in place.
+ */
+async function trainingShapeQKV(ctx: BenchContext): Promise<void> {
+  const B = 32, Hs = 4, N = 256, Dh = 32, d = Hs * Dh;
+  const rt = await Runtime.create({ threads: 2 });
+  const qkv = rt.tensor(randArray(B * N * 3 * d, 5), [B, N, 3 * d]);
+  const dout = rt.tensor(randArray(B * N * d, 6), [B, N, d]);
+  const headMajor = async (): Promise<void> => {
+    await rt.scope(async () => {
+      const s = await ops.splitHeads(qkv, { heads: Hs, components: 3 });
+      const [q, k, v] = [0, 1, 2].map((i) => s.narrow(i, i + 1).reshape([B, Hs, N, Dh])) as [Tensor, Tensor, Tensor];
+      const f = await ops.attention(q, k, v);
+      await ops.mergeHeads(f.out.reshape([1, B, Hs, N, Dh]));
+      const dHeads = (await ops.splitHeads(dout, { heads: Hs })).reshape([B, Hs, N, Dh]);
+      const g = rt.empty([3, B, Hs, N, Dh]);
+      const [dq, dk, dv] = [0, 1, 2].map((i) => g.narrow(i, i + 1).reshape([B, Hs, N, Dh])) as [Tensor, Tensor, Tensor];
+      await ops.attentionBackward(dHeads, q, k, v, f, { out: { dq, dk, dv } });
+      await ops.mergeHeads(g);
+    });
+  };
+  const packed = async (): Promise<void> => {
+    await rt.scope(async () => {
+      const x = qkv.reshape([B, N, 3, Hs, Dh]);
+      const f = await ops.attentionQKV(x);
+      await ops.attentionQKVBackward(dout.reshape([B, N, Hs, Dh]), x, f);
+    });
+  };
+  const name = `attention fwd+bwd from a QKV projection B=${B} H=${Hs} N=${N} D=${Dh}`;
+  const params = { B, H: Hs, N, D: Dh, causal: false, dtype: 'f32' };
+  for (const [impl, fn] of [['tilejit', headMajor], ['tilejit-qkv', packed]] as const) {
+    const ms = await medianMs(fn, { quick: ctx.quick });
+    ctx.emit(line('attention-bwd', name, impl, 2, ms, { flops: 3.5 * 4 * B * Hs * N * N * Dh }, null, params));
+  }
+  rt.dispose();
 }
