@@ -1,6 +1,7 @@
 /**
  * @fileoverview `npm run fit:gelu`: fits the rational gates of the fused GELU builtins in
- * codegen/math.ts and prints their coefficients. A gate is t(x) = erf(x/√2) (exact GELU) or
+ * codegen/math.ts, and the exact GELU's derivative (GELU_GRAD_FIT), and prints their
+ * coefficients. A gate is t(x) = erf(x/√2) (exact GELU) or
  * tanh(√(2/π)(x + 0.044715x³)) (its tanh form); GELU is then x/2 + |x|/2 · t(|x|). The gate is
  * x·P(x²)/Q(x²) on [0, X0], fitted for the smallest largest *absolute* error (GELU needs t to
  * 2^-24 absolute, not relative: h + |h|·t rounds like h there), by linearised least squares
@@ -11,7 +12,7 @@
  * with and without FMA) and count the points past X0 that fail to saturate;
  * test/math.test.ts measures the real code.
  */
-import { erf64 } from '../src/util/erf.js';
+import { erf64, geluGrad64 } from '../src/util/erf.js';
 
 const fr = Math.fround;
 
@@ -127,6 +128,26 @@ export const GATES = {
   geluTanh: { t: (x: number) => Math.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)), X0: 5, dp: 5, dq: 4 },
 } as const;
 
+/**
+ * GELU's derivative, fitted the same way: 2·gelu'(x) - 1 = erf(x/√2) + x·√(2/π)·e^(-x²/2) is
+ * odd and tends to ±1, so it is x·P(x²)/Q(x²) on [0, X0] like a gate; gelu' = 1/2 + x·(P/2)/Q,
+ * and exactly 1 or 0 past X0 (vGeluGrad in codegen/math.ts).
+ */
+export const GELU_GRAD_FIT = { t: (x: number) => erf64(x * Math.SQRT1_2) + x * Math.sqrt(2 / Math.PI) * Math.exp((-x * x) / 2), X0: 6, dp: 7, dq: 6 } as const;
+
+/** vGeluGrad's f32 evaluation, simulated (Horner fused or not). */
+export function geluGradF32(g: Gate, X0: number, x: number, fma: boolean): number {
+  if (Math.abs(x) >= X0) return x > 0 ? 1 : 0;
+  const madd = (a: number, b: number, c: number): number => (fma ? fr(a * b + c) : fr(fr(a * b) + c));
+  const poly = (c: readonly number[], s: number): number => {
+    let acc = c[c.length - 1]!;
+    for (let k = c.length - 2; k >= 0; k--) acc = madd(acc, s, c[k]!);
+    return acc;
+  };
+  const s = fr(x * x);
+  return fr(0.5 + fr(fr(x * poly(g.P.map((c) => c / 2), s)) / poly(g.Q, s)));
+}
+
 function ulp(y: number): number {
   const a = Math.abs(y);
   return a < 2 ** -126 ? 2 ** -149 : 2 ** (Math.floor(Math.log2(a)) - 23);
@@ -160,4 +181,17 @@ if (process.argv[1]?.endsWith('fit-gelu.js')) {
     console.log(`const ${name.toUpperCase()}_P = [${g.P.join(', ')}];`);
     console.log(`const ${name.toUpperCase()}_Q = [${g.Q.join(', ')}];`);
   }
+  const { t, X0, dp, dq } = GELU_GRAD_FIT;
+  const g = fitGate(t, X0, dp, dq);
+  const worst = (fma: boolean): string => {
+    let w = 0;
+    for (let i = 0; i <= 800000; i++) {
+      const x = fr(-10 + (20 * i) / 800000);
+      w = Math.max(w, Math.abs(geluGradF32(g, X0, x, fma) - geluGrad64(x)) / 2 ** -24);
+    }
+    return w.toFixed(2);
+  };
+  console.log(`// geluGrad: [${dp}/${dq}] on [0, ${X0}], fit error ${(g.fitError / 2 ** -24).toFixed(2)}·2^-24 (of 2·gelu' - 1); f32 gelu' within fma ${worst(true)}, mul+add ${worst(false)}·2^-24 over [-10, 10]`);
+  console.log(`const GELU_GRAD_P = [${g.P.join(', ')}];`);
+  console.log(`const GELU_GRAD_Q = [${g.Q.join(', ')}];`);
 }

@@ -387,34 +387,42 @@ function geluFused(e: Emit, x: Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_
   return m.block(null, [X.set, x2.set, s.set, h.set, m.f32x4.add(h.get(), m.f32x4.pmin(q, e.fabs(h.get())))], v128);
 }
 
-/** The gate at |x|, in [0, 1] and exactly 1 past X0 (see geluFused); x2 is x². */
-function gateOfAbs(e: Emit, X: () => Ref, x2: () => Ref, gate: (typeof GELU_GATES)[keyof typeof GELU_GATES]): Ref {
-  const m = e.m;
-  const s = e.bind(v128, m.f32x4.pmin(x2(), f(e, Math.fround(gate.X0 * gate.X0))));
-  const t = m.f32x4.pmin(m.f32x4.div(m.f32x4.mul(e.fabs(X()), poly(e, s.get, gate.P)), poly(e, s.get, gate.Q)), f(e, 1));
-  return m.block(null, [s.set, t], v128);
-}
-
 /**
  * Promised absolute error of the fused GELU derivatives (both forms, FMA or not; the
  * derivative lies in [-0.17, 1.13]): `abs`·2^-24. Measured with FMA / without: exact form
- * 3.3 / 3.7, tanh form 3.5 / 3.5 (test/math.test.ts).
+ * 3.4 / 4.5 (test/math.test.ts; `npm run fit:gelu`'s dense f32 simulation: 3.8 / 4.7), tanh
+ * form 3.5 / 3.5.
  */
 export const GELU_GRAD_BOUND = { abs: 6 } as const;
 
-/** Φ(x) + x·φ(x) = (1 + t)/2 + x·e^(-x²/2)/√(2π), within GELU_GRAD_BOUND; 1 at +Inf, 0 at -Inf. */
+/**
+ * GELU's derivative Φ(x) + x·φ(x) as 1/2 + x·P(x²)/(2·Q(x²)) on |x| < X0: the odd function
+ * 2·gelu'(x) - 1 = erf(x/√2) + x·√(2/π)·e^(-x²/2) as a [7/6] rational, fitted by `npm run fit:gelu`
+ * (bench/fit-gelu.ts) like the gates. Past X0, gelu' is 1 or 0 within 0.6·2^-24.
+ */
+const GELU_GRAD_RATIONAL = {
+  X0: 6,
+  P: [1.5957691669464111, -0.0389845110476017, 0.027259960770606995, 0.0005164730828255415, 0.00006422840669983998, 0.0000020917154870403465, 2.4694582378970154e-8, -5.596008725849977e-11],
+  Q: [1, 0.308903306722641, 0.045051030814647675, 0.004076618701219559, 0.00025187229039147496, 0.000010498853043827694, 3.4063421594510146e-7],
+};
+
+/**
+ * Φ(x) + x·φ(x) within GELU_GRAD_BOUND: the rational above, with no exp (GELU's backward over
+ * 4M f32, side by side, 2 threads: 5.1 -> 2.8 ms against the gate and an exp; one thread 5.9 ->
+ * 3.5), then exactly 1 or 0 where |x| >= X0
+ * (±Infinity included; there the quotient may be Inf/Inf, which the select drops); NaN
+ * passes through, as every compare is false for it.
+ */
 export function vGeluGrad(e: Emit, x: Ref): Ref {
   const m = e.m;
+  const g = GELU_GRAD_RATIONAL;
   const X = e.bind(v128, x);
-  const x2 = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
-  // The gate with x's sign: erf(x/√2), ±1 exactly past X0.
-  const ts = withSign(e, gateOfAbs(e, X.get, x2.get, GELU_GATES.gelu), X.get());
-  // x·φ(x) is below 2^-150 past |x| = 15; clamping there keeps ±Inf from giving Inf·0.
-  const xc = e.bind(v128, clamp(e, X.get(), -15, 15));
-  // The flushing exp: below e^-87 the term is under the bound's 2^-24 resolution anyway.
-  const phi = vExpFtz(e, m.f32x4.mul(m.f32x4.mul(xc.get(), xc.get()), f(e, -0.5)));
-  const half = e.madd(ts, f(e, 0.5), f(e, 0.5));
-  return m.block(null, [X.set, x2.set, xc.set, e.madd(m.f32x4.mul(xc.get(), f(e, 1 / Math.sqrt(2 * Math.PI))), phi, half)], v128);
+  const s = e.bind(v128, m.f32x4.mul(X.get(), X.get()));
+  // Halving P's coefficients is exact.
+  const inner = m.f32x4.add(f(e, 0.5), m.f32x4.div(m.f32x4.mul(X.get(), poly(e, s.get, g.P.map((c) => c / 2))), poly(e, s.get, g.Q)));
+  const far = m.f32x4.ge(e.fabs(X.get()), f(e, g.X0));
+  const step = m.v128.and(m.f32x4.gt(X.get(), f(e, 0)), f(e, 1));
+  return m.block(null, [X.set, s.set, m.v128.bitselect(step, inner, far)], v128);
 }
 
 /**
