@@ -107,14 +107,16 @@ export function fitGate(t: (x: number) => number, X0: number, dp: number, dq: nu
   return { P: best.P.map((c, k) => fr(c / S ** k)), Q: best.Q.map((c, k) => fr(c / S ** k)), fitError: best.err };
 }
 
+/** Horner in f32, each step one fused multiply-add (fma) or a rounded multiply and add. */
+function polyF32(c: readonly number[], s: number, fma: boolean): number {
+  let acc = c[c.length - 1]!;
+  for (let k = c.length - 2; k >= 0; k--) acc = fma ? fr(acc * s + c[k]!) : fr(fr(acc * s) + c[k]!);
+  return acc;
+}
+
 /** The f32 GELU of codegen/math.ts, simulated: h + min(x²·(P/2)(s)/Q(s), |h|) with h = x/2, Horner fused or not. */
 export function geluF32(g: Gate, X0: number, x: number, fma: boolean): number {
-  const madd = (a: number, b: number, c: number): number => (fma ? fr(a * b + c) : fr(fr(a * b) + c));
-  const poly = (c: readonly number[], s: number): number => {
-    let acc = c[c.length - 1]!;
-    for (let k = c.length - 2; k >= 0; k--) acc = madd(acc, s, c[k]!);
-    return acc;
-  };
+  const poly = (c: readonly number[], s: number): number => polyF32(c, s, fma);
   const x2 = fr(x * x);
   const s = Math.min(x2, fr(X0 * X0));
   const q = fr(fr(x2 * poly(g.P.map((c) => c / 2), s)) / poly(g.Q, s));
@@ -138,12 +140,7 @@ export const GELU_GRAD_FIT = { t: (x: number) => erf64(x * Math.SQRT1_2) + x * M
 /** vGeluGrad's f32 evaluation, simulated (Horner fused or not). */
 export function geluGradF32(g: Gate, X0: number, x: number, fma: boolean): number {
   if (Math.abs(x) >= X0) return x > 0 ? 1 : 0;
-  const madd = (a: number, b: number, c: number): number => (fma ? fr(a * b + c) : fr(fr(a * b) + c));
-  const poly = (c: readonly number[], s: number): number => {
-    let acc = c[c.length - 1]!;
-    for (let k = c.length - 2; k >= 0; k--) acc = madd(acc, s, c[k]!);
-    return acc;
-  };
+  const poly = (c: readonly number[], s: number): number => polyF32(c, s, fma);
   const s = fr(x * x);
   return fr(0.5 + fr(fr(x * poly(g.P.map((c) => c / 2), s)) / poly(g.Q, s)));
 }
