@@ -261,9 +261,14 @@ export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq,
   store(Dq, qoffs, dq * scale, mq);
 }`;
 
+/** The strides every attention kernel takes after pdrop (see `offs` and `headMajorStrides`). */
+const STRIDE_PARAMS = {
+  qB: 'i32', qH: 'i32', qN: 'i32', kB: 'i32', kH: 'i32', kN: 'i32', oB: 'i32', oH: 'i32', oN: 'i32',
+} as const;
+
 const FWD_SIG = {
   Q: 'ptr', K: 'ptr', V: 'ptr', O: 'ptr', Lse: 'ptr', Lens: 'ptr', N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
-  qB: 'i32', qH: 'i32', qN: 'i32', kB: 'i32', kH: 'i32', kN: 'i32', oB: 'i32', oH: 'i32', oN: 'i32',
+  ...STRIDE_PARAMS,
   BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
 } as const;
 
@@ -287,7 +292,7 @@ const BWD_KV_OPTIONS = {
   signature: {
     Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dq: 'ptr', Dk: 'ptr', Dv: 'ptr', Lens: 'ptr',
     N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
-    qB: 'i32', qH: 'i32', qN: 'i32', kB: 'i32', kH: 'i32', kN: 'i32', oB: 'i32', oH: 'i32', oN: 'i32',
+    ...STRIDE_PARAMS,
     BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
     FUSED: 'constexpr',
   },
@@ -304,7 +309,7 @@ export const attnBwdQKernel = jit(ATTN_BWD_Q_SOURCE, {
   signature: {
     Q: 'ptr', K: 'ptr', V: 'ptr', Do: 'ptr', Lse: 'ptr', Delta: 'ptr', Dq: 'ptr', Lens: 'ptr',
     N: 'i32', H: 'i32', group: 'i32', scale: 'f32', seed: 'i32', pdrop: 'f32',
-    qB: 'i32', qH: 'i32', qN: 'i32', kB: 'i32', kH: 'i32', kN: 'i32', oB: 'i32', oH: 'i32', oN: 'i32',
+    ...STRIDE_PARAMS,
     BM: 'constexpr', BN: 'constexpr', D: 'constexpr', CAUSAL: 'constexpr', WINDOW: 'constexpr', HAS_LENS: 'constexpr', DROPOUT: 'constexpr',
   },
   helpers: ATTENTION_HELPERS,

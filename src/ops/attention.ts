@@ -144,7 +144,7 @@ function constexprs(c: Checked): Record<string, unknown> {
  */
 export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
   const c = check('attention', q, k, v, opts);
-  return forward(c, () => ({ q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }), q.shape, q.dtype, opts);
+  return forward(c, { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, q.shape, q.dtype, opts);
 }
 
 /**
@@ -158,7 +158,7 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
  */
 export async function attentionQKV(qkv: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
   const c = checkQKV('attentionQKV', qkv, opts);
-  return forward(c, () => qkvViews(qkv, c), [c.B, c.N, c.H, c.D], qkv.dtype, opts);
+  return forward(c, qkvViews(qkv, c), [c.B, c.N, c.H, c.D], qkv.dtype, opts);
 }
 
 function checkQKV(op: string, qkv: Tensor, opts: AttentionOptions): Checked {
@@ -170,11 +170,10 @@ function checkQKV(op: string, qkv: Tensor, opts: AttentionOptions): Checked {
   return checkOptions(op, qkv.runtime, B, H, H, N, D, opts);
 }
 
-/** The forward's launch; `operands` runs inside the clean-up that frees the key lengths. */
-async function forward(c: Checked, operands: () => Operands, outShape: readonly number[], dtype: Tensor['dtype'], opts: AttentionOptions): Promise<AttentionResult> {
+/** The forward's launch over checked operands; frees the key lengths it was given. */
+async function forward(c: Checked, x: Operands, outShape: readonly number[], dtype: Tensor['dtype'], opts: AttentionOptions): Promise<AttentionResult> {
   let out: Tensor | undefined, lse: Tensor | undefined;
   try {
-    const x = operands();
     out = c.rt.empty(outShape, dtype);
     lse = c.rt.empty([c.B, c.H, c.N], 'f32');
     if (c.N > 0 && c.B * c.H > 0) {
@@ -236,7 +235,7 @@ export async function attentionBackward(
     throw err;
   }
   try {
-    await backward(c, () => ({ x: { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, g: { q: dq, k: dk, v: dv } }), dout, fwd, fused, opts);
+    await backward(c, { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, { q: dq, k: dk, v: dv }, dout, fwd, fused, opts);
   } catch (err) {
     for (const [t, given] of [[dq, opts.out?.dq], [dk, opts.out?.dk], [dv, opts.out?.dv]] as const) if (t !== given) t.free();
     throw err;
@@ -274,7 +273,7 @@ export async function attentionQKVBackward(dout: Tensor, qkv: Tensor, fwd: Atten
     throw err;
   }
   try {
-    await backward(c, () => ({ x: qkvViews(qkv, c), g: qkvViews(dqkv, c) }), dout, fwd, fused, opts);
+    await backward(c, qkvViews(qkv, c), qkvViews(dqkv, c), dout, fwd, fused, opts);
   } catch (err) {
     if (dqkv !== opts.out) dqkv.free();
     throw err;
@@ -305,17 +304,16 @@ function chooseFused(op: string, c: Checked, asked: boolean | undefined, dqDtype
 
 /**
  * The backward's launches: delta, then one pass or the dK/dV and dQ passes. The gradients g
- * are laid out as the inputs x (the kernels address both through x's strides); `operands`
- * runs inside the clean-up that frees the key lengths.
+ * are laid out as the inputs x (the kernels address both through x's strides). Frees the key
+ * lengths it was given.
  */
 async function backward(
-  c: Checked, operands: () => { x: Operands; g: Pick<Operands, 'q' | 'k' | 'v'> }, dout: Tensor, fwd: AttentionResult, fused: boolean, opts: AttentionOptions,
+  c: Checked, x: Operands, g: Pick<Operands, 'q' | 'k' | 'v'>, dout: Tensor, fwd: AttentionResult, fused: boolean, opts: AttentionOptions,
 ): Promise<void> {
   const rows = c.B * c.H * c.N;
   let delta: Tensor | undefined;
   try {
     if (rows === 0) return;
-    const { x, g } = operands();
     delta = c.rt.empty([rows], 'f32');
     const BM = Math.min(64, pow2AtLeast(c.N));
     await attnDeltaKernel.launch({ grid: [Math.ceil(c.N / BM), c.B * c.H], BM, D: c.D, runtime: c.rt }, fwd.out, dout, delta, c.N, c.H, ...x.strides.slice(6));

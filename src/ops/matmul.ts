@@ -211,7 +211,7 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
     await finishAux(aux, activation, out);
     return out;
   }
-  const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd ?? detectFeatures().relaxedSimd);
+  const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd);
   const even = M % cfg.BM === 0 && N % cfg.BN === 0 && K % cfg.BK === 0;
   const dummy = out; // unused pointer params still need a tensor of this runtime
   // B goes once into f32 panels that every row tile's dots read in place, instead of each row
