@@ -223,6 +223,10 @@ export function planKernel(ir: KernelIR, opts: { inPlaceDots?: boolean } = {}): 
             const op = def.block[i]!.op;
             if (op === 'store' || op === 'for' || op === 'if') mustLoad = true;
           }
+          // The sink itself may store to the tensor v reads: fused into the store's loop, a
+          // load at other offsets would read what the store's earlier chunks just wrote.
+          const sink = s.block[s.index];
+          if (v.op === 'load' && sink?.op === 'store' && sink.ptr === v.ptr && !sameElementUpdate(v, sink)) mustLoad = true;
         }
       }
       if (mustExp || (mustLoad && v.op === 'load')) {
@@ -232,6 +236,38 @@ export function planKernel(ir: KernelIR, opts: { inPlaceDots?: boolean } = {}): 
     }
   }
   return { materialised, defSite, dotInPlace, transReadByDot, dotReadsInPlace, addOnlyProducts: findAddOnlyProducts(ir.body) };
+}
+
+/** Lazy ops that keep every element at its position (what a fused loop reads at chunk i comes from chunk i). */
+const POSITIONAL = new Set(['unary', 'binary', 'where', 'cast']);
+
+/**
+ * True if `store` writes each element of `load` back where it was read from, so a fused loop
+ * reads every element before writing it: the same offsets value, and the load reached from the
+ * stored value through elementwise ops only (not from the offsets or the mask, and not through
+ * a broadcast or reshape, which move elements).
+ */
+function sameElementUpdate(load: Value & { op: 'load' }, store: Instr & { op: 'store' }): boolean {
+  if (store.offsets.id !== load.offsets.id) return false;
+  const memo = new Map<number, boolean>();
+  const reaches = (v: Value): boolean => {
+    if (v.id === load.id) return true;
+    if (v.shape.length === 0) return false;
+    const known = memo.get(v.id);
+    if (known !== undefined) return known;
+    memo.set(v.id, false); // the IR is acyclic; this only stops a re-walk
+    const r = lazyOperands(v).some(reaches);
+    memo.set(v.id, r);
+    return r;
+  };
+  if (reaches(store.offsets) || (store.mask && reaches(store.mask))) return false;
+  const checked = new Set<number>();
+  const onlyPositional = (v: Value): boolean => {
+    if (v.id === load.id || !reaches(v) || checked.has(v.id)) return true;
+    checked.add(v.id);
+    return POSITIONAL.has(v.op) && lazyOperands(v).every(onlyPositional);
+  };
+  return onlyPositional(store.value);
 }
 
 /** See Plan.addOnlyProducts. */

@@ -519,6 +519,37 @@ add({
   tol: 1e-5,
 });
 
+// In-place kernels: a store to the tensor its value was loaded from. Tile semantics read the
+// whole tile before the store writes any of it, so a load at other offsets (a reversal, a
+// shift, a row flip, a swap of halves) must not be fused into the store's loop.
+const pow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+const inPlace = (name: string, body: string, sizes = [1, 3, 17, 64, 65]): void => add({
+  name: `in place: ${name}`,
+  kernel: jit(`function inPlace(X, n, B) {
+    const i = arange(B);
+    ${body}
+  }`, { signature: { X: 'ptr', n: 'i32', B: 'constexpr' } }),
+  args: (rt, n, dt, r) => [vec(rt, n, dt, r), n],
+  launch: (n) => ({ grid: [1], B: pow2(n) }),
+  outs: [0],
+  sizes,
+  dtypes: ['f32', 'bf16'],
+});
+inPlace('reversed', 'store(X, i, load(X, n - 1 - i, i < n, 0.0), i < n);');
+inPlace('shifted right by one', 'store(X, i + 1, load(X, i, i < n - 1, 0.0), i < n - 1);');
+inPlace('halves swapped through where', `const h = idiv(n, 2);
+    store(X, i, where(i < h, load(X, i + h, i < h, 0.0), load(X, i - h, i >= h && i < 2 * h, 0.0)), i < 2 * h);`);
+inPlace('reversed behind an exp', 'store(X, n - 1 - i, exp(load(X, i, i < n, 0.0)) * 0.0 + load(X, i, i < n, 0.0), i < n);');
+inPlace('reversed after an earlier store', `store(X, i, load(X, i, i < n, 0.0) * 2.0, i < n);
+    store(X, i, load(X, n - 1 - i, i < n, 0.0), i < n);`);
+inPlace('updated where it was read (fused)', 'store(X, i, load(X, i, i < n, 0.0) * 2.0 + 1.0, i < n);');
+inPlace('rows of a 2-D tile flipped', `const R = 4;
+    const C = idiv(B, 4);
+    const r = expandDims(arange(4), 1);
+    const c = expandDims(arange(B / 4), 0);
+    const m = c < idiv(n, 4);
+    store(X, r * C + c, load(X, (3 - r) * C + c, m, 0.0), m);`, [4, 16, 64, 256]);
+
 const rt0Promise = Runtime.create({ threads: 0 });
 let rt0: Runtime;
 beforeAll(async () => {

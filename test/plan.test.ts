@@ -52,3 +52,22 @@ describe('dot operands read in place', () => {
     expect(gemmPlan({ EVEN: true, checked: true }).dotReadsInPlace.size).toBe(0);
   });
 });
+
+describe('a load its own store overwrites', () => {
+  const loadsMaterialised = (body: string): number => {
+    const k = parseKernel(`function k(X, n, B) { const i = arange(B); ${body} }`, { signature: { X: 'ptr', n: 'i32', B: 'constexpr' } });
+    const ir = specialize(k, { constexprs: { B: 64 }, tensorDtypes: { X: 'f32' } });
+    const plan = planKernel(ir);
+    return ir.body.filter((ins) => ins.op === 'load' && plan.materialised.has(ins.id)).length;
+  };
+  test('at other offsets: copied before the store (in place, the fused loop would read what it wrote)', () => {
+    expect(loadsMaterialised('store(X, i, load(X, 63 - i));')).toBe(1);
+    expect(loadsMaterialised('store(X, i + 1, load(X, i, i < 63), i < 63);')).toBe(1);
+    // A scatter through offsets read from X itself.
+    expect(loadsMaterialised('const j = cast(load(X, i), \'i32\'); store(X, j, load(X, i) * 2.0);')).toBeGreaterThan(0);
+  });
+  test('written back where it was read, through elementwise ops: stays fused', () => {
+    expect(loadsMaterialised('store(X, i, load(X, i) * 2.0 + 1.0);')).toBe(0);
+    expect(loadsMaterialised('store(X, i, where(i < n, exp(load(X, i, i < n)), 0.0), i < n);')).toBe(0);
+  });
+});
