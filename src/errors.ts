@@ -14,17 +14,35 @@ export interface Diagnostic {
   readonly column: number;
 }
 
+/** Columns of source a code frame shows per line. */
+const FRAME_WIDTH = 120;
+
 /** Source lines around `loc` with a caret under the column, like Triton's errors. */
 export function codeFrame(source: string, loc: Loc, context = 1): string {
   const lines = source.split('\n');
   const first = Math.max(1, loc.line - context);
   const last = Math.min(lines.length, loc.line + context);
   const width = String(last).length;
+  // A long line (a minified kernel is one) shows a window around the column, the same window on
+  // every line of the frame so they stay aligned.
+  const col = Math.max(0, loc.column - 1);
+  const start = Math.max(0, col - FRAME_WIDTH / 2);
+  const clip = (text: string): string => {
+    if (text.length <= FRAME_WIDTH && start === 0) return text;
+    const part = text.slice(start, start + FRAME_WIDTH);
+    return `${start > 0 ? '…' : ''}${part}${start + FRAME_WIDTH < text.length ? '…' : ''}`;
+  };
   const out: string[] = [];
   for (let n = first; n <= last; n++) {
     const mark = n === loc.line ? '>' : ' ';
-    out.push(`${mark} ${String(n).padStart(width)} | ${lines[n - 1] ?? ''}`);
-    if (n === loc.line) out.push(`  ${' '.repeat(width)} | ${' '.repeat(Math.max(0, loc.column - 1))}^`);
+    const text = lines[n - 1] ?? '';
+    out.push(`${mark} ${String(n).padStart(width)} | ${clip(text)}`);
+    if (n === loc.line) {
+      // Tabs stay tabs under the caret, so it lines up however the terminal expands them.
+      const seen = text.slice(start, col);
+      const lead = (start > 0 ? ' ' : '') + seen.replace(/[^\t]/g, ' ') + ' '.repeat(Math.max(0, col - start - seen.length));
+      out.push(`  ${' '.repeat(width)} | ${lead}^`);
+    }
   }
   return out.join('\n');
 }

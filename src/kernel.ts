@@ -240,7 +240,12 @@ export class Kernel {
     for (const p of this.parsed.params) {
       if (p.kind !== 'constexpr') continue;
       const v = opts[p.name];
-      if (v === undefined) throw new TypeError(`${this.name}: constexpr '${p.name}' is missing from the launch options`);
+      if (v === undefined) {
+        // A misspelt name is the likely cause: say which given option no constexpr takes.
+        const names = new Set(this.parsed.params.filter((q) => q.kind === 'constexpr').map((q) => q.name));
+        const stray = Object.keys(opts).filter((k) => !RESERVED.has(k) && !names.has(k));
+        throw new TypeError(`${this.name}: constexpr '${p.name}' is missing from the launch options${stray.length ? ` (unknown option${stray.length > 1 ? 's' : ''}: ${stray.map((k) => `'${k}'`).join(', ')})` : ''}`);
+      }
       if (typeof v !== 'number' && typeof v !== 'boolean' && typeof v !== 'string') {
         throw new TypeError(`${this.name}: constexpr '${p.name}' must be a number, boolean or string, got ${typeof v}`);
       }

@@ -616,3 +616,27 @@ describe('checked launches agree with unchecked ones', () => {
     });
   }
 });
+
+describe('integer division builtins at run time, every sign', () => {
+  const k = jit(`function divs(X, Out, d, B) {
+    const i = arange(B);
+    const x = load(X, i);
+    store(Out, i, cdiv(x, d));
+    store(Out, B + i, idiv(x, d));
+  }`, { signature: { X: 'ptr', Out: 'ptr', d: 'i32', B: 'constexpr' } });
+  const xs = Int32Array.from({ length: 64 }, (_, i) => i - 32);
+  xs[0] = 2 ** 31 - 1; // (a + b - 1) / b overflowed here
+  xs[1] = -(2 ** 31);
+  test.each([1, 3, 4, 7, -1, -4, -7, 2 ** 30])('cdiv(x, %i) = ceil(x / d), idiv truncates', async (d) => {
+    for (const mode of ['launch', 'interpret'] as const) {
+      const X = rt0.tensor(xs, [64], 'i32'), Out = rt0.empty([128], 'i32');
+      await k[mode]({ grid: [1], B: 64, runtime: rt0 }, X, Out, d);
+      const got = Out.toArray();
+      const want = [...xs].map((x) => Math.ceil(x / d) | 0).concat([...xs].map((x) => Math.trunc(x / d) | 0));
+      // -2^31 / -1 wraps to -2^31 (the IR's i32 division), as | 0 does here.
+      for (let i = 0; i < 128; i++) expect(got[i], `${mode} x=${xs[i % 64]} d=${d} (${i < 64 ? 'cdiv' : 'idiv'})`).toBe(want[i]);
+      X.free();
+      Out.free();
+    }
+  });
+});

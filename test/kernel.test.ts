@@ -266,6 +266,7 @@ describe('launch validation', () => {
     const x = rt.tensor(new Float32Array([1, 2, 3, 4]), [4]);
     const out = rt.tensor(new Float32Array([9, 9, 9, 9]), [4]);
     await expect(k.launch({ grid: [1], BLOCK: 4 } as never, x, out, 1, 4)).rejects.toThrow(/constexpr 'DOUBLE' is missing/);
+    await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLe: true } as never, x, out, 1, 4)).rejects.toThrow(/'DOUBLE' is missing .*\(unknown option: 'DOUBLe'\)/);
     await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false, BOGUS: 1 }, x, out, 1, 4)).rejects.toThrow(/unknown launch option 'BOGUS'/);
     await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false }, x, out, 1)).rejects.toThrow(/expected 4 arguments/);
     await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false }, x, 3 as never, 1, 4)).rejects.toThrow(/'Out' must be a Tensor/);

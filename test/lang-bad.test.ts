@@ -165,6 +165,14 @@ const CASES: Case[] = [
     opts: { helpers: { h: 'function h(x) { const y = x; }' } },
   },
   {
+    name: "store's result used as a value", code: 'E_RETURN', sig: P, where: 'store(Out, 0, 1.0)',
+    src: 'function k(Out) {\n  const a = store(Out, 0, 1.0);\n  store(Out, 1, a);\n}', message: /store\(\.\.\.\) returns no value/,
+  },
+  {
+    name: "store's result as a condition", code: 'E_RETURN', sig: P, where: 'store(Out, 3, 1.0)',
+    src: 'function k(Out) {\n  if (store(Out, 3, 1.0)) { store(Out, 3, 2.0); }\n}',
+  },
+  {
     name: 'tile too big', code: 'E_LIMIT', sig: P, where: 'zeros(',
     src: 'function k(Out) {\n  const z = zeros([512, 256]);\n}', message: /limit/,
   },

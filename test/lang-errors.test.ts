@@ -3,7 +3,7 @@
  * code frame with a caret, and every error of a kernel is reported at once.
  */
 import { describe, expect, test } from 'vitest';
-import { KernelCompileError } from '../src/errors.js';
+import { codeFrame, KernelCompileError } from '../src/errors.js';
 import { parseKernel, specialize, type Signature } from '../src/lang/index.js';
 
 interface Bad {
@@ -44,6 +44,8 @@ const BAD: Bad[] = [
   { name: 'arange of a non power of two', src: 'function k(X, n, B) {\n  store(X, arange(B), 1.0);\n}', sig: P, ce: { B: 3 }, code: 'E_SHAPE', line: 2, column: 12, message: /power of two/ },
   { name: 'arange of a run-time value', src: 'function k(X, n, B) {\n  const i = arange(n);\n}', sig: P, ce: { B: 4 }, code: 'E_CONSTEXPR', line: 2, column: 20 },
   { name: 'incompatible broadcast', src: 'function k(X, n, B) {\n  const a = arange(8) + arange(4);\n}', sig: P, ce: { B: 4 }, code: 'E_SHAPE', line: 2, column: 13, message: /\[8\].*\[4\]/ },
+  { name: 'a folded integer outside i32', src: 'function k(X, n, B) {\n  store(X, arange(4), arange(4) * (B * B) + n);\n}', sig: P, ce: { B: 65536 }, code: 'E_CONSTEXPR', line: 2, column: 23, message: /4294967296 is outside i32/ },
+  { name: 'an integer literal outside i32 beside an i32 tile', src: 'function k(X, n, B) {\n  const j = arange(4) + 3000000000;\n}', sig: P, ce: { B: 4 }, code: 'E_CONSTEXPR', line: 2, column: 13, message: /outside i32/ },
   { name: 'integer division with /', src: 'function k(X, n, B) {\n  const q = programId(0) / n;\n}', sig: P, ce: { B: 4 }, code: 'E_TYPE', line: 2, column: 13, message: /idiv/ },
   { name: 'assignment to a const', src: 'function k(X, n, B) {\n  const a = 1;\n  a = 2;\n}', sig: P, ce: { B: 4 }, code: 'E_ASSIGN', line: 3, column: 3 },
   { name: 'tensor used as a value', src: 'function k(X, n, B) {\n  const y = X + 1.0;\n}', sig: P, ce: { B: 4 }, code: 'E_TYPE', line: 2, column: 13, message: /load\(X/ },
@@ -86,5 +88,23 @@ describe('bad kernels are rejected with a code, a place and a code frame', () =>
   test('signature problems name the parameter', () => {
     expect(compileError('function k(X, n, B) {}', { X: 'ptr', n: 'i32' })?.diagnostics[0]).toMatchObject({ code: 'E_PARAM', message: expect.stringMatching(/'B'/) });
     expect(compileError('function k(X, n, B) {}', P, {})?.diagnostics[0]).toMatchObject({ code: 'E_PARAM', message: expect.stringMatching(/'B'/) });
+  });
+});
+
+describe('code frames', () => {
+  test('a long line shows a window around the column, the caret under it', () => {
+    const line = `${'a'.repeat(3000)}XYZ${'b'.repeat(3000)}`;
+    const frame = codeFrame(`first\n${line}\nlast`, { line: 2, column: 3001 });
+    expect(frame.length).toBeLessThan(600);
+    const rows = frame.split('\n');
+    const at = rows.findIndex((r) => r.startsWith('> 2 |'));
+    expect(rows[at]).toMatch(/^> 2 \| …a+XYZb+…$/);
+    expect(rows[at]!.indexOf('XYZ')).toBe(rows[at + 1]!.indexOf('^'));
+  });
+  test('tabs before the column stay tabs on the caret line', () => {
+    const frame = codeFrame('function k() {\n\t\tconst x = nope;\n}', { line: 2, column: 13 });
+    const rows = frame.split('\n');
+    const caret = rows[rows.findIndex((r) => r.startsWith('> 2 |')) + 1]!;
+    expect(caret.slice(caret.indexOf('|') + 2)).toBe('\t\t          ^');
   });
 });

@@ -291,9 +291,17 @@ def('rand', 2, 2, 'rand(seed, offsets): uniform f32 in [0, 1)', (sp, node, [s, o
 def('cdiv', 2, 2, 'cdiv(a, b): ceil(a / b) for integers', (sp, node, [a, b]) => {
   if (a!.kind === 'ce' && b!.kind === 'ce') return { kind: 'ce', v: Math.ceil(sp.asCeNumber(node, a!, 'cdiv arguments') / sp.asCeNumber(node, b!, 'cdiv arguments')) };
   const [x, y] = intOperands(sp, node, 'cdiv', a!, b!);
-  const one = sp.b.broadcast(node, sp.b.constant(node, 1, 'i32'), x!.shape);
-  const num = sp.b.binary(node, 'sub', sp.b.binary(node, 'add', x!, y!, 'i32'), one, 'i32');
-  return ir(sp.b.binary(node, 'div', num, y!, 'i32'));
+  // The truncated quotient, plus one where the exact quotient is positive and not whole: the
+  // remainder is nonzero with the divisor's sign. Right for any signs, and (a + b - 1) / b's
+  // overflow near 2^31 cannot happen.
+  const c = (v: number): Value => sp.b.broadcast(node, sp.b.constant(node, v, 'i32'), x!.shape);
+  const q = sp.b.binary(node, 'div', x!, y!, 'i32');
+  const r = sp.b.binary(node, 'rem', x!, y!, 'i32');
+  const bool = (fn: 'lt' | 'gt', u: Value): Value => sp.b.binary(node, fn, u, c(0), 'bool');
+  const both = (fn: 'lt' | 'gt'): Value => sp.b.binary(node, 'and', bool(fn, r), bool(fn, y!), 'bool');
+  const up = sp.b.binary(node, 'or', both('gt'), both('lt'), 'bool');
+  const step = sp.b.emit(node, { op: 'where', cond: up, a: c(1), b: c(0), dtype: 'i32', shape: x!.shape });
+  return ir(sp.b.binary(node, 'add', q, step, 'i32'));
 });
 
 def('idiv', 2, 2, 'idiv(a, b): integer division truncating toward zero', (sp, node, [a, b]) => {

@@ -15,7 +15,7 @@ import { binaryOp, unaryOp } from './operators.js';
 
 const STORAGE = new Set<string>(['f32', 'f16', 'bf16', 'i32']);
 import { sortDiags, unknownMessage, walk, type ConstexprValue, type ParsedFunction, type ParsedKernel } from './parse.js';
-import { broadcastShapes, Builder, ceDtype, describe, POISON, promote, Reported, sameShape, type Val } from './values.js';
+import { broadcastShapes, Builder, ceDtype, describe, outsideI32, POISON, promote, Reported, sameShape, type Val } from './values.js';
 
 export interface SpecializeInput {
   readonly constexprs: Readonly<Record<string, ConstexprValue>>;
@@ -530,6 +530,8 @@ export class Specializer {
     if (args.length < bi.min || args.length > bi.max) {
       this.b.fail(node, 'E_ARITY', `${name} takes ${bi.min === bi.max ? bi.min : `${bi.min} to ${bi.max}`} arguments: ${bi.usage}`);
     }
+    // store's POISON result means "no value": used, it would silently drop what is built on it.
+    if (name === 'store' && !asStatement) return this.b.fail(node, 'E_RETURN', 'store(...) returns no value, but its result is used: call it as a statement');
     if (args.some((a) => a.kind === 'poison')) return POISON;
     return bi.fn(this, node, args);
   }
@@ -587,6 +589,9 @@ export class Specializer {
       case 'ce': {
         const dt = ceDtype(v.v, v.float, like);
         if (!dt) this.b.fail(node, 'E_TYPE', `${describe(v)} cannot be used as a number`);
+        if (dt === 'i32' && outsideI32(v.v as number)) {
+          this.b.fail(node, 'E_CONSTEXPR', `the integer constant ${v.v as number} is outside i32 (-2^31 .. 2^31-1), the kernels' integer type (a float literal such as 1.0 in the expression makes it f32)`);
+        }
         return this.b.constant(node, v.v as number, dt);
       }
       case 'poison': throw new Reported('poison');

@@ -165,9 +165,15 @@ export function describe(v: Val): string {
 export function ceDtype(v: number | boolean | string, float: boolean | undefined, other: DType | undefined): DType | undefined {
   if (typeof v === 'boolean') return 'bool';
   if (typeof v !== 'number') return undefined;
-  if (float || !Number.isInteger(v) || v < -2147483648 || v > 2147483647) return 'f32';
-  // Weak integer: takes the other side's type (bool arithmetic goes through i32).
+  if (float || !Number.isInteger(v)) return 'f32';
+  // Weak integer: takes the other side's type (bool arithmetic goes through i32). One outside
+  // i32 is still an integer: Specializer.toIR refuses it rather than turn index math into f32.
   return other === 'f32' ? 'f32' : 'i32';
+}
+
+/** True for an integer constexpr that i32, the kernels' integer type, cannot hold. */
+export function outsideI32(v: number): boolean {
+  return Number.isInteger(v) && (v < -2147483648 || v > 2147483647);
 }
 
 /** Result dtype of arithmetic between two dtypes (bool promotes to i32). */
