@@ -315,6 +315,33 @@ const misc2d = fc.record({
   };
 });
 
+/**
+ * In place, one program: X is read at a permutation of the store's offsets (a reversal, a
+ * shift, an xor within the block, or the same offsets) and at the same offsets, and the result
+ * is stored back into X. Tile semantics read the whole tile before the store writes.
+ */
+const inPlace1d = fc.record({
+  e: fexpr(['x', 'v', 's'], 3), n: fc.integer({ min: 1, max: 70 }), perm: fc.constantFrom('n - 1 - i', 'i + d', 'i - d', 'i ^ d', 'i'),
+  d: fc.integer({ min: 1, max: 7 }), dx: floatStorage, s: fconst, seed,
+}).map(({ e, n, perm, d, dx, s, seed }): Program => {
+  const B = 2 ** Math.ceil(Math.log2(n));
+  const src = `function fz(X, s, n, d, B) {
+  const i = arange(B);
+  const m = i < n;
+  const j = ${perm};
+  const v = load(X, i, m);
+  const x = load(X, j, m && j >= 0 && j < n, 0.25);
+  store(X, i, ${renderF(e)}, m);
+}`;
+  return {
+    kind: 'in-place', src, seed,
+    signature: { X: 'ptr', s: 'f32', n: 'i32', d: 'i32', B: 'constexpr' },
+    launch: { grid: [1], B },
+    args: [{ size: n, dtype: dx }, (s as { v: number }).v, n, d],
+    out: 0, tol: TOL[dx],
+  };
+});
+
 /** Any generated program. */
 export const program: fc.Arbitrary<Program> = fc.oneof(
   { weight: 3, arbitrary: elementwise1d },
@@ -323,4 +350,5 @@ export const program: fc.Arbitrary<Program> = fc.oneof(
   { weight: 2, arbitrary: dot2d },
   { weight: 2, arbitrary: int1d },
   { weight: 2, arbitrary: misc2d },
+  { weight: 1, arbitrary: inPlace1d },
 );
