@@ -46,6 +46,8 @@ const BAD: Bad[] = [
   { name: 'incompatible broadcast', src: 'function k(X, n, B) {\n  const a = arange(8) + arange(4);\n}', sig: P, ce: { B: 4 }, code: 'E_SHAPE', line: 2, column: 13, message: /\[8\].*\[4\]/ },
   { name: 'a folded integer outside i32', src: 'function k(X, n, B) {\n  store(X, arange(4), arange(4) * (B * B) + n);\n}', sig: P, ce: { B: 65536 }, code: 'E_CONSTEXPR', line: 2, column: 23, message: /4294967296 is outside i32/ },
   { name: 'an integer literal outside i32 beside an i32 tile', src: 'function k(X, n, B) {\n  const j = arange(4) + 3000000000;\n}', sig: P, ce: { B: 4 }, code: 'E_CONSTEXPR', line: 2, column: 13, message: /outside i32/ },
+  { name: 'a loop step of 0', src: 'function k(X, n, B) {\n  for (let j = 0; j < n; j += B) {}\n}', sig: P, ce: { B: 0 }, code: 'E_CONSTEXPR', line: 2, column: 31, message: /step must be positive, got 0/ },
+  { name: 'a negative step counting up', src: 'function k(X, n, B) {\n  for (let j = 0; j < n; j += -1) {}\n}', sig: P, ce: { B: 4 }, code: 'E_CONSTEXPR', line: 2, column: 31, message: /write j -= 1/ },
   { name: 'integer division with /', src: 'function k(X, n, B) {\n  const q = programId(0) / n;\n}', sig: P, ce: { B: 4 }, code: 'E_TYPE', line: 2, column: 13, message: /idiv/ },
   { name: 'assignment to a const', src: 'function k(X, n, B) {\n  const a = 1;\n  a = 2;\n}', sig: P, ce: { B: 4 }, code: 'E_ASSIGN', line: 3, column: 3 },
   { name: 'tensor used as a value', src: 'function k(X, n, B) {\n  const y = X + 1.0;\n}', sig: P, ce: { B: 4 }, code: 'E_TYPE', line: 2, column: 13, message: /load\(X/ },

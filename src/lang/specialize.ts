@@ -331,7 +331,13 @@ export class Specializer {
     if (t.operator === '<=' || t.operator === '>=') end = this.b.binary(t, 'add', end, this.b.constant(t, descending ? -1 : 1, 'i32'), 'i32');
     let step: Value;
     if (stepNode) {
-      step = i32(this.expr(stepNode, scope), stepNode);
+      const sv = this.expr(stepNode, scope);
+      // JavaScript would loop forever; a constexpr step that cannot advance is refused here (a
+      // run-time step of 0 or of the wrong sign runs no iteration).
+      if (sv.kind === 'ce' && typeof sv.v === 'number' && sv.v <= 0) {
+        this.b.fail(stepNode, 'E_CONSTEXPR', `the loop step must be positive, got ${sv.v}${sv.v < 0 && stepSign > 0 ? ` (to count down, write ${iv} -= ${-sv.v} and compare with '>' or '>=')` : ''}`);
+      }
+      step = i32(sv, stepNode);
       if (stepSign < 0) step = this.b.unary(stepNode, 'neg', step);
     } else step = this.b.constant(upd!, stepSign, 'i32');
 
