@@ -38,6 +38,8 @@ const BAD: Bad[] = [
   { name: 'break', src: 'function k(X, n, B) {\n  for (let i = 0; i < n; i++) {\n    break;\n  }\n}', sig: P, code: 'E_UNSUPPORTED', line: 3, column: 5 },
   { name: 'member access (Math.exp)', src: 'function k(X, n, B) {\n  const y = Math.exp(1.0);\n}', sig: P, code: 'E_UNSUPPORTED', line: 2, column: 13, message: /exp\(x\)/ },
   { name: 'unknown name with a hint', src: 'function k(X, n, B) {\n  const i = arnge(B);\n}', sig: P, code: 'E_UNKNOWN_NAME', line: 2, column: 13, message: /arange/ },
+  { name: 'a builtin assigned', src: 'function k(X, n, B) {\n  exp = 3;\n}', sig: P, ce: { B: 4 }, code: 'E_UNKNOWN_NAME', line: 2, column: 3, message: /^'exp' is a builtin function, not a variable/ },
+  { name: 'an unknown one-letter name: no far-fetched hint', src: 'function k(X, n, B) {\n  const y = q + 1;\n}', sig: P, code: 'E_UNKNOWN_NAME', line: 2, column: 13, message: /^unknown name 'q'$/ },
   { name: 'this', src: 'function k(X, n, B) {\n  const t = this;\n}', sig: P, code: 'E_UNSUPPORTED', line: 2, column: 13 },
   { name: 'arrow function inside', src: 'function k(X, n, B) {\n  const f = (a) => a;\n}', sig: P, code: 'E_UNSUPPORTED', line: 2, column: 13 },
   { name: 'var', src: 'function k(X, n, B) {\n  var x = 1;\n}', sig: P, code: 'E_UNSUPPORTED', line: 2, column: 3 },
@@ -80,6 +82,12 @@ describe('bad kernels are rejected with a code, a place and a code frame', () =>
   test('a kernel with three problems reports all three', () => {
     const err = compileError('function k(X, n, B) {\n  while (true) {}\n  const a = Math.sqrt(2);\n  const b = nope + 1;\n}', P);
     expect(err?.diagnostics.map((d) => `${d.code}@${d.line}`)).toEqual(['E_UNSUPPORTED@2', 'E_UNSUPPORTED@3', 'E_UNKNOWN_NAME@4']);
+  });
+
+  test('a default parameter value is one error, not also a signature mismatch', () => {
+    const err = compileError('function k(X, n = 3, B) {}', { X: 'ptr', n: 'i32', B: 'constexpr' }, { B: 4 });
+    expect(err?.diagnostics.map((d) => d.code)).toEqual(['E_UNSUPPORTED']);
+    expect(err?.diagnostics[0]?.message).toMatch(/default parameter values/);
   });
 
   test('type errors found while specialising are all reported', () => {

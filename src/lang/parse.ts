@@ -171,7 +171,14 @@ export function parseFunction(source: string, diags: Diagnostic[], knownNames: R
     else if (p.type === 'Identifier') {
       params.push(p.name);
       paramLocs.push(locOf(p));
-    } else diags.push(diag(p, 'E_UNSUPPORTED', UNSUPPORTED[p.type] ?? 'parameters must be plain names'));
+    } else {
+      diags.push(diag(p, 'E_UNSUPPORTED', UNSUPPORTED[p.type] ?? 'parameters must be plain names'));
+      // n = 3 still names n: the signature's entry for it is no second error.
+      if (p.type === 'AssignmentPattern' && p.left.type === 'Identifier') {
+        params.push(p.left.name);
+        paramLocs.push(locOf(p.left));
+      }
+    }
   }
   const deep = tooDeep(fn.body, MAX_NESTING_DEPTH);
   if (deep) {
@@ -312,8 +319,11 @@ const JS_GLOBALS = new Set([
 
 /** "unknown name" with the closest builtins as a hint. */
 export function unknownMessage(name: string, extra: readonly string[] = []): string {
+  if (BUILTIN_NAMES.includes(name)) return `'${name}' is a builtin function, not a variable: call it as ${name}(...)`;
   const all = [...BUILTIN_NAMES, ...extra];
-  const close = all.filter((b) => editDistance(b.toLowerCase(), name.toLowerCase()) <= Math.max(1, Math.floor(name.length / 3)));
+  // A name of one or two letters is a single edit from every other short name: only a case slip counts.
+  const within = name.length <= 2 ? 0 : Math.max(1, Math.floor(name.length / 3));
+  const close = all.filter((b) => b !== name && editDistance(b.toLowerCase(), name.toLowerCase()) <= within);
   const hint = close.length ? `; did you mean ${close.slice(0, 3).map((c) => `'${c}'`).join(' or ')}?` : '';
   if (JS_GLOBALS.has(name)) {
     return `'${name}' is not available in kernels (kernels cannot reach JavaScript)`;
