@@ -25,7 +25,9 @@ export function trapError(
   const pid = programOf(rec.lin, grid);
   const site = rec.site > 0 ? ck.checked?.sites[rec.site - 1] : undefined;
   if (!site) {
-    return new KernelRuntimeError(`kernel '${ck.name}' trapped in program (${pid.join(', ')}): ${message}`, ck.name, pid, { cause });
+    // Unchecked code keeps no places; say where to get one.
+    const hint = ck.checked ? '' : " (the launch option checked: true names the line of an out-of-bounds access; kernel.interpret(...) with the same arguments names the line of any fault)";
+    return new KernelRuntimeError(`kernel '${ck.name}' trapped in program (${pid.join(', ')}): ${message}${hint}`, ck.name, pid, { cause });
   }
   const size = params[site.sizeParam] ?? 0;
   const what = site.kind === 'load' ? 'load from' : 'store to';
