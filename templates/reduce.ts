@@ -2,29 +2,40 @@
  * @fileoverview Sum over the leading axis of a [rows, N] tensor: programs sum slabs of rows
  * into f32 partials [slabs, N] (parallel over column blocks and slabs), then `colsum` adds the
  * slabs. The slab count depends only on the shape, so results do not change with threads. EVEN:
- * the slabs hold whole BR-row steps and the columns fill the tiles (no masks).
+ * the slabs hold whole BR-row steps and the columns fill the tiles (no masks). A narrow tensor
+ * (a column, or a few) is summed as wider rows of several of its rows each, whose partials
+ * colsum then adds as more rows: every lane of the tile does work.
  */
 import { jit } from '../src/kernel.js';
 import { MASKED_HELPERS } from './masked.js';
 
-export const SUM_ROWS_SOURCE = `function sumRows(X, Part, rows, N, rowsPer, BR, BN, EVEN) {
+export const SUM_ROWS_SOURCE = `function sumRows(X, Part, rows, N, total, rowsPer, BR, BN, CHUNK, EVEN) {
   const cols = programId(0) * BN + arange(BN);
   const mc = cols < N;
   const r0 = programId(1) * rowsPer;
   const r1 = minimum(rows, r0 + rowsPer);
   // BR rows at a time into a loop-carried [BR, BN] partial, reduced once at the end: a
   // reduction per step would put a tile round trip and a horizontal add behind every load.
+  // Two levels, CHUNK steps into a fresh partial and then into the total: a lane's rounding
+  // error grows with CHUNK + steps / CHUNK additions instead of with all of its steps.
   let acc = zeros([BR, BN]);
-  for (let r = r0; r < r1; r += BR) {
-    const rr = r + arange(BR);
-    const m = expandDims(rr < r1, 1) && expandDims(mc, 0);
-    acc = acc + ld(X, expandDims(rr, 1) * N + expandDims(cols, 0), m, 0.0, EVEN);
+  for (let c = r0; c < r1; c += BR * CHUNK) {
+    const c1 = minimum(r1, c + BR * CHUNK);
+    let part = zeros([BR, BN]);
+    for (let r = c; r < c1; r += BR) {
+      const rr = r + arange(BR);
+      const offs = expandDims(rr, 1) * N + expandDims(cols, 0);
+      // total: where a last row is cut short (a short column viewed as wider rows).
+      const m = expandDims(rr < c1, 1) && expandDims(mc, 0) && offs < total;
+      part = part + ld(X, offs, m, 0.0, EVEN);
+    }
+    acc = acc + part;
   }
   st(Part, programId(1) * N + cols, sum(acc, 0), mc, EVEN);
 }`;
 
 export const sumRowsKernel = jit(SUM_ROWS_SOURCE, {
-  signature: { X: 'ptr', Part: 'ptr', rows: 'i32', N: 'i32', rowsPer: 'i32', BR: 'constexpr', BN: 'constexpr', EVEN: 'constexpr' },
+  signature: { X: 'ptr', Part: 'ptr', rows: 'i32', N: 'i32', total: 'i32', rowsPer: 'i32', BR: 'constexpr', BN: 'constexpr', CHUNK: 'constexpr', EVEN: 'constexpr' },
   helpers: MASKED_HELPERS,
 });
 
@@ -32,9 +43,15 @@ export const sumRowsKernel = jit(SUM_ROWS_SOURCE, {
 export const COLSUM_SOURCE = `function colsum(P, Out, rows, N, BN) {
   const cols = programId(0) * BN + arange(BN);
   const mc = cols < N;
+  // Two levels, as sumRows: 32 rows into a fresh partial, then into the total.
   let acc = zeros([BN]);
-  for (let r = 0; r < rows; r += 1) {
-    acc = acc + load(P, r * N + cols, mc, 0.0);
+  for (let c = 0; c < rows; c += 32) {
+    const c1 = minimum(rows, c + 32);
+    let part = zeros([BN]);
+    for (let r = c; r < c1; r += 1) {
+      part = part + load(P, r * N + cols, mc, 0.0);
+    }
+    acc = acc + part;
   }
   store(Out, cols, acc, mc);
 }`;

@@ -67,7 +67,7 @@ describe('splitHeads / mergeHeads', () => {
 
 describe('ops.sum over axis 0', () => {
   // Each tile width (N's power-of-two factor up to 512, or N rounded up, masked), ragged slabs.
-  test.each([[1, 1], [3, 5], [1000, 7], [4097, 130], [0, 4], [4096, 128], [512, 64], [100, 512], [1001, 384], [33, 24], [7, 1000], [64, 2048], [19, 256]])('[%i, %i]', async (R, N) => {
+  test.each([[1, 1], [3, 5], [1000, 7], [4097, 130], [0, 4], [4096, 128], [512, 64], [100, 512], [1001, 384], [33, 24], [7, 1000], [64, 2048], [19, 256], [513, 1], [4096, 1], [100003, 3], [2048, 63], [777, 40]])('[%i, %i]', async (R, N) => {
     const rt = await rtP;
     let s = 7;
     const x = Float32Array.from({ length: R * N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5);
@@ -79,5 +79,17 @@ describe('ops.sum over axis 0', () => {
       for (let r = 0; r < R; r++) want += x[r * N + c]!;
       expect(Math.abs(got[c]! - want)).toBeLessThanOrEqual(1e-6 * Math.sqrt(R + 1) * 4);
     }
+  });
+
+  // A few columns are summed as wider rows (every lane of the tile busy), and every lane adds in
+  // two levels: 13 units of 2^-24 at worst here (4M rows), where one running sum a lane drifted
+  // by hundreds (940 for a million 0.1s).
+  test.each([[1_000_000, 1], [1 << 22, 1], [300_001, 3], [65_536, 24], [8192, 512]])('[%i, %i] of positive values: within 16·2^-24 of the exact sum', async (R, N) => {
+    const rt = await rtP;
+    const x = Float32Array.from({ length: R * N }, (_, i) => 0.1 + (i % 5) * 0.01);
+    const exact = new Float64Array(N);
+    for (let i = 0; i < R * N; i++) exact[i % N] += x[i]!;
+    const got = (await ops.sum(rt.tensor(x, [R, N]))).toArray();
+    for (let c = 0; c < N; c++) expect(Math.abs(got[c]! - exact[c]!) / exact[c]!, `column ${c}`).toBeLessThanOrEqual(16 * 2 ** -24);
   });
 });

@@ -5,7 +5,13 @@
 import { headsKernel } from '../../templates/layout.js';
 import { colsumKernel, sumRowsKernel } from '../../templates/reduce.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { columnSumTiles, fail, floatTensor, isPow2, rowSlabs } from './common.js';
+import { columnSumTiles, fail, floatTensor, isPow2, pow2AtLeast, rowSlabs } from './common.js';
+
+/** The largest power of two at most x (x >= 1). */
+const pow2Below = (x: number): number => 2 ** Math.floor(Math.log2(x));
+
+/** Row steps a sum adds into a fresh partial before the total (see SUM_ROWS_SOURCE). */
+export const SUM_CHUNK = 32;
 
 /**
  * [B, N, C·H·Dh] -> [C, B, H, N, Dh]: C projections (3 for a fused QKV) of H heads each, moved
@@ -57,13 +63,19 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   const N = rest.reduce((p, d) => p * d, 1);
   const out = rt.empty(rest, opts.dtype ?? x.dtype);
   if (N === 0) return out;
-  const { BR, BN } = columnSumTiles(N);
-  const { rowsPer, slabs: P } = rowSlabs(rows, BR);
-  const even = N % BN === 0 && rows % rowsPer === 0;
-  const part = rt.empty([P, N], 'f32');
+  // Fewer than 64 columns fill too little of a tile: sum rows of `fold` rows each (the
+  // memory is the same), then fold the partials back down to N columns in colsum.
+  const fold = N < 64 && rows >= 512 ? Math.min(pow2AtLeast(Math.ceil(256 / N)), pow2Below(rows / 2)) : 1;
+  const width = N * fold;
+  const wide = Math.ceil(rows / fold);
+  const { BR, BN } = columnSumTiles(width);
+  const { rowsPer, slabs: P } = rowSlabs(wide, BR);
+  const even = width % BN === 0 && wide % rowsPer === 0 && rows % fold === 0;
+  const part = rt.empty([P, width], 'f32');
   try {
-    if (rows > 0) await sumRowsKernel.launch({ grid: [Math.ceil(N / BN), P], BR, BN, EVEN: even, runtime: rt }, x, part, rows, N, rowsPer);
-    await colsumKernel.launch({ grid: [Math.ceil(N / 256)], BN: 256, runtime: rt }, part, out, rows > 0 ? P : 0, N);
+    if (rows > 0) await sumRowsKernel.launch({ grid: [Math.ceil(width / BN), P], BR, BN, CHUNK: SUM_CHUNK, EVEN: even, runtime: rt }, x, part, wide, width, rows * N, rowsPer);
+    // [P, width] is [P · fold, N] in memory.
+    await colsumKernel.launch({ grid: [Math.ceil(N / 256)], BN: 256, runtime: rt }, part, out, rows > 0 ? P * fold : 0, N);
   } finally {
     part.free();
   }
