@@ -4,18 +4,20 @@
  */
 import * as acorn from 'acorn';
 import { ELEMENTWISE_BLOCK } from '../templates/activation.js';
-import type { StorageDType } from './ir/ir.js';
 import { jit, Kernel } from './kernel.js';
 import { sourceOf, type KernelSourceLike, type ParamKind } from './lang/parse.js';
 import { floatTensor, output } from './ops/common.js';
 import { Tensor } from './runtime/tensor.js';
+
+/** Dtypes a mapped function's fresh output may have. */
+const FLOAT_DTYPES: readonly string[] = ['f32', 'f16', 'bf16'];
 
 /** Options of a call to a mapped function, given as the last argument. */
 export interface MapCallOptions {
   /** Write here instead of allocating (same shape as the inputs). */
   readonly out?: Tensor;
   /** Storage dtype of a fresh output (default: the first tensor's). */
-  readonly dtype?: StorageDType;
+  readonly dtype?: 'f32' | 'f16' | 'bf16';
 }
 
 /** A mapped elementwise function: call it with tensors (one shape) and numbers. */
@@ -107,6 +109,7 @@ export function map(fn: KernelSourceLike, opts: MapOptions = {}): MapFunction {
     if (!first) throw new TypeError(`${name}: needs at least one tensor input`);
     const rt = first.runtime;
     const dtype = callOpts.dtype ?? first.dtype;
+    if (!FLOAT_DTYPES.includes(dtype)) throw new TypeError(`${name}: dtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(dtype)}`);
     const out = output(name, rt, first.shape, dtype, callOpts.out);
     const n = first.size;
     if (n === 0) return out;

@@ -3,7 +3,7 @@
  * ops.sum over the leading axis.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { ops, Runtime } from '../src/index.js';
+import { jit, ops, Runtime } from '../src/index.js';
 
 const rtP = Runtime.create({ threads: 2 });
 afterAll(async () => (await rtP).dispose());
@@ -88,8 +88,19 @@ describe('ops.sum over axis 0', () => {
     const rt = await rtP;
     const x = Float32Array.from({ length: R * N }, (_, i) => 0.1 + (i % 5) * 0.01);
     const exact = new Float64Array(N);
-    for (let i = 0; i < R * N; i++) exact[i % N] += x[i]!;
+    for (let i = 0; i < R * N; i++) exact[i % N]! += x[i]!;
     const got = (await ops.sum(rt.tensor(x, [R, N]))).toArray();
     for (let c = 0; c < N; c++) expect(Math.abs(got[c]! - exact[c]!) / exact[c]!, `column ${c}`).toBeLessThanOrEqual(16 * 2 ** -24);
+  });
+});
+
+describe('fresh outputs are float', () => {
+  test("ops.sum and jit.map refuse dtype 'i32' for the output they allocate", async () => {
+    const rt = await rtP;
+    const x = rt.tensor([1.5, 2.5, 3.5, 4.5], [2, 2]);
+    await expect(ops.sum(x, { dtype: 'i32' as never })).rejects.toThrow(/sum: dtype must be 'f32', 'f16' or 'bf16', got "i32"/);
+    const twice = jit.map('(a) => a * 2.0');
+    await expect(twice(x, { dtype: 'i32' as never })).rejects.toThrow(/dtype must be 'f32', 'f16' or 'bf16', got "i32"/);
+    expect(Array.from((await twice(x, { dtype: 'bf16' })).toArray())).toEqual([3, 5, 7, 9]);
   });
 });

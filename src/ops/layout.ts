@@ -61,6 +61,7 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   const rows = x.shape[0]!;
   const rest = x.shape.slice(1);
   const N = rest.reduce((p, d) => p * d, 1);
+  if (opts.dtype !== undefined && !['f32', 'f16', 'bf16'].includes(opts.dtype)) fail(op, `dtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(opts.dtype)}`);
   const out = rt.empty(rest, opts.dtype ?? x.dtype);
   if (N === 0) return out;
   // Fewer than 64 columns fill too little of a tile: sum rows of `fold` rows each (the
