@@ -43,15 +43,16 @@ export const sumRowsKernel = jit(SUM_ROWS_SOURCE, {
 export const COLSUM_SOURCE = `function colsum(P, Out, rows, N, BN) {
   const cols = programId(0) * BN + arange(BN);
   const mc = cols < N;
-  // Two levels, as sumRows: 32 rows into a fresh partial, then into the total.
+  // Compensated (Kahan): the partials are few next to the elements they sum, so the three
+  // extra adds a row cost nothing, and thousands of them (a long narrow sum's) add up without
+  // drift. comp stays 0 once the sum is not finite, so an infinity stays one.
   let acc = zeros([BN]);
-  for (let c = 0; c < rows; c += 32) {
-    const c1 = minimum(rows, c + 32);
-    let part = zeros([BN]);
-    for (let r = c; r < c1; r += 1) {
-      part = part + load(P, r * N + cols, mc, 0.0);
-    }
-    acc = acc + part;
+  let comp = zeros([BN]);
+  for (let r = 0; r < rows; r += 1) {
+    const y = load(P, r * N + cols, mc, 0.0) - comp;
+    const t = acc + y;
+    comp = where(abs(t) < Infinity, (t - acc) - y, 0.0);
+    acc = t;
   }
   store(Out, cols, acc, mc);
 }`;

