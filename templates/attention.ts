@@ -102,7 +102,8 @@ export const ATTN_FWD_SOURCE = `function attnFwd(Q, K, V, O, Lse, Lens, N, H, gr
   for (let n0 = lo; n0 < hi; n0 += BN) {
     const rn = n0 + arange(BN);
     const kvoffs = offs(b, hk, rn, rd, kB, kH, kN);
-    const mk = expandDims(rn < N, 1);
+    // Keys past the length load as 0: their p is 0, and 0 times a NaN of the padding is NaN.
+    const mk = expandDims(rn < kvLen, 1);
     const k = load(K, kvoffs, mk, 0.0);
     let s = dot(q, trans(k));
     if (needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW)) {
@@ -170,9 +171,12 @@ export const ATTN_BWD_KV_SOURCE = `function attnBwdKV(Q, K, V, Do, Lse, Delta, D
   for (let nb = nbLo; nb < nbHi; nb += 1) {
     const rn = nb * BN + arange(BN);
     const mk = expandDims(rn < N, 1);
+    // Keys past the length load as 0 (p is 0 there, and 0 times a NaN of the padding is NaN), so
+    // their dK and dV are stored as exactly 0; without lengths kvLen is N and the masks are one.
+    const mkv = expandDims(rn < kvLen, 1);
     const kvoffs = offs(b, hk, rn, rd, kB, kH, kN);
-    const k = load(K, kvoffs, mk, 0.0);
-    const v = load(V, kvoffs, mk, 0.0);
+    const k = load(K, kvoffs, mkv, 0.0);
+    const v = load(V, kvoffs, mkv, 0.0);
     let dk = zeros([BN, D]);
     let dv = zeros([BN, D]);
     // Query blocks that see this key block (none past the key length: zero gradients).
@@ -245,7 +249,8 @@ export const ATTN_BWD_Q_SOURCE = `function attnBwdQ(Q, K, V, Do, Lse, Delta, Dq,
   for (let n0 = lo; n0 < hi; n0 += BN) {
     const rn = n0 + arange(BN);
     const kvoffs = offs(b, hk, rn, rd, kB, kH, kN);
-    const mk = expandDims(rn < N, 1);
+    // Keys past the length load as 0, as in the forward.
+    const mk = expandDims(rn < kvLen, 1);
     const k = load(K, kvoffs, mk, 0.0);
     let p = exp2(dot(q, trans(k)) - lse, true);
     if (needsMask(mb, n0, kvLen, BM, BN, CAUSAL, WINDOW)) {

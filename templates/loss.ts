@@ -11,7 +11,8 @@ export const LOSS_SOURCE = `function loss(P, T, Out, G, Part, n, delta, gscale, 
   const m = i < n;
   const d = ld(P, i, m, 0.0, EVEN) - ld(T, i, m, 0.0, EVEN);
   const ad = abs(d);
-  const sgn = where(d > 0.0, 1.0, where(d < 0.0, -1.0, 0.0));
+  // 0 and NaN are their own sign, so a NaN in pred or target reaches the gradient (as in PyTorch).
+  const sgn = where(d > 0.0, 1.0, where(d < 0.0, -1.0, d));
   let l = d * d;
   let g = 2.0 * d;
   if (KIND == 'mae') { l = ad; g = sgn; }

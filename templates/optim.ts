@@ -48,14 +48,18 @@ export const SGD_SOURCE = `function sgd(P, G, Buf, Copy, n, lr, momentum, c, wd,
   if (HAS_COPY) { st(Copy, i, p, m, EVEN); }
 }`;
 
-/** g *= inv in place; Flag[pid] = how many of the program's results are inf or NaN. */
-export const UNSCALE_SOURCE = `function unscale(G, Flag, n, inv, BLOCK) {
+/**
+ * g *= inv in place; Flag[pid] = how many of the program's results are stored as inf or NaN.
+ * `big` is the least magnitude that G's dtype rounds to inf (Infinity for f32): an f16 result
+ * of 80000 is finite in f32 but stored as inf, so the test is on |g| against it, not on g.
+ */
+export const UNSCALE_SOURCE = `function unscale(G, Flag, n, inv, big, BLOCK) {
   const i = programId(0) * BLOCK + arange(BLOCK);
   const m = i < n;
   const g = load(G, i, m, 0.0) * inv;
   store(G, i, g, m);
-  // g - g is 0 for finite g and NaN for inf or NaN, and NaN != 0.
-  store(Flag, programId(0), sum(where((g - g) != 0.0, 1.0, 0.0), 0));
+  // NaN fails every compare, so it is counted with the overflows.
+  store(Flag, programId(0), sum(where(abs(g) < big, 0.0, 1.0), 0));
 }`;
 
 export const adamKernel = jit(ADAM_SOURCE, {
@@ -76,4 +80,4 @@ export const sgdKernel = jit(SGD_SOURCE, {
   helpers: MASKED_HELPERS,
 });
 
-export const unscaleKernel = jit(UNSCALE_SOURCE, { signature: { G: 'ptr', Flag: 'ptr', n: 'i32', inv: 'f32', BLOCK: 'constexpr' } });
+export const unscaleKernel = jit(UNSCALE_SOURCE, { signature: { G: 'ptr', Flag: 'ptr', n: 'i32', inv: 'f32', big: 'f32', BLOCK: 'constexpr' } });

@@ -94,7 +94,7 @@ export function normRef(x: Arr, M: number, N: number, opts: { rms?: boolean; wei
 /** Pointwise loss and d/dpred for d = pred - target. */
 export function lossRef(kind: 'mse' | 'mae' | 'huber', d: number, delta = 1): { l: number; g: number } {
   const ad = Math.abs(d);
-  const sgn = d > 0 ? 1 : d < 0 ? -1 : 0;
+  const sgn = d > 0 ? 1 : d < 0 ? -1 : d; // 0 and NaN are their own sign
   if (kind === 'mse') return { l: d * d, g: 2 * d };
   if (kind === 'mae') return { l: ad, g: sgn };
   return ad < delta ? { l: 0.5 * d * d, g: d } : { l: delta * (ad - 0.5 * delta), g: delta * sgn };

@@ -73,6 +73,61 @@ describe('ops.attention: windows, grouped-query heads, key lengths, dtypes, back
   test.each(cases.map((c) => [JSON.stringify(c), c] as const))('%s', async (_, c) => run(c, true));
 });
 
+describe('ops.attention: padded keys (rows at or past kvLens) contribute nothing, whatever they hold', () => {
+  type PadCase = Case & { kvLens: number[]; config?: { BM: number; BN: number } };
+  const cases: PadCase[] = [
+    { B: 1, H: 2, Hkv: 2, N: 128, D: 32, kvLens: [100] },
+    { B: 2, H: 4, Hkv: 2, N: 70, D: 16, causal: true, kvLens: [45, 70] },
+    { B: 2, H: 2, Hkv: 1, N: 50, D: 64, window: 20, kvLens: [37, 0], config: { BM: 16, BN: 16 } },
+  ];
+  test.each(cases.map((c) => [JSON.stringify(c), c] as const))('%s: NaN/Inf padding gives the bits of clean padding, forward and backward', async (_, c) => {
+    const rt = await rtP;
+    const { B, H, Hkv, N, D, kvLens } = c;
+    const q = rand(B * H * N * D, 5), k = rand(B * Hkv * N * D, 6), v = rand(B * Hkv * N * D, 7), dout = rand(B * H * N * D, 8);
+    // The same k and v with every padded row poisoned: NaN in v, NaN and Inf in k.
+    const bad = (x: Float32Array, fill: (row: number) => number): Float32Array => {
+      const y = x.slice();
+      for (let b = 0; b < B; b++) for (let h = 0; h < Hkv; h++) for (let n = kvLens[b]!; n < N; n++) y.fill(fill(n), ((b * Hkv + h) * N + n) * D, ((b * Hkv + h) * N + n + 1) * D);
+      return y;
+    };
+    const opts = { causal: c.causal, window: c.window, kvLens, config: c.config };
+    const Q = rt.tensor(q, [B, H, N, D]), Do = rt.tensor(dout, [B, H, N, D]);
+    const results = [];
+    for (const [kk, vv] of [[k, v], [bad(k, (n) => (n % 2 ? Infinity : NaN)), bad(v, () => NaN)]] as const) {
+      const K = rt.tensor(kk, [B, Hkv, N, D]), V = rt.tensor(vv, [B, Hkv, N, D]);
+      const fwd = await ops.attention(Q, K, V, opts);
+      const grads = [];
+      for (const fused of [true, false]) {
+        // Garbage in the given gradients: the padded rows of dk and dv must be written (as 0).
+        const out = { dq: rt.tensor(new Float32Array(B * H * N * D).fill(NaN), [B, H, N, D]), dk: rt.tensor(new Float32Array(B * Hkv * N * D).fill(7), [B, Hkv, N, D]) };
+        const g = await ops.attentionBackward(Do, Q, K, V, fwd, { ...opts, fused, out });
+        grads.push([g.dq, g.dk, g.dv].map((t) => t.toArray()));
+      }
+      results.push({ out: fwd.out.toArray(), lse: fwd.lse.toArray(), grads });
+    }
+    // The first element whose bits differ (-1: none), so that a failure stays one line.
+    const differs = (got: ArrayLike<number>, want: ArrayLike<number>): number => Array.prototype.findIndex.call(want, (w: number, i: number) => !Object.is(w, got[i]));
+    const [clean, poisoned] = results as [typeof results[0], typeof results[0]];
+    expect(clean.out.every(Number.isFinite)).toBe(true);
+    expect(differs(poisoned.out, clean.out), 'out').toBe(-1);
+    expect(differs(poisoned.lse, clean.lse), 'lse').toBe(-1);
+    for (const [s, fused] of [true, false].entries()) {
+      for (const [i, name] of ['dq', 'dk', 'dv'].entries()) {
+        const want = clean.grads[s]![i]!, got = poisoned.grads[s]![i]!;
+        expect(want.every(Number.isFinite), `${name} (fused ${fused}) finite`).toBe(true);
+        expect(differs(got, want), `${name} (fused ${fused})`).toBe(-1);
+      }
+      // dk and dv of the padded rows are exactly 0.
+      for (const t of [poisoned.grads[s]![1]!, poisoned.grads[s]![2]!]) {
+        for (let b = 0; b < B; b++) for (let h = 0; h < Hkv; h++) {
+          const row0 = (b * Hkv + h) * N;
+          expect(Array.from(t.subarray((row0 + kvLens[b]!) * D, (row0 + N) * D)).every((x) => x === 0), `padded rows of batch entry ${b} (fused ${fused})`).toBe(true);
+        }
+      }
+    }
+  });
+});
+
 describe('ops.attention: long sequences, dropout, finite differences, errors', () => {
   test('N=2048 f32 forward within 1e-5 of f64; N=2049 causal', async () => {
     await run({ B: 1, H: 1, Hkv: 1, N: 2048, D: 64 }, false);

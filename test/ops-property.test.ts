@@ -1,7 +1,8 @@
 /**
  * @fileoverview Property tests of the ops at random shapes (fast-check, seeded, shrinking):
  * matmul with random transposes and batch dims, softmax and layer norm over random rows, and
- * attention with random heads, lengths, masks and key lengths, each against its f64 reference.
+ * attention with random heads, lengths, masks and key lengths (NaN in the padded keys), each
+ * against its f64 reference.
  */
 import fc from 'fast-check';
 import { afterAll, expect, test } from 'vitest';
@@ -48,7 +49,7 @@ test('softmax and layer norm: random rows and row lengths', async () => {
   }), SEED);
 });
 
-test('attention: random heads, lengths, head dims, causal, windows and key lengths', async () => {
+test('attention: random heads, lengths, head dims, causal, windows and key lengths (NaN padding)', async () => {
   const rt = await rtP;
   const arb = fc.record({
     B: dim(2), Hkv: dim(2), group: dim(2), N: dim(80), D: fc.constantFrom(16, 32, 64),
@@ -59,7 +60,13 @@ test('attention: random heads, lengths, head dims, causal, windows and key lengt
     const q = rand(c.B * H * c.N * c.D, c.seed), k = rand(c.B * c.Hkv * c.N * c.D, c.seed + 1), v = rand(c.B * c.Hkv * c.N * c.D, c.seed + 2);
     const kvLens = c.padded ? Array.from({ length: c.B }, (_, b) => (((c.seed + b * 7) % (c.N + 1)) + c.N + 1) % (c.N + 1)) : undefined;
     const opts = { causal: c.causal, window: c.window, kvLens };
-    const Q = rt.tensor(q, [c.B, H, c.N, c.D]), K = rt.tensor(k, [c.B, c.Hkv, c.N, c.D]), V = rt.tensor(v, [c.B, c.Hkv, c.N, c.D]);
+    // The kernel gets NaN in the padded rows of k and v (ignored keys), the reference clean ones.
+    const poisoned = (x: Float32Array): Float32Array => {
+      const y = x.slice();
+      if (kvLens) for (let bh = 0; bh < c.B * c.Hkv; bh++) y.fill(NaN, (bh * c.N + kvLens[Math.floor(bh / c.Hkv)]!) * c.D, (bh + 1) * c.N * c.D);
+      return y;
+    };
+    const Q = rt.tensor(q, [c.B, H, c.N, c.D]), K = rt.tensor(poisoned(k), [c.B, c.Hkv, c.N, c.D]), V = rt.tensor(poisoned(v), [c.B, c.Hkv, c.N, c.D]);
     const r = await ops.attention(Q, K, V, opts);
     const ref = attentionRef(q, k, v, { B: c.B, H, Hkv: c.Hkv, N: c.N, D: c.D, ...opts });
     expect(maxErr(r.out.toArray(), ref.out)).toBeLessThanOrEqual(1e-5);

@@ -69,6 +69,32 @@ describe('losses', () => {
     close(r.grad!.toArray(), want.map((x) => x.g), ulp, 1e-7, 'grad');
   });
 
+  test.each(KINDS.map(([k]) => k))('%s: a NaN in pred or target gives a NaN value and a NaN gradient there', async (kind) => {
+    const rt = await rtP;
+    const fn = KINDS.find(([k]) => k === kind)![1];
+    // NaN in pred, in target, Inf - Inf; the other lanes on both sides of Huber's delta and d = 0.
+    const p = [NaN, 1, Infinity, 0.25, 3, -4, 2, 0.5];
+    const t = [0, NaN, Infinity, 0, 0, 0, 2, 0.5];
+    const nan = [0, 1, 2];
+    for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+      const P = rt.tensor(p, [p.length], dtype), T = rt.tensor(t, [t.length], dtype);
+      const each = await fn(P, T, { reduction: 'none', grad: true });
+      const g = each.grad!.toArray(), l = each.loss.toArray();
+      for (let i = 0; i < p.length; i++) {
+        const want = lossRef(kind, p[i]! - t[i]!);
+        if (nan.includes(i)) {
+          expect(g[i], `${dtype} grad[${i}]`).toBeNaN();
+          expect(l[i], `${dtype} loss[${i}]`).toBeNaN();
+        } else {
+          expect(g[i], `${dtype} grad[${i}]`).toBe(want.g);
+        }
+      }
+      const mean = await fn(P, T, { grad: true });
+      expect(mean.value).toBeNaN();
+      expect(Array.from(mean.grad!.toArray(), Number.isNaN)).toEqual(p.map((_, i) => nan.includes(i)));
+    }
+  });
+
   test('empty input: mean is NaN, sum is 0; bad reduction and delta are rejected', async () => {
     const rt = await rtP;
     const e = rt.empty([0]);
@@ -170,6 +196,34 @@ describe('loss scaler', () => {
     }
     expect([s.scale, s.growthTracker, applied]).toEqual([256, 0, 4]);
     expect(s.scaleLoss(0.5)).toBe(128);
+  });
+
+  test.each([
+    ['f16', 40000, 0.5, 80000],
+    ['f16', 32760, 0.5, 65520],
+    // Finite in f32 (under 3.4028e38), past bf16's 3.3962e38.
+    ['bf16', 2 ** 127, 0.5005, 3.3994e38],
+  ] as const)('%s: a gradient of %f unscaled by 1/%f overflows its dtype (%f): flagged, the step skipped', async (dtype, g, scale, unscaled) => {
+    const rt = await rtP;
+    const n = 5000;
+    const s = new LossScaler({ initScale: scale });
+    const P = rt.tensor(rand(n, 1), [n]);
+    const p0 = P.toArray();
+    const opt = new SGD([P], { lr: 0.1 });
+    const data = new Float32Array(n).fill(1);
+    data[n - 1] = g;
+    const G = rt.tensor(data, [n], dtype);
+    expect(Number.isFinite(Math.fround(unscaled))).toBe(true);
+    expect(await s.step([G], () => opt.step([G]))).toBe(false);
+    expect(G.toArray()[n - 1]).toBe(Infinity);
+    expect(opt.stepCount).toBe(0);
+    expect(P.toArray()).toEqual(p0);
+    expect([s.scale, s.skipped]).toEqual([scale / 2, 1]);
+    // Just under the dtype's overflow: stored finite, not flagged, the step applied.
+    G.write(new Float32Array(n).fill(dtype === 'f16' ? 65504 * scale : 3.38e38 * scale));
+    expect(await ops.unscaleGrads([G], 1 / scale)).toBe(false);
+    expect(G.toArray().every(Number.isFinite)).toBe(true);
+    opt.dispose();
   });
 
   test('bad settings are rejected', () => {

@@ -21,7 +21,10 @@ export interface AttentionOptions {
   readonly window?: number;
   /** Multiplies q·k (default 1 / sqrt(D)). */
   readonly scale?: number;
-  /** Valid keys per batch entry (padding): numbers, or an i32 tensor [B]; keys at or past it are ignored. */
+  /**
+   * Valid keys per batch entry (padding): numbers, or an i32 tensor [B]; keys at or past it are
+   * ignored, whatever they hold (NaN there changes nothing), and get dk = dv = 0.
+   */
   readonly kvLens?: readonly number[] | Tensor;
   /** Dropout on the attention probabilities: drop with chance `p`, scale the rest by 1 / (1 - p). */
   readonly dropout?: { readonly p: number; readonly seed: number };

@@ -74,7 +74,7 @@ export function mseLoss(pred: Tensor, target: Tensor, opts: LossOptions = {}): P
   return run('mseLoss', 'mse', pred, target, opts);
 }
 
-/** Mean absolute error (L1): |pred - target|; its gradient at 0 is 0. */
+/** Mean absolute error (L1): |pred - target|; its gradient at 0 is 0, and NaN where d is NaN. */
 export function l1Loss(pred: Tensor, target: Tensor, opts: LossOptions = {}): Promise<LossResult> {
   return run('l1Loss', 'mae', pred, target, opts);
 }

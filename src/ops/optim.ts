@@ -12,6 +12,17 @@ import { fail, finite, floatTensor, sameShape } from './common.js';
 /** Elements per program of the unscale pass (one overflow flag each), as for the other elementwise kernels. */
 const BLOCK = ELEMENTWISE_BLOCK;
 
+/**
+ * The least magnitude a gradient's dtype rounds to inf (round to nearest even): halfway between
+ * its largest finite value, (2 - 2^-m)·2^e for m mantissa bits, and 2^(e+1); the tie goes up,
+ * since that largest value's mantissa is odd. f16 from 65520, bf16 from about 3.3962e38.
+ */
+function overflowAt(dtype: Tensor['dtype']): number {
+  if (dtype === 'f16') return (2 - 2 ** -11) * 2 ** 15;
+  if (dtype === 'bf16') return (2 - 2 ** -8) * 2 ** 127;
+  return Infinity;
+}
+
 /** Options of an Adam / AdamW step. */
 export interface AdamStepOptions {
   readonly lr: number;
@@ -101,8 +112,8 @@ export async function sgdStep(param: Tensor, grad: Tensor, buf: Tensor | undefin
 }
 
 /**
- * Multiply each gradient by `inv` in place and say whether any result is inf or NaN (one pass
- * over each tensor).
+ * Multiply each gradient by `inv` in place and say whether any result is inf or NaN as stored
+ * (an f16 or bf16 gradient overflows its dtype long before f32 does), in one pass over each tensor.
  */
 export async function unscaleGrads(grads: readonly Tensor[], inv: number): Promise<boolean> {
   const op = 'unscaleGrads';
@@ -115,7 +126,7 @@ export async function unscaleGrads(grads: readonly Tensor[], inv: number): Promi
     const programs = Math.ceil(n / BLOCK);
     const flags = g.runtime.empty([programs], 'f32');
     try {
-      await unscaleKernel.launch({ grid: [programs], BLOCK, runtime: g.runtime }, g, flags, n, inv);
+      await unscaleKernel.launch({ grid: [programs], BLOCK, runtime: g.runtime }, g, flags, n, inv, overflowAt(g.dtype));
       if (flags.toArray().some((c) => c !== 0)) found = true;
     } finally {
       flags.free();
