@@ -5,6 +5,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { ops } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
+import type { Tensor } from '../src/runtime/tensor.js';
 import { chooseGemmConfig } from '../src/ops/matmul.js';
 import { gemmReference, type GemmActivation } from '../templates/gemm.js';
 import { activationGradRef, activationRef } from '../templates/reference.js';
@@ -312,5 +313,176 @@ describe('ops.matmul aux epilogues: preActivation (store the activation\'s input
     const freed = rt.empty([2, 2]);
     freed.free();
     await expect(ops.matmul(a, b, { activationGrad: { activation: 'relu', preActivation: freed } })).rejects.toThrow(/activationGrad.preActivation has been freed/);
+  });
+});
+
+/** Names of the kernels `fn` launched (which path a product took). */
+async function kernelsOf(rt: Runtime, fn: () => Promise<unknown>): Promise<Set<string>> {
+  return new Set((await rt.profile(fn)).kernels.map((k) => k.kernel));
+}
+
+describe('ops.matmul refuses outputs over its operands (they would be read back half-overwritten)', () => {
+  test('out or preActivation over a, b, bias or part of c: a TypeError naming both; nothing is written', async () => {
+    const rt = await rts[2];
+    const n = 128;
+    const A = rand(n * n, 301), B = rand(n * n, 302);
+    const a = rt.tensor(A, [n, n]), b = rt.tensor(B, [n, n]);
+    await expect(ops.matmul(a, b, { out: a })).rejects.toThrow(/^matmul: out must not overlap a$/);
+    await expect(ops.matmul(a, b, { out: b, packB: false })).rejects.toThrow(/^matmul: out must not overlap b$/);
+    await expect(ops.matmul(a, b, { activation: 'relu', preActivation: a })).rejects.toThrow(/^matmul: preActivation must not overlap a$/);
+    await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: b })).rejects.toThrow(/^matmul: preActivation must not overlap b$/);
+    // GEMV (one row): the row is both a and out.
+    const row = rt.tensor(A.subarray(0, n), [1, n]);
+    await expect(ops.matmul(row, b, { out: row })).rejects.toThrow(/out must not overlap a/);
+    // Views: half of out over half of a; bias the first row of out.
+    const big = rt.empty([2 * n, n]);
+    await expect(ops.matmul(big.narrow(0, n), b, { out: big.narrow(n / 2, n / 2 + n) })).rejects.toThrow(/out must not overlap a/);
+    const out = rt.empty([n, n]);
+    await expect(ops.matmul(a, b, { out, bias: out.reshape([n * n]).narrow(0, n) })).rejects.toThrow(/out must not overlap bias/);
+    // c may be out itself (in place, below), not a shifted view of it, nor the preActivation.
+    const cc = rt.empty([n + 1, n]);
+    await expect(ops.matmul(a, b, { c: cc.narrow(0, n), out: cc.narrow(1, n + 1) })).rejects.toThrow(/out must not overlap c \(out may be c itself/);
+    await expect(ops.matmul(a, b, { c: out, activation: 'relu', preActivation: out })).rejects.toThrow(/preActivation must not overlap c/);
+    sameValues(a.toArray(), A);
+    sameValues(b.toArray(), B);
+    // Packed weights: out over a, or over the panels themselves.
+    const w = await ops.packWeights(b);
+    await expect(ops.matmul(a, w, { out: a })).rejects.toThrow(/^matmul: out must not overlap a$/);
+    await expect(ops.matmul(a, w, { out: w.panels.reshape([n, n]) })).rejects.toThrow(/^matmul: out must not overlap the packed weights$/);
+    await expect(ops.matmul(row, w, { activation: 'silu', preActivation: row })).rejects.toThrow(/preActivation must not overlap a/);
+    sameValues(a.toArray(), A);
+    w.free();
+  });
+
+  // Every path ops.matmul can take (see the aux epilogues' test above), with out === c.
+  const paths: [string, number, number, number, Record<string, unknown>, boolean][] = [
+    ['GEMM, masked tiles', 37, 29, 41, {}, false],
+    ['GEMM, 200 x 200', 200, 200, 200, {}, false],
+    ['GEMM, B in panels', 1024, 128, 256, { config: { BM: 64, BN: 64, BK: 32 } }, false],
+    ['split-K', 64, 128, 4096, { config: { BM: 64, BN: 64, BK: 64 } }, false],
+    ['GEMV', 1, 300, 70, {}, false],
+    ['packed weights, GEMM', 19, 45, 37, {}, true],
+    ['packed weights, GEMV', 1, 45, 37, {}, true],
+  ];
+  test.each(paths)('out may be c itself (c = a·b + beta·c in place): %s (M=%i N=%i K=%i)', async (name, M, N, K, extra, packed) => {
+    const rt = await rts[2];
+    const a = rand(M * K, 311), b = rand(K * N, 312), c = rand(M * N, 313), bias = rand(N, 314);
+    const A = rt.tensor(a, [M, K]), B0 = rt.tensor(b, [K, N]);
+    const B = packed ? await ops.packWeights(B0) : B0;
+    const lin = gemmReference(a, b, M, N, K, { alpha: 0.5, beta: 2, c, bias });
+    const Bias = rt.tensor(bias, [N]);
+    for (const act of ['none', 'gelu'] as const) {
+      const C = rt.tensor(c, [M, N]);
+      const pre = act === 'none' ? undefined : rt.empty([M, N]);
+      let y: Tensor | undefined;
+      const ran = await kernelsOf(rt, async () => {
+        y = await ops.matmul(A, B, { ...extra, alpha: 0.5, beta: 2, c: C, bias: Bias, out: C, activation: act, preActivation: pre });
+      });
+      expect(y).toBe(C);
+      if (name === 'split-K') expect(ran.has('gemmReduce')).toBe(true);
+      check(C.toArray(), act === 'none' ? lin : lin.map((v) => activationRef('gelu', v)), K, 'f32');
+      if (pre) check(pre.toArray(), lin, K, 'f32');
+    }
+    // The backward's epilogue in place too.
+    const C = rt.tensor(c, [M, N]), U = rt.tensor(rand(M * N, 315), [M, N]);
+    await ops.matmul(A, B, { ...extra, alpha: 0.5, beta: 2, c: C, bias: Bias, out: C, activationGrad: { activation: 'silu', preActivation: U } });
+    const u = U.toArray();
+    check(C.toArray(), lin.map((v, i) => v * activationGradRef('silu', u[i]!)), K, 'f32');
+  });
+});
+
+describe('ops.matmul with a half-precision preActivation or out rounds once, after the f32 epilogue, on every path', () => {
+  // The fused GEMM applies the activation (or its derivative) to the f32 value and rounds what
+  // it stores; GEMV and split-K's reduction run it as a second pass, which must start from the
+  // same f32 value, not from the rounded preActivation or out.
+  const paths: [string, number, number, number, Record<string, unknown>, boolean, string][] = [
+    ['GEMM', 37, 29, 41, {}, false, 'gemm'],
+    ['split-K', 64, 128, 4096, { config: { BM: 64, BN: 64, BK: 64 } }, false, 'gemmReduce'],
+    ['GEMV', 1, 300, 70, {}, false, 'gemv'],
+    ['packed weights, GEMM', 19, 45, 37, {}, true, 'gemm'],
+    ['packed weights, GEMV', 1, 45, 37, {}, true, 'gemvPacked'],
+  ];
+  test.each(paths)('%s (M=%i N=%i K=%i): bit for bit the f32 results, rounded', async (_, M, N, K, extra, packed, kernel) => {
+    const rt = await rts[2];
+    const A = rt.tensor(rand(M * K, 401).map((v) => 4 * v), [M, K]), B0 = rt.tensor(rand(K * N, 402), [K, N]);
+    const B = packed ? await ops.packWeights(B0) : B0;
+    const opts = { ...extra, alpha: 0.5, beta: 2, c: rt.tensor(rand(M * N, 403), [M, N]), bias: rt.tensor(rand(N, 404), [N]) };
+    const lin = await ops.matmul(A, B, opts);
+    const y32 = (await ops.matmul(A, B, { ...opts, activation: 'gelu' })).toArray();
+    for (const dt of ['bf16', 'f16'] as const) {
+      const u = rt.empty([M, N], dt);
+      let y: Tensor | undefined;
+      expect((await kernelsOf(rt, async () => { y = await ops.matmul(A, B, { ...opts, activation: 'gelu', preActivation: u }); })).has(kernel)).toBe(true);
+      sameValues(y!.toArray(), y32);
+      sameValues(u.toArray(), (await ops.cast(lin, dt)).toArray());
+      // A half out as well: the f32 activation, rounded once.
+      const yh = await ops.matmul(A, B, { ...opts, activation: 'gelu', preActivation: u, out: rt.empty([M, N], dt) });
+      sameValues(yh.toArray(), (await ops.cast(rt.tensor(y32, [M, N]), dt)).toArray());
+      // The backward into a half out: the f32 product times the derivative, rounded once.
+      const d32 = await ops.matmul(A, B, { ...opts, activationGrad: { activation: 'gelu', preActivation: u } });
+      const dh = await ops.matmul(A, B, { ...opts, activationGrad: { activation: 'gelu', preActivation: u }, out: rt.empty([M, N], dt) });
+      sameValues(dh.toArray(), (await ops.cast(d32, dt)).toArray());
+    }
+  });
+
+  test('64x64x4096 gelu with a bf16 preActivation: threads 0 and 2 (split-K) agree within f32 tolerance of the reference', async () => {
+    const [M, N, K] = [64, 64, 4096];
+    const a = rand(M * K, 411), b = rand(K * N, 412);
+    const want = gemmReference(a, b, M, N, K, { activation: 'gelu' });
+    const results: Float32Array[] = [];
+    for (const t of [0, 2] as const) {
+      const rt = await rts[t];
+      const u = rt.empty([M, N], 'bf16');
+      const y = (await ops.matmul(rt.tensor(a, [M, K]), rt.tensor(b, [K, N]), { activation: 'gelu', preActivation: u })).toArray() as Float32Array;
+      check(y, want, K, 'f32');
+      results.push(y);
+    }
+    check(results[1]!, results[0]!, K, 'f32');
+  });
+});
+
+describe('ops.matmul checks every tensor at its boundary and leaks nothing it refuses', () => {
+  test('a freed operand is named in the op\'s words (not a kernel parameter); nothing is allocated', async () => {
+    const rt = await rts[0];
+    const live = (shape: number[]): Tensor => rt.tensor(rand(shape.reduce((p, d) => p * d, 1), 7), shape);
+    const freed = (shape: number[]): Tensor => {
+      const t = live(shape);
+      t.free();
+      return t;
+    };
+    const a = live([65, 33]), b = live([33, 70]);
+    const before = rt.stats().inUseBytes;
+    await expect(ops.matmul(freed([65, 33]), b)).rejects.toThrow(/^matmul: a has been freed$/);
+    await expect(ops.matmul(a, freed([33, 70]))).rejects.toThrow(/^matmul: b has been freed$/);
+    await expect(ops.matmul(freed([1, 33]), b)).rejects.toThrow(/^matmul: a has been freed$/);
+    await expect(ops.matmul(a, b, { c: freed([65, 70]) })).rejects.toThrow(/^matmul: c has been freed$/);
+    await expect(ops.matmul(a, b, { bias: freed([70]) })).rejects.toThrow(/^matmul: bias has been freed$/);
+    await expect(ops.matmul(a, b, { out: freed([65, 70]) })).rejects.toThrow(/^matmul: out has been freed$/);
+    await expect(ops.matmul(a, b, { activation: 'gelu', preActivation: freed([65, 70]) })).rejects.toThrow(/^matmul: preActivation has been freed$/);
+    expect(rt.stats().inUseBytes).toBe(before);
+  });
+
+  test('a refused config frees nothing it was not given and keeps nothing it allocated', async () => {
+    const rt = await rts[0];
+    const a = rt.tensor(rand(256 * 256, 501), [256, 256]);
+    const w = await ops.packWeights(a);
+    const out = rt.tensor(new Float32Array(256 * 256).fill(7), [256, 256]);
+    const before = rt.stats().inUseBytes;
+    for (let i = 0; i < 3; i++) {
+      await expect(ops.matmul(a, a, { config: { BM: 3, BN: 64, BK: 32 } })).rejects.toThrow(/^matmul: config.BM must be a power of two, got 3$/);
+      await expect(ops.matmul(a, a, { config: { BM: 64, BN: 0, BK: 32 } })).rejects.toThrow(/config.BN must be a power of two, got 0/);
+      await expect(ops.matmul(a.narrow(0, 1), a, { config: { BM: 1, BN: 64, BK: 2.5 } })).rejects.toThrow(/config.BK must be a power of two, got 2.5/);
+      await expect(ops.matmul(a, a, { config: null as never })).rejects.toThrow(/config must be an object/);
+      await expect(ops.matmul(a, w, { config: { BM: 3, BN: 16, BK: 16 } })).rejects.toThrow(/^matmul: config.BM must be a power of two, got 3$/);
+      await expect(ops.matmul(a, w, { config: { BM: 64, BN: 32, BK: 16 } })).rejects.toThrow(/config.BN must be the panel width 16/);
+      await expect(ops.matmul(a, a, { config: { BM: 3, BN: 64, BK: 32 }, out })).rejects.toThrow(/config.BM/);
+      // Powers of two the GEMM cannot compile fail after the output is allocated: it is freed
+      // (and a given out is left alone).
+      await expect(ops.matmul(a, a, { config: { BM: 64, BN: 2048, BK: 64 } })).rejects.toThrow(/does not compile/);
+      await expect(ops.matmul(a, a, { config: { BM: 64, BN: 2048, BK: 64 }, out })).rejects.toThrow(/does not compile/);
+    }
+    expect(rt.stats().inUseBytes).toBe(before);
+    expect(out.isFreed).toBe(false);
+    expect(out.toArray().every((v) => v === 7)).toBe(true);
   });
 });

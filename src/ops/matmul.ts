@@ -6,11 +6,10 @@ import { IN_PLACE_B_PITCH } from '../../codegen/plan.js';
 import { GEMM_TABLE } from '../../templates/gemm-table.js';
 import { chooseGemvConfig, gemvKernel } from '../../templates/gemv.js';
 import { gemvPackedKernel } from '../../templates/packed.js';
-import type { StorageDType } from '../ir/ir.js';
 import { detectFeatures } from '../runtime/features.js';
 import { Tensor } from '../runtime/tensor.js';
-import { activation as activationOp, activationBackward, type Activation } from './activation.js';
-import { isPow2, overlaps, pow2AtLeast } from './common.js';
+import { activation as activationOp, activationBackward, cast, type Activation } from './activation.js';
+import { describe, isPow2, overlaps, pow2AtLeast } from './common.js';
 import { PackedWeights } from './packed.js';
 
 /** Options of `ops.matmul`. */
@@ -27,12 +26,18 @@ export interface MatmulOptions {
   /** Added per column: [N]. */
   readonly bias?: Tensor;
   readonly activation?: GemmActivation;
-  /** Write here instead of allocating ([.., M, N]; any float dtype). */
+  /**
+   * Write here instead of allocating ([.., M, N]; any float dtype). It must not overlap a, b,
+   * bias or preActivation; it may be `c` itself (the same tensor: c += a·b in place), but not
+   * overlap it otherwise.
+   */
   readonly out?: Tensor;
   /**
    * Also store the activation's input, alpha · op(a) · op(b) + beta · c + bias, here ([.., M, N],
    * any float dtype): what the activation's backward needs (a GELU_AUX epilogue). Needs an
-   * activation; fused into the GEMM's epilogue.
+   * activation; fused into the GEMM's epilogue. The activation is applied to the f32 value on
+   * every path, so a half-precision preActivation only rounds what it stores. It must not
+   * overlap a, b, c, bias or out.
    */
   readonly preActivation?: Tensor;
   /**
@@ -173,6 +178,8 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
   if (b instanceof PackedWeights) return matmulPacked(a, b, opts);
   const { transA = false, transB = false, alpha = 1, activation = 'none' } = opts;
   if (!(a instanceof Tensor) || !(b instanceof Tensor)) fail('a and b must be Tensors (b may be PackedWeights)');
+  if (a.isFreed) fail('a has been freed');
+  if (b.isFreed) fail('b has been freed');
   if (a.shape.length < 2 || b.shape.length < 2) fail(`a and b need at least 2 dims, got a [${a.shape}] and b [${b.shape}]`);
   if (a.dtype === 'i32' || b.dtype === 'i32') fail(`a and b must be f32, f16 or bf16, got ${a.dtype} and ${b.dtype}`);
   if (!ACTS.has(activation)) fail(`activation must be one of ${[...ACTS].join(', ')}, got '${activation}'`);
@@ -194,85 +201,89 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
   for (const t of [a, b]) if (!t.isContiguous()) fail('a and b must be contiguous (row-major); copy them first');
   const rt = a.runtime;
   if (b.runtime !== rt) fail('a and b belong to different runtimes');
-  const { out, beta, aux } = epilogueArgs(rt, outShape, a.dtype === b.dtype ? a.dtype : 'f32', opts);
-  if (M === 0 || N === 0 || count === 0) return out;
-  if (M === 1 && !opts.config) {
-    // GEMV: a is a K-vector whatever transA says; stream B through a fused multiply-reduce.
-    const g = chooseGemvConfig(N, K, transB, rt.threads, b.dtype !== 'f32');
-    const { act, target } = unfusedTarget(aux, activation, out);
-    await gemvKernel.launch(
-      {
-        grid: [Math.ceil(N / g.BN), 1, count], BN: g.BN, BK: g.BK, TRANS_B: transB, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined,
-        ACT: act, EVEN: N % g.BN === 0 && K % g.BK === 0 && (transB || g.BK % 4 === 0), relaxedSimd: opts.relaxedSimd,
-      },
-      a, b, opts.c ?? out, opts.bias ?? out, target,
-      N, K, batchA.length ? K : 0, batchB.length ? K * N : 0, N, N, alpha, beta,
-    );
-    await finishAux(aux, activation, out);
-    return out;
-  }
-  const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd);
-  const even = M % cfg.BM === 0 && N % cfg.BN === 0 && K % cfg.BK === 0;
-  const dummy = out; // unused pointer params still need a tensor of this runtime
-  // B goes once into f32 panels that every row tile's dots read in place, instead of each row
-  // tile copying (or transposing) its B tiles again: when the copies saved, (M/BM - 1)·K·N
-  // elements, pay for the extra pass and launch (measured, 2 threads: 1024³ 78 -> 85 GFLOP/s,
-  // 8192x128x512 75 -> 88; 256³, saving 0.2M, 71 -> 68). A weight gradient's two row tiles over
-  // K = 8192 still gain: panels stream in, tile copies of rows 1.5 KB apart miss.
-  const tiles = Math.ceil(M / cfg.BM) * Math.ceil(N / cfg.BN) * count;
-  const S = opts.splitK === false ? 1 : splitKFor(tiles, K, cfg.BK, rt.threads, even);
-  const part = S > 1 ? tryEmpty(rt, count * S * M * N) : undefined;
-  if (part) {
+  const { beta, aux } = epilogueArgs(rt, outShape, opts, [['a', a], ['b', b]]);
+  if (opts.config !== undefined) checkConfig(opts.config);
+  // Everything is checked: from here on a failure frees the output this call allocated.
+  const out = opts.out ?? rt.empty(outShape, a.dtype === b.dtype ? a.dtype : 'f32');
+  try {
+    if (M === 0 || N === 0 || count === 0) return out;
+    if (M === 1 && !opts.config) {
+      // GEMV: a is a K-vector whatever transA says; stream B through a fused multiply-reduce.
+      const g = chooseGemvConfig(N, K, transB, rt.threads, b.dtype !== 'f32');
+      await unfusedAux(aux, activation, out, (act, target) => gemvKernel.launch(
+        {
+          grid: [Math.ceil(N / g.BN), 1, count], BN: g.BN, BK: g.BK, TRANS_B: transB, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined,
+          ACT: act, EVEN: N % g.BN === 0 && K % g.BK === 0 && (transB || g.BK % 4 === 0), relaxedSimd: opts.relaxedSimd,
+        },
+        a, b, opts.c ?? out, opts.bias ?? out, target,
+        N, K, batchA.length ? K : 0, batchB.length ? K * N : 0, N, N, alpha, beta,
+      ));
+      return out;
+    }
+    const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd);
+    const even = M % cfg.BM === 0 && N % cfg.BN === 0 && K % cfg.BK === 0;
+    const dummy = out; // unused pointer params still need a tensor of this runtime
+    // B goes once into f32 panels that every row tile's dots read in place, instead of each row
+    // tile copying (or transposing) its B tiles again: when the copies saved, (M/BM - 1)·K·N
+    // elements, pay for the extra pass and launch (measured, 2 threads: 1024³ 78 -> 85 GFLOP/s,
+    // 8192x128x512 75 -> 88; 256³, saving 0.2M, 71 -> 68). A weight gradient's two row tiles over
+    // K = 8192 still gain: panels stream in, tile copies of rows 1.5 KB apart miss.
+    const tiles = Math.ceil(M / cfg.BM) * Math.ceil(N / cfg.BN) * count;
+    const S = opts.splitK === false ? 1 : splitKFor(tiles, K, cfg.BK, rt.threads, even);
+    const part = S > 1 ? tryEmpty(rt, count * S * M * N) : undefined;
+    if (part) {
+      try {
+        // Each slab's partial product, then one pass summing them with the epilogue.
+        await gemmKernel.launch(
+          {
+            grid: [M / cfg.BM, N / cfg.BN, count * S],
+            BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB,
+            HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: true, PACKED_B: false, AUX_OUT: false, DACT: 'none', relaxedSimd: opts.relaxedSimd,
+          },
+          a, b, part, part, part, M, N, K,
+          batchA.length ? M * K : 0, batchB.length ? K * N : 0, 0, M * N, 1, 0, K / S, S, K, part,
+        );
+        await unfusedAux(aux, activation, out, (act, target) => gemmReduceKernel.launch(
+          { grid: [Math.ceil(M / 16), Math.ceil(N / 64), count], BR: 16, BC: 64, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: act, relaxedSimd: opts.relaxedSimd },
+          part, opts.c ?? part, opts.bias ?? part, target, M, N, S, M * N, alpha, beta,
+        ));
+      } finally {
+        part.free();
+      }
+      return out;
+    }
+    const { fused, after } = splitAux(aux, out);
+    const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
+    const bCount = batchB.length ? count : 1; // B's batch entries (one when a 2-D B is shared)
+    const panels = pack ? tryEmpty(rt, bCount * K * N) : undefined;
     try {
-      // Each slab's partial product, then one pass summing them with the epilogue.
+      if (panels) {
+        await packBKernel.launch(
+          { grid: [K / cfg.BK, N / cfg.BN, bCount], BN: cfg.BN, BK: cfg.BK, TRANS_B: transB, relaxedSimd: opts.relaxedSimd },
+          b, panels, K, N, batchB.length ? K * N : 0, K * N,
+        );
+      }
       await gemmKernel.launch(
         {
-          grid: [M / cfg.BM, N / cfg.BN, count * S],
-          BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB,
-          HAS_C: false, HAS_BIAS: false, ACT: 'none', EVEN: true, PACKED_B: false, AUX_OUT: false, DACT: 'none', relaxedSimd: opts.relaxedSimd,
+          grid: [Math.ceil(M / cfg.BM), Math.ceil(N / cfg.BN), count],
+          BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB && !panels,
+          HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, EVEN: even, PACKED_B: panels !== undefined,
+          ...auxConstexprs(fused), relaxedSimd: opts.relaxedSimd,
         },
-        a, b, part, part, part, M, N, K,
-        batchA.length ? M * K : 0, batchB.length ? K * N : 0, 0, M * N, 1, 0, K / S, S, K, part,
-      );
-      const { act, target } = unfusedTarget(aux, activation, out);
-      await gemmReduceKernel.launch(
-        { grid: [Math.ceil(M / 16), Math.ceil(N / 64), count], BR: 16, BC: 64, HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: act, relaxedSimd: opts.relaxedSimd },
-        part, opts.c ?? part, opts.bias ?? part, target, M, N, S, M * N, alpha, beta,
+        a, panels ?? b, opts.c ?? dummy, opts.bias ?? dummy, out,
+        M, N, K,
+        batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, M * N,
+        alpha, beta, K, 1, K, fused.tensor ?? dummy,
       );
     } finally {
-      part.free();
+      panels?.free();
     }
-    await finishAux(aux, activation, out);
+    await finishAux(after, out);
     return out;
+  } catch (err) {
+    if (out !== opts.out) out.free();
+    throw err;
   }
-  const { fused, after } = splitAux(aux, out);
-  const pack = even && (M / cfg.BM - 1) * K * N >= PACK_B_MIN && cfg.BN <= IN_PLACE_B_PITCH && opts.packB !== false;
-  const bCount = batchB.length ? count : 1; // B's batch entries (one when a 2-D B is shared)
-  const panels = pack ? tryEmpty(rt, bCount * K * N) : undefined;
-  try {
-    if (panels) {
-      await packBKernel.launch(
-        { grid: [K / cfg.BK, N / cfg.BN, bCount], BN: cfg.BN, BK: cfg.BK, TRANS_B: transB, relaxedSimd: opts.relaxedSimd },
-        b, panels, K, N, batchB.length ? K * N : 0, K * N,
-      );
-    }
-    await gemmKernel.launch(
-      {
-        grid: [Math.ceil(M / cfg.BM), Math.ceil(N / cfg.BN), count],
-        BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: transB && !panels,
-        HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, ACT: activation, EVEN: even, PACKED_B: panels !== undefined,
-        ...auxConstexprs(fused), relaxedSimd: opts.relaxedSimd,
-      },
-      a, panels ?? b, opts.c ?? dummy, opts.bias ?? dummy, out,
-      M, N, K,
-      batchA.length ? M * K : 0, batchB.length ? K * N : 0, M * N, M * N,
-      alpha, beta, K, 1, K, fused.tensor ?? dummy,
-    );
-  } finally {
-    panels?.free();
-  }
-  await finishAux(after, activation, out);
-  return out;
 }
 
 /**
@@ -312,46 +323,60 @@ async function matmulPacked(a: Tensor, w: PackedWeights, opts: MatmulOptions): P
   const batch = a.shape.slice(0, -2);
   const count = batch.reduce((p, d) => p * d, 1);
   const outShape = [...batch, M, N];
-  const { out, beta, aux } = epilogueArgs(rt, outShape, a.dtype === w.sourceDtype ? a.dtype : 'f32', opts);
-  if (M === 0 || count === 0) return out;
-  const panelCount = Math.ceil(N / nr);
-  const epilogue = { HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, relaxedSimd: opts.relaxedSimd };
-  if (M === 1 && !opts.config) {
-    // One row per batch entry (a [.., 1, K], or [.., K, 1] with transA: the same K values).
-    const { act, target } = unfusedTarget(aux, activation, out);
-    await gemvPackedKernel.launch(
-      { grid: [panelCount, 1, count], NR: nr, UK: 4, EVEN: K === panelK, ACT: act, ...epilogue },
-      a, w.panels, opts.c ?? out, opts.bias ?? out, target, N, K, panelK, K, N, N, alpha, beta,
-    );
-    await finishAux(aux, activation, out);
-    return out;
+  const { beta, aux } = epilogueArgs(rt, outShape, opts, [['a', a], ['the packed weights', w.panels]]);
+  if (opts.config !== undefined) {
+    const cfg = checkConfig(opts.config);
+    if (cfg.BN !== nr) fail(`config.BN must be the panel width ${nr} with packed weights, got ${cfg.BN}`);
+    if (panelK % cfg.BK !== 0) fail(`config.BK must be a power of two dividing the panels' ${panelK} rows, got ${cfg.BK}`);
   }
-  // The panels are shared, so without transA the batch entries' rows are one tall M.
-  const [rows, entries] = transA ? [M, count] : [M * count, 1];
-  const cfg = opts.config ?? packedGemmConfig(rows, panelK, nr);
-  if (!isPow2(cfg.BM)) fail(`config.BM must be a power of two, got ${cfg.BM}`);
-  if (cfg.BN !== nr) fail(`config.BN must be the panel width ${nr} with packed weights, got ${cfg.BN}`);
-  if (!isPow2(cfg.BK) || panelK % cfg.BK !== 0) fail(`config.BK must be a power of two dividing the panels' ${panelK} rows, got ${cfg.BK}`);
-  const { fused, after } = splitAux(aux, out);
-  await gemmKernel.launch(
-    {
-      grid: [Math.ceil(rows / cfg.BM), panelCount, entries],
-      BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: false, EVEN: rows % cfg.BM === 0 && N % nr === 0 && K % cfg.BK === 0, PACKED_B: true,
-      ACT: activation, ...auxConstexprs(fused), ...epilogue,
-    },
-    a, w.panels, opts.c ?? out, opts.bias ?? out, out,
-    rows, N, K, entries > 1 ? M * K : 0, 0, rows * N, rows * N, alpha, beta, K, 1, panelK, fused.tensor ?? out,
-  );
-  await finishAux(after, activation, out);
-  return out;
+  // Everything is checked: from here on a failure frees the output this call allocated.
+  const out = opts.out ?? rt.empty(outShape, a.dtype === w.sourceDtype ? a.dtype : 'f32');
+  try {
+    if (M === 0 || count === 0) return out;
+    const panelCount = Math.ceil(N / nr);
+    const epilogue = { HAS_C: opts.c !== undefined, HAS_BIAS: opts.bias !== undefined, relaxedSimd: opts.relaxedSimd };
+    if (M === 1 && !opts.config) {
+      // One row per batch entry (a [.., 1, K], or [.., K, 1] with transA: the same K values).
+      await unfusedAux(aux, activation, out, (act, target) => gemvPackedKernel.launch(
+        { grid: [panelCount, 1, count], NR: nr, UK: 4, EVEN: K === panelK, ACT: act, ...epilogue },
+        a, w.panels, opts.c ?? out, opts.bias ?? out, target, N, K, panelK, K, N, N, alpha, beta,
+      ));
+      return out;
+    }
+    // The panels are shared, so without transA the batch entries' rows are one tall M.
+    const [rows, entries] = transA ? [M, count] : [M * count, 1];
+    const cfg = opts.config ?? packedGemmConfig(rows, panelK, nr);
+    const { fused, after } = splitAux(aux, out);
+    await gemmKernel.launch(
+      {
+        grid: [Math.ceil(rows / cfg.BM), panelCount, entries],
+        BM: cfg.BM, BN: cfg.BN, BK: cfg.BK, TRANS_A: transA, TRANS_B: false, EVEN: rows % cfg.BM === 0 && N % nr === 0 && K % cfg.BK === 0, PACKED_B: true,
+        ACT: activation, ...auxConstexprs(fused), ...epilogue,
+      },
+      a, w.panels, opts.c ?? out, opts.bias ?? out, out,
+      rows, N, K, entries > 1 ? M * K : 0, 0, rows * N, rows * N, alpha, beta, K, 1, panelK, fused.tensor ?? out,
+    );
+    await finishAux(after, out);
+    return out;
+  } catch (err) {
+    if (out !== opts.out) out.free();
+    throw err;
+  }
+}
+
+/** A forced tile configuration: BM, BN and BK powers of two (the kernels' arange lengths). */
+function checkConfig(cfg: GemmConfig): GemmConfig {
+  if (cfg === null || typeof cfg !== 'object') fail(`config must be an object { BM, BN, BK }, got ${describe(cfg)}`);
+  for (const k of ['BM', 'BN', 'BK'] as const) if (!isPow2(cfg[k])) fail(`config.${k} must be a power of two, got ${describe(cfg[k])}`);
+  return cfg;
 }
 
 /**
  * Checks `c`, `bias`, `out` and the aux epilogue's tensor against the output shape [.., M, N]
- * (bias: [N]) and returns the output (`out` or a fresh tensor of `dtype`), beta (0 without
- * `c`) and the aux epilogue.
+ * (bias: [N]) and against the operands (`inputs`), and returns beta (0 without `c`) and the
+ * aux epilogue. Allocates nothing, so a refused call leaves nothing behind.
  */
-export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], dtype: StorageDType, opts: MatmulOptions): { out: Tensor; beta: number; aux: AuxEpilogue } {
+function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], opts: MatmulOptions, inputs: readonly [string, Tensor][]): { beta: number; aux: AuxEpilogue } {
   const N = outShape[outShape.length - 1]!;
   let beta = opts.beta ?? 1;
   if (typeof beta !== 'number' || !Number.isFinite(beta)) fail(`beta must be a finite number, got ${beta}`);
@@ -362,7 +387,8 @@ export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[],
     if (!ACTS.has(grad.activation) || (grad.activation as string) === 'none') fail(`activationGrad.activation must be one of ${[...ACTS].filter((a) => a !== 'none').join(', ')}, got '${grad.activation}'`);
     if ((opts.activation ?? 'none') !== 'none') fail('activationGrad applies a derivative: activation must be none');
   }
-  // Each tensor argument: live, of this runtime, of its shape, float; the aux one also contiguous.
+  // Each tensor argument: live, of this runtime, of its shape, float, contiguous (the kernels
+  // address it row-major, and `overlaps` compares byte ranges).
   const args: [string, Tensor | undefined, readonly number[]][] = [
     ['c', opts.c, outShape], ['bias', opts.bias, [N]], ['out', opts.out, outShape],
     [pre ? 'preActivation' : 'activationGrad.preActivation', pre ?? grad?.preActivation, outShape],
@@ -374,15 +400,32 @@ export function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[],
     if (t.runtime !== rt) fail(`${name} belongs to another runtime`);
     if (!sameShape(t.shape, shape)) fail(`${name} must be [${shape}], got [${t.shape}]`);
     if (t.dtype === 'i32') fail(`${name} must be a float tensor`);
+    if (!t.isContiguous()) fail(`${name} must be contiguous (row-major); copy it first`);
   }
   if (!opts.c) beta = 0;
-  const aux = pre ?? grad?.preActivation;
-  if (aux !== undefined && !aux.isContiguous()) fail(`${args[3]![0]} must be contiguous`);
   if (pre && opts.out && overlaps(opts.out, pre)) fail('preActivation and out must not overlap');
   // The second pass (see splitAux) reads the saved input after the product is written.
   if (grad && opts.out && overlaps(opts.out, grad.preActivation)) fail('activationGrad.preActivation and out must not overlap');
+  // An output over an operand would be read back half-overwritten by other tiles (and the K
+  // loop reads a and b long after the first tiles are stored): refuse any overlap. The one
+  // exception is out as c itself, C = A·B + beta·C in place: each tile reads its own C
+  // elements, at the offsets it then writes, before it writes them, on every path.
+  const read: [string, Tensor | undefined][] = [...inputs, ['c', opts.c], ['bias', opts.bias]];
+  for (const [name, t] of [['out', opts.out], ['preActivation', pre]] as const) {
+    if (t === undefined) continue;
+    for (const [other, x] of read) {
+      if (x === undefined || !overlaps(t, x)) continue;
+      if (name === 'out' && other === 'c' && sameMemory(t, x)) continue;
+      fail(`${name} must not overlap ${other}${other === 'c' ? ' (out may be c itself, for an in-place c += a·b, but not part of it)' : ''}`);
+    }
+  }
   const auxEpilogue: AuxEpilogue = pre ? { kind: 'store', tensor: pre, dact: 'none' } : grad ? { kind: 'grad', tensor: grad.preActivation, dact: grad.activation } : NO_AUX;
-  return { out: opts.out ?? rt.empty(outShape, dtype), beta, aux: auxEpilogue };
+  return { beta, aux: auxEpilogue };
+}
+
+/** Two contiguous tensors of one shape over exactly the same elements. */
+function sameMemory(a: Tensor, b: Tensor): boolean {
+  return a.runtime === b.runtime && a.byteOffset === b.byteOffset && a.dtype === b.dtype && a.size === b.size;
 }
 
 /** The preActivation / activationGrad epilogue of a product (see MatmulOptions). */
@@ -417,15 +460,37 @@ function auxConstexprs(aux: AuxEpilogue): { AUX_OUT: boolean; DACT: GemmActivati
 }
 
 /**
- * For a path that cannot fuse the aux epilogue (GEMV, split-K's reduction): the activation the
- * launch applies and the tensor it writes; `finishAux` then does the rest as a second pass.
+ * Runs a launch that cannot fuse the aux epilogue (GEMV, split-K's reduction), then the rest
+ * of it as a second pass. `launch(act, target)` applies `act` and writes `target`. Without aux
+ * that is the whole epilogue into `out`. With one, the launch writes the activation's input
+ * (preActivation) or the product (activationGrad) to an f32 tensor, and the second pass
+ * applies the activation or its derivative to that f32 value, as the fused epilogue does: a
+ * half preActivation or out is rounded once, after it, so the result does not depend on which
+ * path M and the thread count pick. The f32 tensor is the preActivation (or out) itself when
+ * f32, else a scratch the size of the output (small: these paths run only for a few tiles).
  */
-function unfusedTarget(aux: AuxEpilogue, activation: GemmActivation, out: Tensor): { act: GemmActivation; target: Tensor } {
-  return aux.kind === 'store' ? { act: 'none', target: aux.tensor! } : { act: activation, target: out };
+async function unfusedAux(aux: AuxEpilogue, activation: GemmActivation, out: Tensor, launch: (act: GemmActivation, target: Tensor) => Promise<unknown>): Promise<void> {
+  if (aux.kind === 'none') {
+    await launch(activation, out);
+    return;
+  }
+  const written = aux.kind === 'store' ? aux.tensor! : out;
+  const target = written.dtype === 'f32' ? written : out.runtime.empty(out.shape, 'f32');
+  try {
+    await launch('none', target);
+    if (aux.kind === 'store') {
+      await activationOp(activation as Activation, target, { out });
+      if (target !== written) await cast(target, written.dtype, { out: written });
+    } else {
+      await activationBackward(aux.dact as Activation, target, aux.tensor!, { out });
+    }
+  } finally {
+    if (target !== written) target.free();
+  }
 }
 
-async function finishAux(aux: AuxEpilogue, activation: GemmActivation, out: Tensor): Promise<void> {
-  if (aux.kind === 'store') await activationOp(activation as Activation, aux.tensor!, { out });
+/** The part of an aux epilogue `splitAux` left for after the GEMM (an f32 out: see there). */
+async function finishAux(aux: AuxEpilogue, out: Tensor): Promise<void> {
   if (aux.kind === 'grad') await activationBackward(aux.dact as Activation, out, aux.tensor!, { out });
 }
 
