@@ -34,6 +34,13 @@ const spin = jit(`function spin(Out, iters, bad) {
   store(Out, p, acc + cast(idiv(1, p - bad), 'f32'));
 }`, { signature: { Out: 'ptr', iters: 'i32', bad: 'i32' } });
 
+/** `p`, or a rejection if it has not settled within `ms` (a hang fails fast, not at the test timeout). */
+const settleWithin = <T>(p: Promise<T>, ms: number): Promise<T> => {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)));
+  return Promise.race([p, hang]).finally(() => clearTimeout(timer));
+};
+
 const rand = (n: number, seed: number): Float32Array => {
   let s = seed;
   return Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) - 0.5);
@@ -157,6 +164,46 @@ describe('pool', () => {
     rt.dispose();
   });
 
+  test('dispose during a pooled launch rejects it and every queued launch at once; later launches are refused', async () => {
+    const rt = await Runtime.create({ threads: 2, callerRuns: false, inlineBelowBytes: 0 });
+    const out = rt.zeros([8]);
+    await spin.launch({ grid: [8] }, out, 1, 1000); // compile and install first
+    const workers = [...rt.workers];
+    const exited = workers.map((w) => new Promise((r) => w.once('exit', r)));
+    const t0 = performance.now();
+    // Seconds of work each; the first is running when dispose lands, the others are queued.
+    const launches = [0, 1, 2].map(() => spin.launch({ grid: [8] }, out, 50_000_000, 1000).then(() => 'resolved', (e: unknown) => e as Error));
+    setTimeout(() => rt.dispose(), 20);
+    const [running, ...queued] = await settleWithin(Promise.all(launches), 5000);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(running).toBeInstanceOf(KernelRuntimeError);
+    expect((running as Error).message).toBe("kernel 'spin': the runtime was disposed during the launch, which was abandoned");
+    for (const q of queued) expect((q as Error).message).toBe("kernel 'spin': the runtime was disposed before the launch could start");
+    await settleWithin(Promise.all(exited), 5000);
+    await expect(spin.launch({ grid: [8] }, out, 1, 1000)).rejects.toThrow(/^cannot launch kernel 'spin': this runtime was disposed \(rt\.dispose\(\) was called before\)/);
+  });
+
+  test('dispose while the first launch is still installing its kernel on the workers rejects it', async () => {
+    // Warm the compile cache on another runtime, so the launch below goes straight to set-up.
+    const warm = await Runtime.create({ threads: 0 });
+    await spin.launch({ grid: [8] }, warm.zeros([8]), 1, 1000);
+    warm.dispose();
+    // Slow workers (see the race test below): a set-up ack is outstanding for a while.
+    WorkerPool.testPauseAfterDrainMs = 200;
+    let rt: Runtime;
+    try {
+      rt = await Runtime.create({ threads: 3, inlineBelowBytes: 0 });
+    } finally {
+      WorkerPool.testPauseAfterDrainMs = 0;
+    }
+    const slots = (rt as unknown as { pool: { slots: { acks: Map<number, unknown> }[] } }).pool.slots;
+    const launch = spin.launch({ grid: [8] }, rt.zeros([8]), 1, 1000).then(() => 'resolved', (e: unknown) => e as Error);
+    while (!slots.some((s) => s.acks.size > 0)) await new Promise((r) => setImmediate(r));
+    rt.dispose();
+    const err = await settleWithin(launch, 5000);
+    expect((err as Error).message).toBe("kernel 'spin': the runtime was disposed during the launch, which was abandoned");
+  });
+
   test('set-up messages and launches that race a slow worker neither deadlock nor run a launch twice', async () => {
     // Workers that sleep after each drain of their messages: the pool's next message, or the
     // launch itself, lands in that window (set-up for a new kernel is two messages, scratch
@@ -227,7 +274,7 @@ describe('inline choice', () => {
       await run(1024); // 8 KiB
       const s2 = rt.stats();
       expect([s2.inline - s1.inline, s2.pooled - s1.pooled]).toEqual([0, 1]);
-      await expect(Runtime.create({ inlineBelowBytes: -1 })).rejects.toThrow(/inlineBelowBytes must be >= 0/);
+      await expect(Runtime.create({ inlineBelowBytes: -1 })).rejects.toThrow(/inlineBelowBytes must be a non-negative integer number of bytes \(or Infinity\), got -1/);
     } finally {
       rt.dispose();
     }

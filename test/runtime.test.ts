@@ -11,6 +11,7 @@ import { jit, KernelRuntimeError } from '../src/index.js';
 import { hashKey, ModuleCache } from '../src/runtime/cache.js';
 import { Heap } from '../src/runtime/memory.js';
 import { Runtime } from '../src/runtime/runtime.js';
+import type { Tensor } from '../src/runtime/tensor.js';
 
 describe('memory', () => {
   test('freed blocks are reused and coalesced', () => {
@@ -89,6 +90,190 @@ describe('tensors', () => {
     rt.dispose();
     rt.dispose();
     expect(() => rt.empty([1])).toThrow(/disposed/);
+  });
+
+  test('data that is not numbers is refused, not turned into NaNs', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    expect(() => rt.tensor('abc' as never, [3])).toThrow(new TypeError('tensor: data must be a typed array or an array of numbers, got the string "abc"'));
+    expect(() => rt.tensor([1, '2', 3] as never, [3])).toThrow(new TypeError('tensor: data[1] must be a number, got "2"'));
+    expect(() => rt.tensor([1, undefined, 3] as never, [3])).toThrow(/data\[1\] must be a number, got undefined/);
+    expect(() => rt.tensor(null as never, [0])).toThrow(/data must be a typed array or an array of numbers, got null/);
+    expect(() => rt.tensor(new BigInt64Array(2) as never, [2])).toThrow(/got BigInt64Array/);
+    expect(() => rt.tensor(new DataView(new ArrayBuffer(8)) as never, [2])).toThrow(/got DataView/);
+    expect(() => rt.empty([3]).write('abc' as never)).toThrow(/write: data must be a typed array or an array of numbers/);
+    // Still accepted: typed arrays of any numeric kind, arrays and array-likes of numbers, NaN.
+    expect(Array.from(rt.tensor(new Uint8Array([1, 2]), [2]).toArray())).toEqual([1, 2]);
+    expect(Array.from(rt.tensor({ length: 2, 0: 5, 1: NaN }, [2]).toArray())).toEqual([5, NaN]);
+    // The refused calls allocated nothing: the write target and the two accepted tensors.
+    expect(rt.stats().inUseBytes).toBe(3 * 64);
+    rt.dispose();
+  });
+
+  test('bad Runtime.create options are clear errors, not engine errors', async () => {
+    await expect(Runtime.create({ threads: 0, initialMemoryBytes: NaN })).rejects.toThrow(new RangeError('Runtime.create: initialMemoryBytes must be a non-negative integer number of bytes, got NaN'));
+    await expect(Runtime.create({ threads: 0, initialMemoryBytes: -5 })).rejects.toThrow(RangeError);
+    await expect(Runtime.create({ threads: 0, initialMemoryBytes: '1' as never })).rejects.toThrow(new TypeError('Runtime.create: initialMemoryBytes must be a number of bytes, got string'));
+    await expect(Runtime.create({ threads: 0, maxMemoryBytes: Infinity })).rejects.toThrow(/maxMemoryBytes must be a non-negative integer/);
+    await expect(Runtime.create({ threads: 0, inlineBelowBytes: 'x' as never })).rejects.toThrow(/inlineBelowBytes must be a number of bytes, got string/);
+    await expect(Runtime.create({ threads: 0, inlineBelowBytes: NaN })).rejects.toThrow(/inlineBelowBytes must be a non-negative integer number of bytes \(or Infinity\), got NaN/);
+    await expect(Runtime.create(null as never)).rejects.toThrow(new TypeError('Runtime.create: options must be an object, got null'));
+    const rt = await Runtime.create({ threads: 0, initialMemoryBytes: 0, inlineBelowBytes: Infinity });
+    expect(rt.stats().memoryBytes).toBe(65536);
+    rt.dispose();
+  });
+
+  test('a disposed runtime says what was attempted', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    const k = jit(`function one(Out) { store(Out, 0, 1.0); }`, { signature: { Out: 'ptr' } });
+    const out = rt.empty([1]);
+    rt.dispose();
+    const tail = ': this runtime was disposed (rt.dispose() was called before); create another with Runtime.create()';
+    expect(() => rt.empty([1])).toThrow(new Error(`rt.empty: cannot allocate a tensor${tail}`));
+    expect(() => rt.tensor([1], [1])).toThrow(new Error(`rt.tensor: cannot create a tensor${tail}`));
+    await expect(rt.scope(() => 1)).rejects.toThrow(new Error(`rt.scope: cannot open a scope${tail}`));
+    await expect(k.launch({ grid: [1] }, out)).rejects.toThrow(new Error(`cannot launch kernel 'one'${tail}`));
+  });
+});
+
+describe('scopes', () => {
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  test('a scope whose function throws frees what it made and rethrows', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    const outside = rt.empty([10]);
+    const base = rt.stats().inUseBytes;
+    const made: Tensor[] = [];
+    await expect(rt.scope(async () => {
+      made.push(rt.empty([100_000]));
+      await sleep(1);
+      made.push(rt.zeros([7]));
+      throw new Error('boom');
+    })).rejects.toThrow('boom');
+    expect(made.map((t) => t.isFreed)).toEqual([true, true]);
+    expect(rt.stats().inUseBytes).toBe(base);
+    // A synchronous throw, and an inner scope's returned tensor in an outer scope that throws.
+    await expect(rt.scope(() => {
+      rt.empty([5]);
+      throw new TypeError('sync');
+    })).rejects.toThrow(TypeError);
+    await expect(rt.scope(async () => {
+      const kept = await rt.scope(async () => rt.empty([1000]));
+      expect(kept.isFreed).toBe(false);
+      throw new Error('outer');
+    })).rejects.toThrow('outer');
+    expect(rt.stats().inUseBytes).toBe(base);
+    expect(outside.isFreed).toBe(false);
+    rt.dispose();
+  });
+
+  test('scopes that overlap in time each free only their own tensors', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    const base = rt.stats().inUseBytes;
+    let t: Tensor | undefined;
+    let aTemp: Tensor | undefined;
+    let bTemp: Tensor | undefined;
+    // A starts first, B starts and ends while A runs: A's allocations after B's start are A's.
+    const A = rt.scope(async () => {
+      await sleep(10);
+      t = rt.tensor([1, 2, 3], [3]);
+      aTemp = rt.empty([64]);
+      await sleep(30);
+      return t;
+    });
+    const B = rt.scope(async () => {
+      await sleep(5);
+      bTemp = rt.empty([64]);
+      await sleep(15);
+      return 0;
+    });
+    await B;
+    expect(bTemp!.isFreed).toBe(true);
+    expect([t!.isFreed, aTemp!.isFreed]).toEqual([false, false]);
+    const ra = await A;
+    expect(ra.isFreed).toBe(false);
+    expect(aTemp!.isFreed).toBe(true);
+    expect(Array.from(ra.toArray())).toEqual([1, 2, 3]);
+    ra.free();
+    expect(rt.stats().inUseBytes).toBe(base);
+    // Many concurrent scopes, each returning one tensor and dropping another.
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => rt.scope(async () => {
+      await sleep((i * 7) % 11);
+      rt.empty([16]);
+      const mine = rt.tensor([i], [1]);
+      await sleep((i * 5) % 13);
+      return mine;
+    })));
+    expect(results.map((r) => (r.isFreed ? -1 : r.toArray()[0]))).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    results.forEach((r) => r.free());
+    expect(rt.stats().inUseBytes).toBe(base);
+    rt.dispose();
+  });
+
+  test('nested scopes: returned tensors move to the scope around, even when both are async', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    const base = rt.stats().inUseBytes;
+    let inner: Tensor | undefined;
+    let outerTemp: Tensor | undefined;
+    const kept = await rt.scope(async () => {
+      // Two inner scopes at once: each one's result is the outer scope's afterwards.
+      const [x, y] = await Promise.all([
+        rt.scope(async () => {
+          await sleep(5);
+          rt.empty([8]);
+          return rt.tensor([1], [1]);
+        }),
+        rt.scope(async () => {
+          await sleep(1);
+          return { w: rt.tensor([2], [1]) };
+        }),
+      ]);
+      inner = x;
+      await sleep(1);
+      outerTemp = rt.empty([8]);
+      return y.w;
+    });
+    expect(inner!.isFreed).toBe(true); // not returned by the outer scope
+    expect(outerTemp!.isFreed).toBe(true);
+    expect(Array.from(kept.toArray())).toEqual([2]);
+    kept.free();
+    expect(rt.stats().inUseBytes).toBe(base);
+    rt.dispose();
+  });
+
+  test('a scope of one runtime does not take another runtime\'s tensors; a freed tensor leaves its scope', async () => {
+    const a = await Runtime.create({ threads: 0 });
+    const b = await Runtime.create({ threads: 0 });
+    let fromA: Tensor | undefined;
+    const kept = await a.scope(async () => {
+      await b.scope(async () => {
+        await sleep(1);
+        fromA = a.empty([4]); // a's scope owns it, not b's
+      });
+      expect(fromA!.isFreed).toBe(false);
+      const gone = a.empty([4]);
+      gone.free();
+      return 1;
+    });
+    expect(kept).toBe(1);
+    expect(fromA!.isFreed).toBe(true);
+    expect([a.stats().inUseBytes, b.stats().inUseBytes]).toEqual([0, 0]);
+    a.dispose();
+    b.dispose();
+  });
+
+  test('a callback that outlives its scope allocates outside it (the scope around, or none)', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    let late: Promise<Tensor> | undefined;
+    await rt.scope(() => {
+      late = sleep(10).then(() => rt.empty([4]));
+    });
+    const t = await late!;
+    // No open scope owns it: a scope that ends later must not free it.
+    await rt.scope(() => sleep(1));
+    expect(t.isFreed).toBe(false);
+    t.free();
+    expect(rt.stats().inUseBytes).toBe(0);
+    rt.dispose();
   });
 });
 

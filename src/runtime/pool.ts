@@ -55,6 +55,10 @@ export interface WorkerSpan {
 interface Running {
   fail?: Error;
   expected: number;
+  /** CTL.DONE before the launch: it has ended once DONE differs. */
+  doneBefore: number;
+  /** dispose() ended the wait before the threads were done. */
+  abandoned?: boolean;
 }
 
 /**
@@ -187,6 +191,7 @@ export class WorkerPool {
         const old = slot.scratch;
         const ptr = this.heap.alloc(ck.scratchBytes);
         const err = await this.send(slot, -1, { type: 'scratch', ptr });
+        if (this.disposed) throw disposedError(ck, 'during');
         if (err) throw new KernelRuntimeError(`${ck.name}: a worker could not take its scratch: ${err}`, ck.name);
         slot.scratch = ptr;
         slot.scratchSize = ck.scratchBytes;
@@ -194,6 +199,7 @@ export class WorkerPool {
       }
       if (!slot.modules.has(id)) {
         const err = await this.send(slot, id, { type: 'module', id, module: ck.module, paramTypes: ck.paramTypes });
+        if (this.disposed) throw disposedError(ck, 'during');
         if (err) throw new KernelRuntimeError(`${ck.name}: a worker could not instantiate the kernel: ${err}`, ck.name);
         slot.modules.add(id);
       }
@@ -211,14 +217,17 @@ export class WorkerPool {
     this.pending++;
     this.keepAlive.ref();
     const next = this.queue.then(() => this.runNow(ck, grid, params, onSpans, caller)).finally(() => {
-      if (--this.pending === 0) this.keepAlive.unref();
+      if (--this.pending > 0) return;
+      if (this.disposed) clearInterval(this.keepAlive);
+      else this.keepAlive.unref();
     });
     this.queue = next.catch(() => undefined);
     return next;
   }
 
   private async runNow(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], onSpans?: (spans: WorkerSpan[]) => void, caller?: CallerPart): Promise<void> {
-    if (this.disposed) throw new Error('launch: this runtime was disposed');
+    // Launches queued behind one that dispose() cut short.
+    if (this.disposed) throw disposedError(ck, 'before');
     if (params.length > MAX_PARAMS) throw new RangeError(`${ck.name}: more than ${MAX_PARAMS} kernel parameters`);
     const id = this.ready(ck) ?? (await this.prepare(ck));
     const total = grid[0] * grid[1] * grid[2];
@@ -245,9 +254,9 @@ export class WorkerPool {
     let onTrap: (m: string) => void = () => undefined;
     trapMessage = new Promise<string>((resolve) => (onTrap = resolve));
     for (const s of this.slots) s.trap = onTrap;
-    const running: Running = { expected: participants };
-    this.running = running;
     const doneBefore = Atomics.load(c, CTL.DONE);
+    const running: Running = { expected: participants, doneBefore };
+    this.running = running;
     const waiter = Atomics.waitAsync(c, CTL.DONE, doneBefore);
     // Only this thread writes GEN, so the launch's generation is known before it is published;
     // a worker runs the launch only on waking for that generation (see WORKER_SOURCE).
@@ -295,6 +304,9 @@ export class WorkerPool {
     } finally {
       this.running = undefined;
     }
+    // The workers are being terminated, so the outputs are incomplete (a launch that ended
+    // before dispose() keeps its result).
+    if (running.abandoned) throw disposedError(ck, 'during');
     if (onSpans) onSpans(callerSpan ? [callerSpan, ...this.readSpans(gen)] : this.readSpans(gen));
     if (running.fail) throw new KernelRuntimeError(`kernel '${ck.name}': ${running.fail.message}; the launch was abandoned`, ck.name, undefined, { cause: running.fail });
     if (Atomics.load(c, CTL.ERR) === ERR_CALLER) throw caller!.fault(callerError);
@@ -328,17 +340,39 @@ export class WorkerPool {
     return this.slots.map((s) => s.worker);
   }
 
-  /** Stop every worker. Idempotent. */
+  /**
+   * Stop every worker. Idempotent. A launch in flight rejects (its set-up acks and its wait
+   * are woken here: the workers' exits are not reported as losses once `alive` is false), and
+   * the queued ones reject as they come up; the keep-alive stays until they have.
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    clearInterval(this.keepAlive);
-    Atomics.store(this.ctl, CTL.CMD, CMD_EXIT);
-    Atomics.add(this.ctl, CTL.GEN, 1);
-    Atomics.notify(this.ctl, CTL.GEN);
+    if (this.pending === 0) clearInterval(this.keepAlive);
+    const c = this.ctl;
+    // Workers in a launch take no more chunks; idle ones wake and exit.
+    Atomics.store(c, CTL.NEXT, Atomics.load(c, CTL.TOTAL));
+    Atomics.store(c, CTL.CMD, CMD_EXIT);
+    Atomics.add(c, CTL.GEN, 1);
+    Atomics.notify(c, CTL.GEN);
     for (const s of this.slots) {
       s.alive = false;
+      for (const list of s.acks.values()) list.forEach((w) => w.resolve('the runtime was disposed'));
+      s.acks.clear();
       void s.worker.terminate();
     }
+    // A launch still waiting for its threads: end the wait as its last thread would.
+    const r = this.running;
+    if (r && Atomics.load(c, CTL.DONE) === r.doneBefore) {
+      r.abandoned = true;
+      Atomics.add(c, CTL.DONE, 1);
+      Atomics.notify(c, CTL.DONE);
+    }
   }
+}
+
+/** The error of a launch cut short (`during`) or never started (`before`) by dispose(). */
+function disposedError(ck: CompiledKernel, when: 'during' | 'before'): KernelRuntimeError {
+  const what = when === 'during' ? 'was disposed during the launch, which was abandoned' : 'was disposed before the launch could start';
+  return new KernelRuntimeError(`kernel '${ck.name}': the runtime ${what}`, ck.name);
 }

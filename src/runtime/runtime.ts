@@ -2,6 +2,7 @@
  * @fileoverview The Runtime: one shared memory, the tensors in it, and the execution of
  * compiled kernels over a grid.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { availableParallelism } from 'node:os';
 import type { StorageDType } from '../ir/ir.js';
 import type { CompiledKernel } from './compiled.js';
@@ -10,7 +11,7 @@ import { trapError } from './fault.js';
 import { Heap } from './memory.js';
 import { WorkerPool, type CallerPart, type WorkerSpan } from './pool.js';
 import { Profile, Profiler, type ProfileOptions } from './profile.js';
-import { checkDtype, checkShape, DTYPE_BYTES, Tensor, writeElements, type TensorOwner } from './tensor.js';
+import { checkData, checkDtype, checkShape, DTYPE_BYTES, Tensor, writeElements, type TensorOwner } from './tensor.js';
 
 /** Options of `Runtime.create`. */
 export interface RuntimeOptions {
@@ -62,6 +63,32 @@ let defaultRuntime: Runtime | undefined;
 /** Launches with fewer programs than this run on the calling thread. */
 const INLINE_BELOW = 2;
 
+/** A running `rt.scope`: the tensors it owns, and the scope it was entered from. */
+interface ScopeFrame {
+  readonly rt: Runtime;
+  readonly made: Set<Tensor>;
+  readonly parent: ScopeFrame | undefined;
+  open: boolean;
+}
+
+/**
+ * The scope of the running async context (one store for every runtime: each extra
+ * AsyncLocalStorage adds work to every promise). It is enabled only while some scope is open:
+ * an enabled store makes Node's promise hooks run for every promise of the process.
+ */
+const scopeStorage = new AsyncLocalStorage<ScopeFrame>();
+let openScopes = 0;
+
+/** A byte-count option of Runtime.create: a non-negative integer (or Infinity where `infinite`). */
+function checkBytes(name: string, v: unknown, infinite = false): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number') throw new TypeError(`Runtime.create: ${name} must be a number of bytes, got ${typeof v}`);
+  if (!(v >= 0) || !(Number.isInteger(v) || (infinite && v === Infinity))) {
+    throw new RangeError(`Runtime.create: ${name} must be a non-negative integer number of bytes${infinite ? ' (or Infinity)' : ''}, got ${v}`);
+  }
+  return v;
+}
+
 export class Runtime implements TensorOwner {
   readonly threads: number;
   /** See RuntimeOptions.callerRuns. */
@@ -79,11 +106,13 @@ export class Runtime implements TensorOwner {
   private scratchSize = 0;
   private disposed = false;
   private readonly counters: RuntimeStats;
-  private readonly scopes: Set<Tensor>[] = [];
+  /** This runtime's open scopes (a tensor is owned by at most one). */
+  private readonly scopes = new Set<ScopeFrame>();
   private readonly pool: WorkerPool | undefined;
   private profiler: Profiler | undefined;
 
   private constructor(opts: RuntimeOptions) {
+    if (opts === null || typeof opts !== 'object') throw new TypeError(`Runtime.create: options must be an object, got ${opts === null ? 'null' : typeof opts}`);
     const threads = opts.threads ?? availableParallelism();
     if (!Number.isInteger(threads) || threads < 0 || threads > 256) {
       throw new RangeError(`Runtime.create: threads must be an integer from 0 to 256, got ${threads}`);
@@ -91,11 +120,12 @@ export class Runtime implements TensorOwner {
     this.threads = threads;
     if (opts.callerRuns !== undefined && typeof opts.callerRuns !== 'boolean') throw new TypeError(`Runtime.create: callerRuns must be a boolean, got ${typeof opts.callerRuns}`);
     this.callerRuns = opts.callerRuns ?? true;
-    this.inlineBelowBytes = opts.inlineBelowBytes ?? 128 << 10;
-    if (!(this.inlineBelowBytes >= 0)) throw new RangeError(`Runtime.create: inlineBelowBytes must be >= 0, got ${opts.inlineBelowBytes}`);
+    this.inlineBelowBytes = checkBytes('inlineBelowBytes', opts.inlineBelowBytes, true) ?? 128 << 10;
     if (opts.checked !== undefined && typeof opts.checked !== 'boolean') throw new TypeError(`Runtime.create: checked must be a boolean, got ${typeof opts.checked}`);
     this.checked = opts.checked ?? false;
-    this.heap = new Heap(opts.initialMemoryBytes ?? 16 << 20, opts.maxMemoryBytes ?? 2 ** 31);
+    const initial = checkBytes('initialMemoryBytes', opts.initialMemoryBytes) ?? 16 << 20;
+    const max = checkBytes('maxMemoryBytes', opts.maxMemoryBytes) ?? 2 ** 31;
+    this.heap = new Heap(initial, max);
     this.counters = { launches: 0, inline: 0, pooled: 0, programs: 0, busyMs: 0, memoryBytes: 0, inUseBytes: 0, threads };
     const workers = this.callerRuns ? Math.max(0, threads - 1) : threads;
     this.pool = workers > 0 ? new WorkerPool(workers, this.heap.memory, this.heap) : undefined;
@@ -121,16 +151,17 @@ export class Runtime implements TensorOwner {
     return this.heap.memory;
   }
 
+  /** Refuse `what` (what the caller tried, in words) once the runtime is disposed. */
   private live(what: string): void {
-    if (this.disposed) throw new Error(`${what}: this runtime was disposed`);
+    if (this.disposed) throw new Error(`${what}: this runtime was disposed (rt.dispose() was called before); create another with Runtime.create()`);
   }
 
   /** A new tensor holding a copy of `data` (converted to `dtype`). */
   tensor(data: ArrayLike<number>, shape: readonly number[], dtype: StorageDType = 'f32'): Tensor {
-    this.live('tensor');
+    this.live('rt.tensor: cannot create a tensor');
     const n = checkShape(shape, 'tensor');
     checkDtype(dtype, 'tensor');
-    if (!data || typeof (data as ArrayLike<number>).length !== 'number') throw new TypeError('tensor: data must be a typed array or an array of numbers');
+    checkData(data, 'tensor');
     if (data.length !== n) throw new RangeError(`tensor: shape [${shape.join(', ')}] needs ${n} values, got ${data.length}`);
     const t = this.alloc(shape, dtype, n);
     try {
@@ -144,7 +175,7 @@ export class Runtime implements TensorOwner {
 
   /** A new tensor with unspecified contents. */
   empty(shape: readonly number[], dtype: StorageDType = 'f32'): Tensor {
-    this.live('empty');
+    this.live('rt.empty: cannot allocate a tensor');
     const n = checkShape(shape, 'empty');
     checkDtype(dtype, 'empty');
     return this.alloc(shape, dtype, n);
@@ -160,38 +191,65 @@ export class Runtime implements TensorOwner {
   private alloc(shape: readonly number[], dtype: StorageDType, n: number): Tensor {
     const ptr = this.heap.alloc(n * DTYPE_BYTES[dtype]);
     const t = new Tensor(this, ptr, shape, dtype);
-    this.scopes[this.scopes.length - 1]?.add(t);
+    // Outside every scope this costs the size check.
+    if (this.scopes.size) this.frameOf(scopeStorage.getStore())?.made.add(t);
     return t;
+  }
+
+  /**
+   * The open scope of this runtime that `frame` is or was entered from. A closed frame is
+   * skipped: a callback that outlives its scope (a timer it set) allocates into the scope
+   * around it, which frees it in turn.
+   */
+  private frameOf(frame: ScopeFrame | undefined): ScopeFrame | undefined {
+    while (frame && (frame.rt !== this || !frame.open)) frame = frame.parent;
+    return frame;
   }
 
   /** @internal Called by Tensor.free. */
   releaseTensor(t: Tensor): void {
     if (this.disposed) return;
     this.heap.release(t.byteOffset);
-    for (const s of this.scopes) s.delete(t);
+    for (const s of this.scopes) if (s.made.delete(t)) break;
   }
 
   /**
    * Run `fn`; tensors it creates are freed when it finishes, except those it returns (a
    * tensor, or tensors anywhere inside the arrays, objects, Maps and Sets it returns, such as
-   * packed weights).
+   * packed weights). Returned tensors move to the scope this one was entered from, if any. If
+   * `fn` throws, everything it created is freed and the error rethrown.
+   *
+   * "Creates" means: allocated in `fn`'s async context (its own code, and what it awaits or
+   * calls), so scopes that run concurrently each free only their own tensors.
    */
   async scope<T>(fn: () => T | Promise<T>): Promise<T> {
-    this.live('scope');
-    const made = new Set<Tensor>();
-    this.scopes.push(made);
+    this.live('rt.scope: cannot open a scope');
+    const frame: ScopeFrame = { rt: this, made: new Set(), parent: scopeStorage.getStore(), open: true };
+    this.scopes.add(frame);
+    openScopes++;
     let result: T;
     try {
-      result = await fn();
-    } finally {
-      this.scopes.splice(this.scopes.lastIndexOf(made), 1);
+      result = await scopeStorage.run(frame, fn);
+    } catch (err) {
+      this.closeScope(frame, undefined);
+      throw err;
     }
+    this.closeScope(frame, result);
+    return result;
+  }
+
+  /** End a scope: free what it made, except what `result` holds, which moves to the scope around. */
+  private closeScope(frame: ScopeFrame, result: unknown): void {
+    frame.open = false;
+    this.scopes.delete(frame);
+    // With no scope open anywhere, nothing reads the store: turn Node's promise hooks off.
+    if (--openScopes === 0) scopeStorage.disable();
     const keep = keptTensors(result);
-    for (const t of made) {
-      if (keep.has(t)) this.scopes[this.scopes.length - 1]?.add(t);
+    const outer = this.frameOf(frame.parent);
+    for (const t of frame.made) {
+      if (keep.has(t)) outer?.made.add(t);
       else t.free();
     }
-    return result;
   }
 
   /**
@@ -200,7 +258,7 @@ export class Runtime implements TensorOwner {
    * a track per worker. Profiles do not nest.
    */
   async profile<T>(fn: () => T | Promise<T>, opts: ProfileOptions = {}): Promise<Profile<Awaited<T>>> {
-    this.live('profile');
+    this.live('rt.profile: cannot profile');
     if (this.profiler) throw new Error('profile: this runtime is already being profiled');
     const p = new Profiler(opts, this.pool?.size ?? 0);
     this.profiler = p;
@@ -233,7 +291,7 @@ export class Runtime implements TensorOwner {
   async execute(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes = Infinity, onSpans?: (s: WorkerSpan[]) => void): Promise<void> {
     // Profiling costs this one check when it is off.
     if (this.profiler && !onSpans) return this.executeProfiled(this.profiler, ck, grid, params, bytes);
-    this.live('launch');
+    this.live(`cannot launch kernel '${ck.name}'`);
     const total = grid[0] * grid[1] * grid[2];
     this.counters.launches++;
     if (total === 0) return;

@@ -40,6 +40,26 @@ export function checkShape(shape: unknown, where: string): number {
   return n;
 }
 
+/**
+ * Validate the data of `rt.tensor` / `write`: a typed array of numbers, or an array-like whose
+ * elements are all numbers (NaN is a number). A string is array-like too, and would quietly
+ * become NaNs.
+ */
+export function checkData(data: unknown, where: string): asserts data is ArrayLike<number> {
+  if (ArrayBuffer.isView(data)) {
+    // Typed arrays hold numbers, except the BigInt ones; a DataView has no elements.
+    if (!(data instanceof DataView) && !(data instanceof BigInt64Array) && !(data instanceof BigUint64Array)) return;
+  } else if (data !== null && typeof data === 'object' && typeof (data as { length?: unknown }).length === 'number') {
+    const a = data as ArrayLike<unknown>;
+    for (let i = 0; i < a.length; i++) {
+      if (typeof a[i] !== 'number') throw new TypeError(`${where}: data[${i}] must be a number, got ${typeof a[i] === 'string' ? JSON.stringify(a[i]) : typeof a[i]}`);
+    }
+    return;
+  }
+  const got = data === null ? 'null' : typeof data === 'object' ? ((data as object).constructor?.name ?? 'an object') : typeof data === 'string' ? `the string ${JSON.stringify(data.length > 20 ? `${data.slice(0, 20)}...` : data)}` : typeof data;
+  throw new TypeError(`${where}: data must be a typed array or an array of numbers, got ${got}`);
+}
+
 /** A dense (or strided) view of `size` elements of `dtype` in a runtime's memory. */
 export class Tensor {
   readonly shape: readonly number[];
@@ -137,6 +157,7 @@ export class Tensor {
   /** Overwrite the elements from `data` (converted to this dtype; length must match). */
   write(data: ArrayLike<number>): void {
     this.assertLive('write');
+    checkData(data, 'write');
     if (data.length !== this.size) throw new RangeError(`write: expected ${this.size} values for shape [${this.shape.join(', ')}], got ${data.length}`);
     writeElements(this.runtime.memory, this.byteOffset, this.dtype, data);
   }
