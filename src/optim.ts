@@ -3,7 +3,8 @@
  * and a dynamic loss scaler for mixed-precision training. Each step is one fused kernel per
  * parameter tensor (src/ops/optim.ts).
  */
-import { adamStep, sgdStep, unscaleGrads } from './ops/optim.js';
+import { describe, fail, finite, floatTensor, sameShape } from './ops/common.js';
+import { adamSettings, checkAllDisjoint, prepareAdamStep, prepareSgdStep, sgdSettings, unscaleGrads, type StepNames } from './ops/optim.js';
 import type { Tensor } from './runtime/tensor.js';
 
 /** Per-step extras: gradients already unscaled by `gradScale`, half copies to refresh. */
@@ -26,12 +27,46 @@ export interface AdamOptions {
   readonly copies?: readonly Tensor[];
 }
 
-function checkGrads(name: string, params: readonly Tensor[], grads: readonly Tensor[]): void {
-  if (grads.length !== params.length) throw new TypeError(`${name}.step: ${params.length} parameters but ${grads.length} gradients`);
+/** An options argument: an object, or undefined where `optional` (null would crash on a property read). */
+function optionsOf<T extends object>(op: string, opts: T | undefined, optional: boolean): T {
+  if (opts === undefined && optional) return {} as T;
+  if (opts === null || typeof opts !== 'object') fail(op, `options must be an object, got ${describe(opts)}`);
+  return opts;
 }
 
-function checkCopies(name: string, params: readonly Tensor[], copies: readonly Tensor[] | undefined): void {
-  if (copies && copies.length !== params.length) throw new TypeError(`${name}: ${params.length} parameters but ${copies.length} copies`);
+/**
+ * The parameters: a non-empty array of live float tensors, none sharing memory with another
+ * (one updated twice per step, with two states, would be silently wrong).
+ */
+function checkParams(op: string, params: unknown): asserts params is readonly Tensor[] {
+  if (!Array.isArray(params) || params.length === 0) fail(op, `params must be a non-empty array of tensors, got ${describe(params)}`);
+  for (const [i, p] of params.entries()) {
+    floatTensor(op, `params[${i}]`, p);
+    if ((p as Tensor).runtime.isDisposed) fail(op, `the runtime of params[${i}] has been disposed; create another with Runtime.create()`);
+  }
+  checkAllDisjoint(op, (params as Tensor[]).map((p, i) => [`params[${i}]`, p] as const));
+}
+
+/** The gradients of a step: an array with one per parameter (each is checked by its step). */
+function checkGrads(op: string, params: readonly Tensor[], grads: unknown): asserts grads is readonly Tensor[] {
+  if (!Array.isArray(grads)) fail(op, `grads must be an array of tensors (one per parameter), got ${describe(grads)}`);
+  if (grads.length !== params.length) fail(op, `${params.length} parameters but ${grads.length} gradients`);
+}
+
+/** The half copies: one per parameter, each of its parameter's runtime and shape. */
+function checkCopies(op: string, params: readonly Tensor[], copies: unknown): void {
+  if (copies === undefined) return;
+  if (!Array.isArray(copies)) fail(op, `copies must be an array of tensors (one per parameter), got ${describe(copies)}`);
+  if (copies.length !== params.length) fail(op, `${params.length} parameters but ${copies.length} copies`);
+  for (const [i, c] of copies.entries()) {
+    const t = floatTensor(op, `copies[${i}]`, c, params[i]!.runtime);
+    sameShape(op, `copies[${i}]`, t.shape, params[i]!.shape);
+  }
+}
+
+/** The step's names for parameter i's tensors, as the caller knows them. */
+function namesAt(i: number, state: readonly string[]): StepNames {
+  return { param: `params[${i}]`, grad: `grads[${i}]`, copy: `copies[${i}]`, state: state.map((s) => `${s}[${i}]`) };
 }
 
 /** Adam (weight decay added to the gradient, as in PyTorch's Adam). */
@@ -44,33 +79,47 @@ export class Adam {
   readonly lr: number;
   readonly opts: AdamOptions;
 
-  constructor(readonly params: readonly Tensor[], opts: AdamOptions = {}) {
+  private disposed = false;
+  /** What errors call each parameter's tensors (made once, not per step). */
+  private readonly names: readonly StepNames[];
+
+  constructor(readonly params: readonly Tensor[], options?: AdamOptions) {
     const name = new.target.name;
-    if (!Array.isArray(params) || params.length === 0) throw new TypeError(`${name}: params must be a non-empty array of tensors`);
+    checkParams(name, params);
+    const opts = optionsOf(name, options, true);
     checkCopies(name, params, opts.copies);
     this.opts = opts;
     this.lr = opts.lr ?? 1e-3;
+    // The hyper-parameters are checked once here, so that a bad one is refused before any step.
+    adamSettings(name, { lr: this.lr, step: 1, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weightDecay: opts.weightDecay });
+    this.names = params.map((_, i) => namesAt(i, ['m', 'v']));
     this.m = params.map((p) => p.runtime.zeros(p.shape, 'f32'));
     this.v = params.map((p) => p.runtime.zeros(p.shape, 'f32'));
   }
 
-  /** Apply one step with these gradients (one per parameter, same shapes). */
-  async step(grads: readonly Tensor[], opts: StepOptions = {}): Promise<void> {
-    checkGrads(this.constructor.name, this.params, grads);
+  /**
+   * Apply one step with these gradients (one per parameter, same shapes). Every parameter's step
+   * is checked before the first runs, so that a bad gradient leaves all of them as they were.
+   */
+  async step(grads: readonly Tensor[], options?: StepOptions): Promise<void> {
+    const op = `${this.constructor.name}.step`;
+    if (this.disposed) throw new Error(`${op}: this optimiser was disposed`);
+    const opts = optionsOf(op, options, true);
+    checkGrads(op, this.params, grads);
     const step = this.stepCount + 1;
     const o = this.opts;
-    for (const [i, p] of this.params.entries()) {
-      await adamStep(p, grads[i]!, this.m[i]!, this.v[i]!, {
-        lr: this.lr, step, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
-        weightDecay: o.weightDecay ?? (this.decoupled ? 0.01 : 0), decoupled: this.decoupled,
-        gradScale: opts.gradScale, copy: o.copies?.[i],
-      });
-    }
+    const runs = this.params.map((p, i) => prepareAdamStep(op, p, grads[i]!, this.m[i]!, this.v[i]!, {
+      lr: this.lr, step, beta1: o.beta1, beta2: o.beta2, eps: o.eps,
+      weightDecay: o.weightDecay ?? (this.decoupled ? 0.01 : 0), decoupled: this.decoupled,
+      gradScale: opts.gradScale, copy: o.copies?.[i],
+    }, this.names[i]));
+    for (const run of runs) await run();
     this.stepCount = step;
   }
 
-  /** Free the state tensors. */
+  /** Free the state tensors; later steps are refused. */
   dispose(): void {
+    this.disposed = true;
     for (const t of [...this.m, ...this.v]) if (!t.isFreed) t.free();
   }
 }
@@ -95,27 +144,40 @@ export class SGD {
   stepCount = 0;
   readonly buffers: (Tensor | undefined)[];
 
+  private disposed = false;
+  /** What errors call each parameter's tensors (made once, not per step). */
+  private readonly names: readonly StepNames[];
+
   constructor(readonly params: readonly Tensor[], readonly opts: SgdOptions) {
-    if (!Array.isArray(params) || params.length === 0) throw new TypeError('SGD: params must be a non-empty array of tensors');
-    if (typeof opts?.lr !== 'number') throw new TypeError('SGD: lr is required');
+    checkParams('SGD', params);
+    optionsOf('SGD', opts, false);
+    if (opts.lr === undefined) fail('SGD', 'lr is required');
+    // Checked once here, so that a bad hyper-parameter is refused before any step.
+    sgdSettings('SGD', { lr: opts.lr, momentum: opts.momentum, dampening: opts.dampening, nesterov: opts.nesterov, weightDecay: opts.weightDecay });
     checkCopies('SGD', params, opts.copies);
+    this.names = params.map((_, i) => namesAt(i, ['buffers']));
     const mom = opts.momentum ?? 0;
     this.buffers = params.map((p) => (mom !== 0 ? p.runtime.empty(p.shape, 'f32') : undefined));
   }
 
-  async step(grads: readonly Tensor[], opts: StepOptions = {}): Promise<void> {
-    checkGrads('SGD', this.params, grads);
+  /** Apply one step (every parameter's checked before the first runs, as in Adam). */
+  async step(grads: readonly Tensor[], options?: StepOptions): Promise<void> {
+    const op = 'SGD.step';
+    if (this.disposed) throw new Error(`${op}: this optimiser was disposed`);
+    const opts = optionsOf(op, options, true);
+    checkGrads(op, this.params, grads);
     const o = this.opts;
-    for (const [i, p] of this.params.entries()) {
-      await sgdStep(p, grads[i]!, this.buffers[i], {
-        lr: o.lr, momentum: o.momentum, dampening: o.dampening, nesterov: o.nesterov, weightDecay: o.weightDecay,
-        firstStep: this.stepCount === 0, gradScale: opts.gradScale, copy: o.copies?.[i],
-      });
-    }
+    const runs = this.params.map((p, i) => prepareSgdStep(op, p, grads[i]!, this.buffers[i], {
+      lr: o.lr, momentum: o.momentum, dampening: o.dampening, nesterov: o.nesterov, weightDecay: o.weightDecay,
+      firstStep: this.stepCount === 0, gradScale: opts.gradScale, copy: o.copies?.[i],
+    }, this.names[i]));
+    for (const run of runs) await run();
     this.stepCount++;
   }
 
+  /** Free the momentum buffers; later steps are refused. */
   dispose(): void {
+    this.disposed = true;
     for (const t of this.buffers) if (t && !t.isFreed) t.free();
   }
 }
@@ -144,15 +206,14 @@ export class LossScaler {
   /** Steps skipped for overflow so far. */
   skipped = 0;
 
-  constructor(opts: LossScalerOptions = {}) {
-    this.scale = opts.initScale ?? 2 ** 16;
-    this.growthFactor = opts.growthFactor ?? 2;
-    this.backoffFactor = opts.backoffFactor ?? 0.5;
-    this.growthInterval = opts.growthInterval ?? 2000;
-    if (!(this.scale > 0 && Number.isFinite(this.scale))) throw new TypeError(`LossScaler: initScale must be a finite number > 0, got ${this.scale}`);
-    if (!(this.growthFactor > 1)) throw new TypeError(`LossScaler: growthFactor must be > 1, got ${this.growthFactor}`);
-    if (!(this.backoffFactor > 0 && this.backoffFactor < 1)) throw new TypeError(`LossScaler: backoffFactor must be in (0, 1), got ${this.backoffFactor}`);
-    if (!(Number.isInteger(this.growthInterval) && this.growthInterval >= 1)) throw new TypeError(`LossScaler: growthInterval must be an integer >= 1, got ${this.growthInterval}`);
+  constructor(options?: LossScalerOptions) {
+    const op = 'LossScaler';
+    const opts = optionsOf(op, options, true);
+    // typeof-checked (by `finite`): a string would pass `> 1` and then be multiplied in.
+    this.scale = finite(op, 'initScale', opts.initScale ?? 2 ** 16, (x) => x > 0, 'a finite number > 0');
+    this.growthFactor = finite(op, 'growthFactor', opts.growthFactor ?? 2, (x) => x > 1, 'a finite number > 1');
+    this.backoffFactor = finite(op, 'backoffFactor', opts.backoffFactor ?? 0.5, (x) => x > 0 && x < 1, 'in (0, 1)');
+    this.growthInterval = finite(op, 'growthInterval', opts.growthInterval ?? 2000, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1');
   }
 
   /** The scaled loss value (or gradient seed). */
@@ -165,6 +226,7 @@ export class LossScaler {
    * inf/NaN; then update the scale. Returns whether the step was applied.
    */
   async step(grads: readonly Tensor[], apply: () => Promise<void> | void): Promise<boolean> {
+    if (typeof apply !== 'function') fail('LossScaler.step', `apply must be a function (the optimiser step), got ${describe(apply)}`);
     const overflow = await unscaleGrads(grads, 1 / this.scale);
     if (!overflow) await apply();
     this.update(overflow);
@@ -173,6 +235,7 @@ export class LossScaler {
 
   /** Advance the state machine after a step that did (or did not) overflow. */
   update(overflow: boolean): void {
+    if (typeof overflow !== 'boolean') fail('LossScaler.update', `overflow must be a boolean, got ${describe(overflow)}`);
     if (overflow) {
       this.scale *= this.backoffFactor;
       this.growthTracker = 0;

@@ -208,9 +208,91 @@ describe('ops.attention: long sequences, dropout, finite differences, errors', (
     const hf = await ops.attention(h, h, h);
     const held = rt.stats().inUseBytes;
     await expect(ops.attentionBackward(h, h, h, h, hf, { fused: true, kvLens: [3] })).rejects.toThrow(/sums dq in place in f32; dq is f16/);
-    await expect(ops.attentionBackward(z, z, z, z, fwd, { kvLens: [3], out: { dk: rt.empty([1, 4, 8, 8]) } })).rejects.toThrow(/out: expected shape/);
+    await expect(ops.attentionBackward(z, z, z, z, fwd, { kvLens: [3], out: { dk: rt.empty([1, 4, 8, 8]) } })).rejects.toThrow(/out.dk: expected shape \[1, 4, 8, 16\], got \[1, 4, 8, 8\]/);
     expect(rt.stats().inUseBytes).toBe(held + 1 * 4 * 8 * 8 * 4);
     expect(held).toBeGreaterThan(before);
+  });
+
+  test('bad input names the op and the argument: freed and missing tensors, options of the wrong type', async () => {
+    const rt = await rtP;
+    const q = rt.zeros([1, 2, 8, 16]), k = rt.zeros([1, 2, 8, 16]), v = rt.zeros([1, 2, 8, 16]);
+    const fwd = await ops.attention(q, k, v);
+    const freed = (t: Tensor): Tensor => (t.free(), t);
+    // Caught at the op's boundary, not by the launcher under a kernel parameter's name (Lens, Lse).
+    await expect(ops.attention(q, k, v, { kvLens: freed(rt.tensor([3], [1], 'i32')) })).rejects.toThrow(/^attention: kvLens has been freed$/);
+    await expect(ops.attention(q, k, v, { kvLens: rt.tensor([3, 4], [2], 'i32') })).rejects.toThrow(/attention: kvLens must be a contiguous i32 tensor of 1 elements/);
+    await expect(ops.attention(q, freed(rt.zeros([1, 2, 8, 16])), v)).rejects.toThrow(/^attention: k has been freed$/);
+    const lse = rt.zeros(fwd.lse.shape);
+    freed(lse);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, { out: fwd.out, lse })).rejects.toThrow(/^attentionBackward: fwd.lse has been freed$/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, { out: fwd.out, lse: rt.zeros(fwd.lse.shape, 'bf16') })).rejects.toThrow(/fwd.lse must be the forward's f32 log-sum-exp, got bf16/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, { out: fwd.out } as never)).rejects.toThrow(/attentionBackward: fwd.lse must be a Tensor, got undefined/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, { out: rt.zeros([1, 2, 8, 32]), lse: fwd.lse })).rejects.toThrow(/attentionBackward: fwd.out: expected shape \[1, 2, 8, 16\]/);
+    // Missing arguments: a TypeError that says what was expected, not "Cannot read properties of ...".
+    await expect(ops.attentionBackward(fwd.out, q, k, v, undefined as never)).rejects.toThrow(/^attentionBackward: fwd must be the forward's result \{ out, lse \}, got undefined$/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, null as never)).rejects.toThrow(/^attentionBackward: options must be an object, got null$/);
+    await expect(ops.attention(q, k, v, null as never)).rejects.toThrow(/^attention: options must be an object, got null$/);
+    await expect(ops.attentionQKV(rt.zeros([1, 8, 3, 2, 16]), 5 as never)).rejects.toThrow(/^attentionQKV: options must be an object, got 5$/);
+    // Options of the wrong type are refused, not coerced ('yes' used to act as false).
+    await expect(ops.attention(q, k, v, { causal: 'yes' as never })).rejects.toThrow(/^attention: causal must be a boolean, got "yes"$/);
+    await expect(ops.attention(q, k, v, { causal: 1 as never })).rejects.toThrow(TypeError);
+    await expect(ops.attention(q, k, v, { window: '4' as never })).rejects.toThrow(/attention: window must be an integer >= 0, got "4"/);
+    await expect(ops.attention(q, k, v, { dropout: 0.1 as never })).rejects.toThrow(/^attention: dropout must be an object \{ p, seed \}, got 0.1$/);
+    await expect(ops.attention(q, k, v, { dropout: { p: 0.1 } as never })).rejects.toThrow(/^attention: dropout.seed must be an integer, got undefined$/);
+    await expect(ops.attention(q, k, v, { config: { BM: 3, BN: 16 } })).rejects.toThrow(/^attention: config.BM must be a power of two, got 3$/);
+    await expect(ops.attention(q, k, v, { config: 'fast' as never })).rejects.toThrow(/attention: config must be an object \{ BM, BN \}/);
+    expect(await ops.attention(q, k, v, { causal: false, config: { BM: 16, BN: 16 } })).toBeDefined();
+  });
+
+  test('dropout.seed: an integer in the kernels\' i32 range, refused (RangeError) rather than wrapped', async () => {
+    const rt = await rtP;
+    const x = rt.tensor(rand(2 * 16 * 16, 3), [1, 2, 16, 16]);
+    const at = async (seed: number): Promise<Float32Array> => (await ops.attention(x, x, x, { dropout: { p: 0.5, seed } })).out.toArray() as Float32Array;
+    // 2^32 + 5 used to be reduced with | 0, giving exactly the mask of seed 5 (and 2^40 that of 0).
+    for (const seed of [2 ** 32 + 5, 2 ** 31, -(2 ** 31) - 1, 2 ** 40, 1.5, Infinity, NaN]) {
+      const err = await ops.attention(x, x, x, { dropout: { p: 0.5, seed } }).catch((e: unknown) => e);
+      expect(err, `seed ${seed}`).toBeInstanceOf(RangeError);
+      expect((err as Error).message).toMatch(/^attention: dropout.seed must be an integer in \[-2\^31, 2\^31 - 1\] \(the kernels' i32 seed\), got /);
+    }
+    await expect(ops.attention(x, x, x, { dropout: { p: 0.5, seed: '5' as never } })).rejects.toThrow(TypeError);
+    // The ends of the range are seeds like any other: distinct masks.
+    const [lo, hi, five] = [await at(-(2 ** 31)), await at(2 ** 31 - 1), await at(5)];
+    expect(hi).not.toEqual(lo);
+    expect(hi).not.toEqual(five);
+    const f = await ops.attention(x, x, x, { dropout: { p: 0.5, seed: 2 ** 31 - 1 } });
+    await expect(ops.attentionBackward(f.out, x, x, x, f, { dropout: { p: 0.5, seed: 2 ** 32 - 1 } })).rejects.toThrow(/attentionBackward: dropout.seed must be an integer in/);
+  });
+
+  test('attentionBackward names the gradient it refuses (out.dq, out.dk, out.dv) and leaves nothing allocated', async () => {
+    const rt = await rtP;
+    const q = rt.zeros([1, 4, 8, 16]), k = rt.zeros([1, 2, 8, 16]), v = rt.zeros([1, 2, 8, 16]);
+    const fwd = await ops.attention(q, k, v);
+    const wrong = rt.empty([1, 4, 8, 32]), kvShaped = rt.empty([1, 2, 8, 16]), half = rt.empty([1, 4, 8, 16], 'f16'), ints = rt.empty([1, 2, 8, 16], 'i32');
+    const before = rt.stats().inUseBytes;
+    // kvLens as numbers: the op allocates them, and must free them on every refusal.
+    const o = { kvLens: [5] };
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dq: wrong } })).rejects.toThrow(/^attentionBackward: out.dq: expected shape \[1, 4, 8, 16\], got \[1, 4, 8, 32\]$/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dq: kvShaped } })).rejects.toThrow(/out.dq: expected shape \[1, 4, 8, 16\], got \[1, 2, 8, 16\]/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dk: wrong } })).rejects.toThrow(/out.dk: expected shape \[1, 2, 8, 16\], got \[1, 4, 8, 32\]/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dv: wrong } })).rejects.toThrow(/out.dv: expected shape \[1, 2, 8, 16\]/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dv: 3 as never } })).rejects.toThrow(/^attentionBackward: out.dv must be a Tensor, got number$/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dk: ints } })).rejects.toThrow(/out.dk must be f32, f16 or bf16, got i32/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dq: freedLike(rt.empty([1, 4, 8, 16])) } })).rejects.toThrow(/^attentionBackward: out.dq has been freed$/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dq: half }, fused: true })).rejects.toThrow(/sums dq in place in f32; dq is f16/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: kvShaped as never })).rejects.toThrow(/^attentionBackward: out must be an object \{ dq\?, dk\?, dv\? \}, got a tensor of shape/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dk: kvShaped, dv: kvShaped } })).rejects.toThrow(/out.dk must not overlap out.dv/);
+    await expect(ops.attentionBackward(fwd.out, q, k, v, fwd, { ...o, out: { dq: fwd.out } })).rejects.toThrow(/out.dq must not overlap dout/);
+    const dout = rt.zeros(q.shape);
+    await expect(ops.attentionBackward(dout, q, k, v, fwd, { ...o, out: { dq: fwd.out } })).rejects.toThrow(/out.dq must not overlap fwd.out/);
+    expect(rt.stats().inUseBytes - before).toBe(dout.byteLength);
+    const qkv = rt.zeros([1, 8, 3, 2, 16]);
+    const f = await ops.attentionQKV(qkv);
+    const held = rt.stats().inUseBytes;
+    await expect(ops.attentionQKVBackward(f.out, qkv, f, { ...o, out: null as never })).rejects.toThrow(/^attentionQKVBackward: out must be a Tensor, got null$/);
+    await expect(ops.attentionQKVBackward(f.out, qkv, f, { ...o, out: f.lse })).rejects.toThrow(/attentionQKVBackward: out: expected shape/);
+    await expect(ops.attentionQKVBackward(f.out, qkv, f, { ...o, out: qkv.reshape([1, 8, 3, 2, 16]) })).rejects.toThrow(/attentionQKVBackward: out must not overlap qkv/);
+    expect(rt.stats().inUseBytes).toBe(held);
+    function freedLike(t: Tensor): Tensor { t.free(); return t; }
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * @fileoverview Losses, optimisers, the loss scaler and mixed precision against plain-JS
- * references, and `jit.map`.
+ * references, and `jit.map`; the argument checks of the elementwise and row ops.
  */
 import { afterAll, describe, expect, test } from 'vitest';
 import { Adam, AdamW, jit, KernelCompileError, LossScaler, ops, Runtime, SGD, type Reduction } from '../src/index.js';
@@ -161,11 +161,119 @@ describe('optimisers', () => {
     const P = rt.tensor([1, 2, 3], [3]);
     const opt = new Adam([P]);
     await expect(opt.step([])).rejects.toThrow(/Adam.step: 1 parameters but 0 gradients/);
-    await expect(opt.step([rt.tensor([1], [1])])).rejects.toThrow(/adamStep: grad: expected shape \[3\], got \[1\]/);
-    await expect(ops.adamStep(P, P, P, P, { lr: 0.1, step: 0 })).rejects.toThrow(/step must be an integer >= 1, got 0/);
-    await expect(ops.adamStep(P, P, P, P, { lr: 0.1, step: 1, beta1: 1 })).rejects.toThrow(/beta1 must be in \[0, 1\), got 1/);
-    await expect(ops.sgdStep(P, P, undefined, { lr: 0.1, momentum: 0.9 })).rejects.toThrow(/momentum needs a buffer/);
+    await expect(opt.step([rt.tensor([1], [1])])).rejects.toThrow(/Adam.step: grads\[0\]: expected shape \[3\], got \[1\]/);
+    const [G, M, V] = [rt.zeros([3]), rt.zeros([3]), rt.zeros([3])];
+    await expect(ops.adamStep(P, G, M, V, { lr: 0.1, step: 0 })).rejects.toThrow(/step must be an integer >= 1, got 0/);
+    await expect(ops.adamStep(P, G, M, V, { lr: 0.1, step: 1, beta1: 1 })).rejects.toThrow(/beta1 must be in \[0, 1\), got 1/);
+    await expect(ops.sgdStep(P, G, undefined, { lr: 0.1, momentum: 0.9 })).rejects.toThrow(/momentum needs a buffer/);
     expect(() => new SGD([P], {} as never)).toThrow(/SGD: lr is required/);
+  });
+
+  test('bad input names the op and the argument: missing, freed and foreign tensors, missing options', async () => {
+    const rt = await rtP;
+    const P = rt.tensor([1, 2, 3], [3]), G = rt.zeros([3]), M = rt.zeros([3]), V = rt.zeros([3]);
+    const o = { lr: 0.1, step: 1 };
+    // Refused at the op's boundary, not by the launcher as "adam: argument 'G' must be a Tensor".
+    await expect(ops.adamStep(P, undefined as never, M, V, o)).rejects.toThrow(/^adamStep: grad must be a Tensor, got undefined$/);
+    await expect(ops.adamStep(P, G, M, undefined as never, o)).rejects.toThrow(/^adamStep: v must be a Tensor, got undefined$/);
+    await expect(ops.adamStep(null as never, G, M, V, o)).rejects.toThrow(/^adamStep: param must be a Tensor, got null$/);
+    const freed = rt.zeros([3]);
+    freed.free();
+    await expect(ops.adamStep(P, G, freed, V, o)).rejects.toThrow(/^adamStep: m has been freed$/);
+    await expect(ops.sgdStep(P, freed, undefined, { lr: 0.1 })).rejects.toThrow(/^sgdStep: grad has been freed$/);
+    await expect(ops.adamStep(P, G, M, V, { ...o, copy: rt.empty([3], 'i32') })).rejects.toThrow(/adamStep: copy must be f32, f16 or bf16, got i32/);
+    const other = await Runtime.create({ threads: 0 });
+    await expect(ops.adamStep(P, other.zeros([3]), M, V, o)).rejects.toThrow(/adamStep: grad belongs to a different runtime/);
+    const gone = other.zeros([3]);
+    other.dispose();
+    await expect(ops.sgdStep(gone, G, undefined, { lr: 0.1 })).rejects.toThrow(/^sgdStep: the runtime of param has been disposed/);
+    // Missing options: a TypeError saying what was expected, not "Cannot read properties of undefined".
+    await expect(ops.adamStep(P, G, M, V, undefined as never)).rejects.toThrow(/^adamStep: options must be an object \{ lr, step, \.\.\. \}, got undefined$/);
+    await expect(ops.sgdStep(P, G, undefined, undefined as never)).rejects.toThrow(/^sgdStep: options must be an object \{ lr, \.\.\. \}, got undefined$/);
+    await expect(ops.unscaleGrads(undefined as never, 1)).rejects.toThrow(/^unscaleGrads: grads must be an array of tensors, got undefined$/);
+    await expect(ops.unscaleGrads([undefined as never], 1)).rejects.toThrow(/^unscaleGrads: grads\[0\] must be a Tensor, got undefined$/);
+    expect(P.toArray()).toEqual(new Float32Array([1, 2, 3]));
+  });
+
+  test('adamStep / sgdStep refuse overlapping tensors (m === v would silently mix the two moments)', async () => {
+    const rt = await rtP;
+    const P = rt.tensor([1, 2, 3], [3]), G = rt.tensor([1, 1, 1], [3]), M = rt.zeros([3]), V = rt.zeros([3]);
+    const o = { lr: 0.1, step: 1 };
+    await expect(ops.adamStep(P, G, M, M, o)).rejects.toThrow(/^adamStep: v must not overlap m \(pass separate tensors\)$/);
+    await expect(ops.adamStep(P, P, M, V, o)).rejects.toThrow(/^adamStep: grad must not overlap param/);
+    await expect(ops.adamStep(P, G, G, V, o)).rejects.toThrow(/^adamStep: m must not overlap grad/);
+    await expect(ops.adamStep(P, G, M, V, { ...o, copy: V })).rejects.toThrow(/^adamStep: copy must not overlap v/);
+    // Views: two states that share one element, and the same memory seen through a reshape.
+    const both = rt.zeros([5]);
+    await expect(ops.adamStep(P, G, both.narrow(0, 3), both.narrow(2, 5), o)).rejects.toThrow(/^adamStep: v must not overlap m$/);
+    const P2 = rt.zeros([1, 3]);
+    await expect(ops.adamStep(P2, G.reshape([1, 3]), P2.reshape([1, 3]), V.reshape([1, 3]), o)).rejects.toThrow(/adamStep: m must not overlap param/);
+    const buf = rt.zeros([3]);
+    await expect(ops.sgdStep(P, G, G, { lr: 0.1, momentum: 0.9 })).rejects.toThrow(/^sgdStep: buf must not overlap grad/);
+    await expect(ops.sgdStep(P, G, buf, { lr: 0.1, momentum: 0.9, copy: P })).rejects.toThrow(/^sgdStep: copy must not overlap param/);
+    await expect(ops.sgdStep(P, G, P, { lr: 0.1, momentum: 0.9 })).rejects.toThrow(/^sgdStep: buf must not overlap param/);
+    // A gradient listed twice would be unscaled twice.
+    await expect(ops.unscaleGrads([G, M, G], 0.5)).rejects.toThrow(/^unscaleGrads: grads\[2\] must not overlap grads\[0\] \(the same tensor twice\)$/);
+    // Nothing was written by a refused step; separate tensors still work.
+    expect([P.toArray(), G.toArray(), M.toArray(), V.toArray()].map((t) => Array.from(t))).toEqual([[1, 2, 3], [1, 1, 1], [0, 0, 0], [0, 0, 0]]);
+    await ops.adamStep(P, G, M, V, o);
+    expect(Array.from(P.toArray(), (x) => +x.toFixed(4))).toEqual([0.9, 1.9, 2.9]);
+    await ops.sgdStep(P, G, buf, { lr: 0.1, momentum: 0.9, firstStep: true });
+    expect(Array.from(P.toArray(), (x) => +x.toFixed(4))).toEqual([0.8, 1.8, 2.8]);
+  });
+
+  test('options of the wrong type are refused, not coerced', async () => {
+    const rt = await rtP;
+    const P = rt.tensor([1, 2, 3], [3]), G = rt.zeros([3]), M = rt.zeros([3]), V = rt.zeros([3]), B = rt.zeros([3]);
+    await expect(ops.adamStep(P, G, M, V, { lr: 0.1, step: 1, decoupled: 'yes' as never })).rejects.toThrow(/^adamStep: decoupled must be a boolean, got "yes"$/);
+    await expect(ops.adamStep(P, G, M, V, { lr: '0.1' as never, step: 1 })).rejects.toThrow(/^adamStep: lr must be a finite number >= 0, got "0.1"$/);
+    await expect(ops.sgdStep(P, G, B, { lr: 0.1, momentum: 0.9, nesterov: 1 as never })).rejects.toThrow(/^sgdStep: nesterov must be a boolean, got 1$/);
+    await expect(ops.sgdStep(P, G, B, { lr: 0.1, momentum: 0.9, firstStep: 'false' as never })).rejects.toThrow(/^sgdStep: firstStep must be a boolean, got "false"$/);
+    await expect(ops.mseLoss(P, G, { grad: 'yes' as never })).rejects.toThrow(/^mseLoss: grad must be a boolean, got "yes"$/);
+    await expect(ops.huberLoss(P, G, { delta: '1' as never })).rejects.toThrow(/^huberLoss: delta must be a finite number > 0, got "1"$/);
+    await expect(ops.l1Loss(P, G, null as never)).rejects.toThrow(/^l1Loss: options must be an object, got null$/);
+    const gone = rt.zeros([3]);
+    gone.free();
+    await expect(ops.mseLoss(P, gone)).rejects.toThrow(/^mseLoss: target has been freed$/);
+    expect(() => new LossScaler({ growthFactor: '3' as never })).toThrow(/^LossScaler: growthFactor must be a finite number > 1, got "3"$/);
+    expect(() => new LossScaler({ initScale: '1024' as never })).toThrow(/^LossScaler: initScale must be a finite number > 0, got "1024"$/);
+    expect(() => new LossScaler(null as never)).toThrow(/^LossScaler: options must be an object, got null$/);
+    const s = new LossScaler();
+    await expect(s.step([G], undefined as never)).rejects.toThrow(/^LossScaler.step: apply must be a function \(the optimiser step\), got undefined$/);
+    expect(() => s.update('no' as never)).toThrow(/^LossScaler.update: overflow must be a boolean, got "no"$/);
+    expect(s.scale).toBe(2 ** 16);
+  });
+
+  test('Adam / SGD: parameters and hyper-parameters checked at construction, a step checked whole before it runs', async () => {
+    const rt = await rtP;
+    const P = rt.tensor([1, 2, 3], [3]), Q = rt.tensor([4, 5], [2]);
+    expect(() => new Adam([1, 2] as never)).toThrow(/^Adam: params\[0\] must be a Tensor, got number$/);
+    expect(() => new AdamW([P, undefined] as never)).toThrow(/^AdamW: params\[1\] must be a Tensor, got undefined$/);
+    expect(() => new Adam(P as never)).toThrow(/^Adam: params must be a non-empty array of tensors, got a tensor of shape \[3\] \(f32\)$/);
+    expect(() => new Adam([P, Q, P])).toThrow(/^Adam: params\[2\] must not overlap params\[0\] \(the same tensor twice\)$/);
+    expect(() => new SGD([P, P.reshape([1, 3])], { lr: 0.1 })).toThrow(/^SGD: params\[1\] must not overlap params\[0\]/);
+    expect(() => new Adam([P], null as never)).toThrow(/^Adam: options must be an object, got null$/);
+    expect(() => new Adam([P], { beta2: 1 })).toThrow(/^Adam: beta2 must be in \[0, 1\), got 1$/);
+    expect(() => new AdamW([P], { lr: -1 })).toThrow(/^AdamW: lr must be a finite number >= 0, got -1$/);
+    expect(() => new Adam([P], { copies: [rt.empty([2], 'bf16')] })).toThrow(/^Adam: copies\[0\]: expected shape \[3\], got \[2\]$/);
+    expect(() => new Adam([P], { copies: rt.empty([3], 'bf16') as never })).toThrow(/^Adam: copies must be an array of tensors/);
+    expect(() => new SGD([P], undefined as never)).toThrow(/^SGD: options must be an object, got undefined$/);
+    expect(() => new SGD([P], { lr: '0.1' as never })).toThrow(/^SGD: lr must be a finite number >= 0, got "0.1"$/);
+    expect(() => new SGD([P], { lr: 0.1, momentum: 0.9, nesterov: 'yes' as never })).toThrow(/^SGD: nesterov must be a boolean, got "yes"$/);
+    // A bad gradient for the second parameter leaves the first one (and the step count) untouched.
+    for (const opt of [new Adam([P, Q], { lr: 0.1 }), new SGD([P, Q], { lr: 0.1, momentum: 0.9 })]) {
+      const name = opt instanceof Adam ? 'Adam' : 'SGD';
+      const gp = rt.tensor([1, 1, 1], [3]);
+      await expect(opt.step([gp, rt.zeros([3])])).rejects.toThrow(new RegExp(`^${name}.step: grads\\[1\\]: expected shape \\[2\\], got \\[3\\]$`));
+      await expect(opt.step([gp, Q])).rejects.toThrow(new RegExp(`^${name}.step: grads\\[1\\] must not overlap params\\[1\\]`));
+      await expect(opt.step(undefined as never)).rejects.toThrow(new RegExp(`^${name}.step: grads must be an array of tensors \\(one per parameter\\), got undefined$`));
+      await expect(opt.step([gp, rt.zeros([2])], null as never)).rejects.toThrow(new RegExp(`^${name}.step: options must be an object, got null$`));
+      await expect(opt.step([gp, rt.zeros([2])], { gradScale: NaN })).rejects.toThrow(/gradScale must be a finite number, got NaN/);
+      expect(Array.from(P.toArray())).toEqual([1, 2, 3]);
+      expect(opt.stepCount).toBe(0);
+      opt.dispose();
+      await expect(opt.step([gp, rt.zeros([2])])).rejects.toThrow(new RegExp(`^${name}.step: this optimiser was disposed$`));
+    }
   });
 });
 
@@ -229,6 +337,38 @@ describe('loss scaler', () => {
   test('bad settings are rejected', () => {
     expect(() => new LossScaler({ backoffFactor: 1 })).toThrow(/backoffFactor must be in \(0, 1\)/);
     expect(() => new LossScaler({ growthInterval: 0 })).toThrow(/growthInterval must be an integer >= 1/);
+  });
+});
+
+describe('elementwise and row ops: argument checks', () => {
+  test('options, dtypes and outputs are checked at the op, naming it; out may be an input itself but not overlap one', async () => {
+    const rt = await rtP;
+    const x = rt.tensor([-1, 2, -3, 4], [2, 2]);
+    await expect(ops.softmax(x, { dtype: 'f64' as never })).rejects.toThrow(/^softmax: dtype must be one of 'f32', 'f16', 'bf16', got "f64"$/);
+    await expect(ops.activation('relu', x, { dtype: 'i32' })).rejects.toThrow(/^activation: dtype must be one of 'f32', 'f16', 'bf16', got "i32"$/);
+    await expect(ops.activation('relu', x, null as never)).rejects.toThrow(/^activation: options must be an object, got null$/);
+    await expect(ops.cast(x, 'f16', null as never)).rejects.toThrow(/^cast: options must be an object, got null$/);
+    await expect(ops.logSoftmax(x, 'f16' as never)).rejects.toThrow(/^logSoftmax: options must be an object, got "f16"$/);
+    await expect(ops.activation('relu', x, { dtype: 'f16', out: rt.empty([2, 2]) })).rejects.toThrow(/^activation: out has dtype f32, expected f16$/);
+    await expect(ops.cast(x, 'bf16', { out: rt.empty([2, 2], 'f16') })).rejects.toThrow(/^cast: out has dtype f16, expected bf16$/);
+    // Two views of one buffer, shifted by a row: the programs would read what another wrote.
+    const buf = rt.tensor([-1, 2, -3, 4, -5, 6], [3, 2]);
+    const a = buf.narrow(0, 2), b = buf.narrow(1, 3);
+    await expect(ops.activation('relu', a, { out: b })).rejects.toThrow(/^activation: out must not overlap x \(it may be x itself, in place\)$/);
+    await expect(ops.activationBackward('relu', a, x, { out: b })).rejects.toThrow(/^activationBackward: out must not overlap dy/);
+    await expect(ops.softmax(a, { out: b })).rejects.toThrow(/^softmax: out must not overlap x/);
+    await expect(ops.softmaxBackward(x, a, { out: b })).rejects.toThrow(/^softmaxBackward: out must not overlap y/);
+    await expect(ops.activation('relu', a, { out: buf.reshape([6]).narrow(0, 4).reshape([2, 2]), dtype: 'f32' })).resolves.toBeDefined();
+    expect(Array.from(buf.toArray())).toEqual([0, 2, 0, 4, -5, 6]);
+    // In place, over the very same memory, is fine.
+    const y = rt.tensor([1, 2, 3, 4], [2, 2]);
+    expect(await ops.softmax(y, { out: y })).toBe(y);
+    close(y.toArray(), [1 / (1 + Math.E), Math.E / (1 + Math.E), 1 / (1 + Math.E), Math.E / (1 + Math.E)], 1e-6, 1e-7, 'softmax in place');
+    const other = await Runtime.create({ threads: 0 });
+    const gone = other.zeros([2]);
+    other.dispose();
+    await expect(ops.activation('gelu', gone)).rejects.toThrow(/^activation: the runtime of x has been disposed/);
+    await expect(ops.softmax(gone)).rejects.toThrow(/^softmax: the runtime of x has been disposed/);
   });
 });
 

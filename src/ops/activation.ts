@@ -5,7 +5,7 @@
 import { ACTIVATIONS, activationKernel, ELEMENTWISE_BLOCK, type Activation } from '../../templates/activation.js';
 import type { StorageDType } from '../ir/ir.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, floatTensor, oneOf, output, sameShape } from './common.js';
+import { describe, fail, floatTensor, oneOf, overlaps, sameShape } from './common.js';
 
 export type { Activation };
 
@@ -17,13 +17,38 @@ export interface ElementwiseOptions {
   readonly dtype?: StorageDType;
 }
 
-async function run(op: string, act: Activation, x: Tensor, dy: Tensor | undefined, opts: ElementwiseOptions): Promise<Tensor> {
-  const dtype = opts.dtype ?? x.dtype;
-  if (dtype === 'i32') fail(op, `dtype must be f32, f16 or bf16, got i32`);
-  const out = output(op, x.runtime, x.shape, dtype, opts.out);
+const FLOAT_DTYPES = ['f32', 'f16', 'bf16'] as const;
+
+/**
+ * The output of an op shaped like x, its options checked: `opts.out` (x's runtime and shape,
+ * any float dtype; it may be one of `inputs` itself, for in place, since each element is read
+ * before it is written, but not overlap one otherwise) or a fresh tensor of `dtype` (`opts.dtype`,
+ * default x's). The inputs were checked by the caller.
+ * @internal
+ */
+export function elementwiseOutput(
+  op: string, x: Tensor, inputs: readonly (readonly [string, Tensor])[], options: ElementwiseOptions | undefined, dtype?: StorageDType,
+): Tensor {
+  if (x.runtime.isDisposed) fail(op, `the runtime of ${inputs[0]?.[0] ?? 'x'} has been disposed; create another with Runtime.create()`);
+  if (options !== undefined && (options === null || typeof options !== 'object')) fail(op, `options must be an object, got ${describe(options)}`);
+  const opts = options ?? {};
+  const want = dtype ?? (opts.dtype === undefined ? undefined : oneOf(op, 'dtype', opts.dtype, FLOAT_DTYPES));
+  if (opts.out === undefined) return x.runtime.empty(x.shape, want ?? x.dtype);
+  const out = floatTensor(op, 'out', opts.out, x.runtime);
+  sameShape(op, 'out', out.shape, x.shape);
+  if (want !== undefined && out.dtype !== want) fail(op, `out has dtype ${out.dtype}, expected ${want}`);
+  for (const [name, t] of inputs) {
+    const same = out.byteOffset === t.byteOffset && out.dtype === t.dtype;
+    if (!same && overlaps(out, t)) fail(op, `out must not overlap ${name} (it may be ${name} itself, in place)`);
+  }
+  return out;
+}
+
+async function run(op: string, act: Activation, x: Tensor, dy: Tensor | undefined, opts: ElementwiseOptions | undefined, dtype?: StorageDType): Promise<Tensor> {
   const n = x.size;
-  if (n === 0) return out;
   if (n > 2 ** 31 - ELEMENTWISE_BLOCK) fail(op, `x has ${n} elements; at most ${2 ** 31 - ELEMENTWISE_BLOCK} are supported`);
+  const out = elementwiseOutput(op, x, dy ? [['x', x], ['dy', dy]] : [['x', x]], opts, dtype);
+  if (n === 0) return out;
   const B = ELEMENTWISE_BLOCK;
   await activationKernel.launch(
     { grid: [Math.ceil(n / B)], BLOCK: B, ACT: act, BWD: dy !== undefined, EVEN: n % B === 0, runtime: x.runtime },
@@ -36,7 +61,7 @@ async function run(op: string, act: Activation, x: Tensor, dy: Tensor | undefine
  * y = f(x) for f one of relu, gelu (exact, erf), gelu_tanh (tanh approximation), tanh,
  * sigmoid, silu. Computed in f32 whatever the storage dtype.
  */
-export async function activation(name: Activation, x: Tensor, opts: ElementwiseOptions = {}): Promise<Tensor> {
+export async function activation(name: Activation, x: Tensor, opts?: ElementwiseOptions): Promise<Tensor> {
   const op = 'activation';
   oneOf(op, 'name', name, ACTIVATIONS);
   floatTensor(op, 'x', x);
@@ -44,7 +69,7 @@ export async function activation(name: Activation, x: Tensor, opts: ElementwiseO
 }
 
 /** dx = dy · f'(x), with x the forward's input. */
-export async function activationBackward(name: Activation, dy: Tensor, x: Tensor, opts: ElementwiseOptions = {}): Promise<Tensor> {
+export async function activationBackward(name: Activation, dy: Tensor, x: Tensor, opts?: ElementwiseOptions): Promise<Tensor> {
   const op = 'activationBackward';
   oneOf(op, 'name', name, ACTIVATIONS);
   floatTensor(op, 'x', x);
@@ -54,10 +79,9 @@ export async function activationBackward(name: Activation, dy: Tensor, x: Tensor
 }
 
 /** A copy of x stored as `dtype` (f32 <-> f16 / bf16, round to nearest even). */
-export async function cast(x: Tensor, dtype: StorageDType, opts: { out?: Tensor } = {}): Promise<Tensor> {
+export async function cast(x: Tensor, dtype: StorageDType, opts?: { out?: Tensor }): Promise<Tensor> {
   const op = 'cast';
   floatTensor(op, 'x', x);
-  oneOf(op, 'dtype', dtype, ['f32', 'f16', 'bf16'] as const);
-  if (opts.out && opts.out.dtype !== dtype) fail(op, `out has dtype ${opts.out.dtype}, expected ${dtype}`);
-  return run(op, 'identity', x, undefined, { dtype, ...opts });
+  oneOf(op, 'dtype', dtype, FLOAT_DTYPES);
+  return run(op, 'identity', x, undefined, opts, dtype);
 }

@@ -8,7 +8,7 @@ import {
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
-import { describe, fail, finite, floatTensor, output, overlaps, pow2AtLeast, sameShape } from './common.js';
+import { describe, fail, finite, floatTensor, isPow2, overlaps, pow2AtLeast, sameShape } from './common.js';
 
 /** Options of `ops.attention`. */
 export interface AttentionOptions {
@@ -26,7 +26,10 @@ export interface AttentionOptions {
    * ignored, whatever they hold (NaN there changes nothing), and get dk = dv = 0.
    */
   readonly kvLens?: readonly number[] | Tensor;
-  /** Dropout on the attention probabilities: drop with chance `p`, scale the rest by 1 / (1 - p). */
+  /**
+   * Dropout on the attention probabilities: drop with chance `p`, scale the rest by 1 / (1 - p).
+   * `seed` is an integer in [-2^31, 2^31 - 1] (the kernels' i32); others are refused, not wrapped.
+   */
   readonly dropout?: { readonly p: number; readonly seed: number };
   /** Force tile sizes (tuning, tests). */
   readonly config?: { readonly BM: number; readonly BN: number };
@@ -57,9 +60,34 @@ interface Checked {
 
 const DS = [16, 32, 64, 128];
 
+/** The options argument: an object, or undefined for the defaults (null would crash later on a property read). */
+function optionsOf<T extends object>(op: string, opts: T | undefined): T {
+  if (opts === undefined) return {} as T;
+  if (opts === null || typeof opts !== 'object') fail(op, `options must be an object, got ${describe(opts)}`);
+  return opts;
+}
+
+/** A boolean option (default false): a truthy string would otherwise read as true, 'yes' as false under `=== true`. */
+function flag(op: string, name: string, v: unknown): boolean {
+  if (v !== undefined && typeof v !== 'boolean') fail(op, `${name} must be a boolean, got ${describe(v)}`);
+  return v === true;
+}
+
+/** The runtime of the first tensor, refused once disposed (the op would fail later, in a helper's name). */
+function liveRuntime(op: string, name: string, t: Tensor): Runtime {
+  if (t.runtime.isDisposed) fail(op, `the runtime of ${name} has been disposed; create another with Runtime.create()`);
+  return t.runtime;
+}
+
+/**
+ * The range of dropout.seed: the kernels take it as an i32, so a wider seed would be wrapped
+ * (2^32 + 5 would drop the same entries as 5).
+ */
+const SEED_MIN = -(2 ** 31), SEED_MAX = 2 ** 31 - 1;
+
 function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Checked {
   floatTensor(op, 'q', q);
-  const rt = q.runtime;
+  const rt = liveRuntime(op, 'q', q);
   floatTensor(op, 'k', k, rt);
   floatTensor(op, 'v', v, rt);
   if (q.shape.length !== 4) fail(op, `q must be [B, H, N, D], got [${q.shape.join(', ')}]`);
@@ -74,23 +102,45 @@ function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptio
   return checkOptions(op, rt, B, H, Hkv, N, D, opts);
 }
 
-/** The head dim, dropout and key-length options of a [B, H | Hkv, N, D] problem. */
+/**
+ * The head dim, dropout and key-length options of a [B, H | Hkv, N, D] problem. Allocates
+ * only at the end (the key lengths given as numbers), once everything else has passed.
+ */
 function checkOptions(op: string, rt: Runtime, B: number, H: number, Hkv: number, N: number, D: number, opts: AttentionOptions): Checked {
   if (!DS.includes(D)) fail(op, `head dim D must be one of ${DS.join(', ')}, got ${D}`);
-  if (N * N >= 2 ** 31 && opts.dropout) fail(op, `dropout needs N² < 2^31 (its counters), got N = ${N}`);
+  const causal = flag(op, 'causal', opts.causal);
   const scale = finite(op, 'scale', opts.scale ?? 1 / Math.sqrt(D));
   const window = finite(op, 'window', opts.window ?? 0, (w) => Number.isInteger(w) && w >= 0, 'an integer >= 0');
   let pdrop = 0, seed = 0;
-  if (opts.dropout) {
-    pdrop = finite(op, 'dropout.p', opts.dropout.p, (p) => p >= 0 && p < 1, 'in [0, 1)');
-    seed = finite(op, 'dropout.seed', opts.dropout.seed, (s) => Number.isInteger(s), 'an integer') | 0;
+  const drop: unknown = opts.dropout;
+  if (drop !== undefined) {
+    if (drop === null || typeof drop !== 'object') fail(op, `dropout must be an object { p, seed }, got ${describe(drop)}`);
+    const d = drop as { p?: unknown; seed?: unknown };
+    if (N * N >= 2 ** 31) fail(op, `dropout needs N² < 2^31 (its counters), got N = ${N}`);
+    pdrop = finite(op, 'dropout.p', d.p, (p) => p >= 0 && p < 1, 'in [0, 1)');
+    if (typeof d.seed !== 'number') fail(op, `dropout.seed must be an integer, got ${describe(d.seed)}`);
+    if (!Number.isInteger(d.seed) || d.seed < SEED_MIN || d.seed > SEED_MAX) {
+      throw new RangeError(`${op}: dropout.seed must be an integer in [-2^31, 2^31 - 1] (the kernels' i32 seed), got ${d.seed}`);
+    }
+    seed = d.seed;
+  }
+  const cfg: unknown = opts.config;
+  if (cfg !== undefined) {
+    if (cfg === null || typeof cfg !== 'object') fail(op, `config must be an object { BM, BN }, got ${describe(cfg)}`);
+    for (const key of ['BM', 'BN'] as const) {
+      const x = (cfg as Record<string, unknown>)[key];
+      if (!isPow2(x)) fail(op, `config.${key} must be a power of two, got ${describe(x)}`);
+    }
   }
   let lens: Tensor | undefined;
   let ownLens = false;
   if (opts.kvLens !== undefined) {
     if (opts.kvLens instanceof Tensor) {
       lens = opts.kvLens;
-      if (lens.runtime !== rt || lens.dtype !== 'i32' || lens.size !== B) fail(op, `kvLens must be an i32 tensor of ${B} elements in q's runtime`);
+      if (lens.isFreed) fail(op, 'kvLens has been freed');
+      if (lens.runtime !== rt || lens.dtype !== 'i32' || lens.size !== B || !lens.isContiguous()) {
+        fail(op, `kvLens must be a contiguous i32 tensor of ${B} elements in q's runtime, got ${describe(lens)}`);
+      }
     } else {
       const a = opts.kvLens;
       if (!Array.isArray(a) || a.length !== B || a.some((x) => !Number.isInteger(x) || x < 0)) {
@@ -100,7 +150,7 @@ function checkOptions(op: string, rt: Runtime, B: number, H: number, Hkv: number
       ownLens = true;
     }
   }
-  return { rt, B, H, Hkv, N, D, scale, causal: opts.causal === true, window, pdrop, seed, lens, ownLens };
+  return { rt, B, H, Hkv, N, D, scale, causal, window, pdrop, seed, lens, ownLens };
 }
 
 /**
@@ -145,7 +195,8 @@ function constexprs(c: Checked): Record<string, unknown> {
  * @example
  * const { out, lse } = await ops.attention(q, k, v, { causal: true });
  */
-export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
+export async function attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
+  const opts = optionsOf('attention', options);
   const c = check('attention', q, k, v, opts);
   return forward(c, { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, q.shape, q.dtype, opts);
 }
@@ -159,7 +210,8 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, opts: Attention
  * const qkv = (await ops.matmul(x, wqkv)).reshape([B, N, 3, H, D]);
  * const { out } = await ops.attentionQKV(qkv, { causal: true }); // [B, N, H, D]
  */
-export async function attentionQKV(qkv: Tensor, opts: AttentionOptions = {}): Promise<AttentionResult> {
+export async function attentionQKV(qkv: Tensor, options?: AttentionOptions): Promise<AttentionResult> {
+  const opts = optionsOf('attentionQKV', options);
   const c = checkQKV('attentionQKV', qkv, opts);
   return forward(c, qkvViews(qkv, c), [c.B, c.N, c.H, c.D], qkv.dtype, opts);
 }
@@ -170,7 +222,7 @@ function checkQKV(op: string, qkv: Tensor, opts: AttentionOptions): Checked {
   if (s.length !== 5 || s[2] !== 3) fail(op, `qkv must be [B, N, 3, H, D] (q, k and v of each token), got [${s.join(', ')}]`);
   const [B, N, , H, D] = s as [number, number, number, number, number];
   if (qkv.size >= 2 ** 31) fail(op, `qkv has ${qkv.size} elements; at most 2^31 - 1 are supported`);
-  return checkOptions(op, qkv.runtime, B, H, H, N, D, opts);
+  return checkOptions(op, liveRuntime(op, 'qkv', qkv), B, H, H, N, D, opts);
 }
 
 /** The forward's launch over checked operands; frees the key lengths it was given. */
@@ -213,34 +265,43 @@ export const FUSED_HEADS_PER_THREAD = 4;
 
 /** dq, dk, dv from the forward's inputs, its out and lse, and dout (same options as the forward). */
 export async function attentionBackward(
-  dout: Tensor, q: Tensor, k: Tensor, v: Tensor, fwd: AttentionResult, opts: AttentionBackwardOptions = {},
+  dout: Tensor, q: Tensor, k: Tensor, v: Tensor, fwd: AttentionResult, options?: AttentionBackwardOptions,
 ): Promise<AttentionGrads> {
   const op = 'attentionBackward';
+  const opts = optionsOf(op, options);
   checkFused(op, opts.fused);
+  const out: unknown = opts.out;
+  if (out !== undefined && (out === null || typeof out !== 'object' || out instanceof Tensor)) fail(op, `out must be an object { dq?, dk?, dv? }, got ${describe(out)}`);
+  const o: Partial<AttentionGrads> = opts.out ?? {};
   const c = check(op, q, k, v, opts);
   let dq: Tensor | undefined, dk: Tensor | undefined, dv: Tensor;
   let fused: boolean;
   try {
     checkForward(op, c, dout, fwd, q.shape);
-    // Decided before any output is allocated, so that refusing it leaves nothing behind.
-    const dqDtype = opts.out?.dq instanceof Tensor ? opts.out.dq.dtype : q.dtype;
-    fused = chooseFused(op, c, opts.fused, dqDtype);
-    const o = opts.out;
-    checkDisjoint(op, [['out.dq', o?.dq], ['out.dk', o?.dk], ['out.dv', o?.dv]], [['q', q], ['k', k], ['v', v], ['dout', dout], ['the forward\'s out', fwd.out], ['lse', fwd.lse]]);
-    dq = output(op, c.rt, q.shape, q.dtype, o?.dq);
-    dk = output(op, c.rt, k.shape, k.dtype, o?.dk);
-    dv = output(op, c.rt, v.shape, v.dtype, o?.dv);
+    // Every given gradient checked, and one pass or two decided, before any output is
+    // allocated, so that refusing one leaves nothing behind.
+    const given = [['out.dq', o.dq, q], ['out.dk', o.dk, k], ['out.dv', o.dv, v]] as const;
+    for (const [name, t, like] of given) {
+      if (t === undefined) continue;
+      floatTensor(op, name, t, c.rt);
+      sameShape(op, name, t.shape, like.shape);
+    }
+    fused = chooseFused(op, c, opts.fused, o.dq?.dtype ?? q.dtype);
+    checkDisjoint(op, given.map(([name, t]): [string, Tensor | undefined] => [name, t]), [['q', q], ['k', k], ['v', v], ['dout', dout], ['fwd.out', fwd.out], ['fwd.lse', fwd.lse]]);
+    dq = o.dq ?? c.rt.empty(q.shape, q.dtype);
+    dk = o.dk ?? c.rt.empty(k.shape, k.dtype);
+    dv = o.dv ?? c.rt.empty(v.shape, v.dtype);
   } catch (err) {
     // A refused out leaves no gradient this call allocated behind.
-    if (dq && dq !== opts.out?.dq) dq.free();
-    if (dk && dk !== opts.out?.dk) dk.free();
+    if (dq && dq !== o.dq) dq.free();
+    if (dk && dk !== o.dk) dk.free();
     if (c.ownLens) c.lens!.free();
     throw err;
   }
   try {
     await backward(c, { q, k, v, strides: headMajorStrides(c.H, c.Hkv, c.N, c.D) }, { q: dq, k: dk, v: dv }, dout, fwd, fused, opts);
   } catch (err) {
-    for (const [t, given] of [[dq, opts.out?.dq], [dk, opts.out?.dk], [dv, opts.out?.dv]] as const) if (t !== given) t.free();
+    for (const [t, mine] of [[dq, o.dq], [dk, o.dk], [dv, o.dv]] as const) if (t !== mine) t.free();
     throw err;
   }
   return { dq, dk, dv };
@@ -259,18 +320,22 @@ export interface AttentionQKVBackwardOptions extends AttentionOptions {
  * layout the QKV projection's backward reads) from dout [B, N, H, D], the forward's qkv and its
  * out and lse.
  */
-export async function attentionQKVBackward(dout: Tensor, qkv: Tensor, fwd: AttentionResult, opts: AttentionQKVBackwardOptions = {}): Promise<Tensor> {
+export async function attentionQKVBackward(dout: Tensor, qkv: Tensor, fwd: AttentionResult, options?: AttentionQKVBackwardOptions): Promise<Tensor> {
   const op = 'attentionQKVBackward';
+  const opts = optionsOf(op, options);
   checkFused(op, opts.fused);
   const c = checkQKV(op, qkv, opts);
   let dqkv: Tensor;
   let fused: boolean;
   try {
     checkForward(op, c, dout, fwd, [c.B, c.N, c.H, c.D]);
-    const dtype = opts.out instanceof Tensor ? opts.out.dtype : qkv.dtype;
-    fused = chooseFused(op, c, opts.fused, dtype);
-    checkDisjoint(op, [['out', opts.out]], [['qkv', qkv], ['dout', dout], ['the forward\'s out', fwd.out], ['lse', fwd.lse]]);
-    dqkv = output(op, c.rt, qkv.shape, qkv.dtype, opts.out);
+    if (opts.out !== undefined) {
+      floatTensor(op, 'out', opts.out, c.rt);
+      sameShape(op, 'out', opts.out.shape, qkv.shape);
+    }
+    fused = chooseFused(op, c, opts.fused, opts.out?.dtype ?? qkv.dtype);
+    checkDisjoint(op, [['out', opts.out]], [['qkv', qkv], ['dout', dout], ['fwd.out', fwd.out], ['fwd.lse', fwd.lse]]);
+    dqkv = opts.out ?? c.rt.empty(qkv.shape, qkv.dtype);
   } catch (err) {
     if (c.ownLens) c.lens!.free();
     throw err;
@@ -288,14 +353,16 @@ function checkFused(op: string, fused: unknown): void {
   if (fused !== undefined && typeof fused !== 'boolean') fail(op, `fused must be a boolean, got ${describe(fused)}`);
 }
 
-/** dout and the forward's out (shaped `outShape`) and lse. */
+/** dout and the forward's result `fwd`: its out (shaped `outShape`) and lse. */
 function checkForward(op: string, c: Checked, dout: Tensor, fwd: AttentionResult, outShape: readonly number[]): void {
   floatTensor(op, 'dout', dout, c.rt);
   sameShape(op, 'dout', dout.shape, outShape);
-  floatTensor(op, 'out', fwd.out, c.rt);
-  sameShape(op, 'out', fwd.out.shape, outShape);
-  if (!(fwd.lse instanceof Tensor) || fwd.lse.dtype !== 'f32') fail(op, 'lse must be the forward\'s f32 log-sum-exp');
-  sameShape(op, 'lse', fwd.lse.shape, [c.B, c.H, c.N]);
+  if (fwd === null || typeof fwd !== 'object') fail(op, `fwd must be the forward's result { out, lse }, got ${describe(fwd)}`);
+  floatTensor(op, 'fwd.out', fwd.out, c.rt);
+  sameShape(op, 'fwd.out', fwd.out.shape, outShape);
+  floatTensor(op, 'fwd.lse', fwd.lse, c.rt);
+  if (fwd.lse.dtype !== 'f32') fail(op, `fwd.lse must be the forward's f32 log-sum-exp, got ${fwd.lse.dtype}`);
+  sameShape(op, 'fwd.lse', fwd.lse.shape, [c.B, c.H, c.N]);
 }
 
 /** One pass or two (see AttentionBackwardOptions.fused), for a dq of `dqDtype`. */

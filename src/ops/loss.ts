@@ -5,7 +5,7 @@
 import { lossKernel } from '../../templates/loss.js';
 import { MULTI_STORE_BLOCK } from '../../templates/activation.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, finite, floatTensor, oneOf, sameShape } from './common.js';
+import { describe, fail, finite, floatTensor, oneOf, sameShape } from './common.js';
 
 /** How the pointwise losses are combined. */
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -34,12 +34,17 @@ export interface LossResult {
 /** Elements per program (the value and the gradient share their loads). */
 const BLOCK = MULTI_STORE_BLOCK;
 
-async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, target: Tensor, opts: LossOptions): Promise<LossResult> {
+async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, target: Tensor, options: LossOptions | undefined): Promise<LossResult> {
   floatTensor(op, 'pred', pred);
   const rt = pred.runtime;
+  if (rt.isDisposed) fail(op, 'the runtime of pred has been disposed; create another with Runtime.create()');
   floatTensor(op, 'target', target, rt);
   sameShape(op, 'target', target.shape, pred.shape);
+  if (options !== undefined && (options === null || typeof options !== 'object')) fail(op, `options must be an object, got ${describe(options)}`);
+  const opts = options ?? {};
   const reduction = oneOf(op, 'reduction', opts.reduction ?? 'mean', ['mean', 'sum', 'none'] as const);
+  // A truthy string would otherwise ask for a gradient, a falsy one quietly not.
+  if (opts.grad !== undefined && typeof opts.grad !== 'boolean') fail(op, `grad must be a boolean, got ${describe(opts.grad)}`);
   const delta = finite(op, 'delta', opts.delta ?? 1, (v) => v > 0, 'a finite number > 0');
   const gradScale = finite(op, 'gradScale', opts.gradScale ?? 1);
   const n = pred.size;
@@ -48,7 +53,7 @@ async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, targ
   const programs = Math.max(1, Math.ceil(n / BLOCK));
   const part = reduce ? rt.empty([programs], 'f32') : undefined;
   const pointwise = reduce ? undefined : rt.empty(pred.shape, pred.dtype);
-  const grad = opts.grad ? rt.empty(pred.shape, pred.dtype) : undefined;
+  const grad = opts.grad === true ? rt.empty(pred.shape, pred.dtype) : undefined;
   try {
     if (n > 0) {
       const gscale = reduction === 'mean' ? gradScale / n : gradScale;
@@ -64,22 +69,27 @@ async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, targ
     // The mean of nothing is NaN, as in PyTorch; the sum of nothing is 0.
     const value = reduction === 'mean' ? s / n : s;
     return { loss: rt.tensor([value], [], 'f32'), value, grad };
+  } catch (err) {
+    // A failed launch leaves none of the results it allocated behind.
+    pointwise?.free();
+    grad?.free();
+    throw err;
   } finally {
     part?.free();
   }
 }
 
 /** Mean squared error: (pred - target)². */
-export function mseLoss(pred: Tensor, target: Tensor, opts: LossOptions = {}): Promise<LossResult> {
+export function mseLoss(pred: Tensor, target: Tensor, opts?: LossOptions): Promise<LossResult> {
   return run('mseLoss', 'mse', pred, target, opts);
 }
 
 /** Mean absolute error (L1): |pred - target|; its gradient at 0 is 0, and NaN where d is NaN. */
-export function l1Loss(pred: Tensor, target: Tensor, opts: LossOptions = {}): Promise<LossResult> {
+export function l1Loss(pred: Tensor, target: Tensor, opts?: LossOptions): Promise<LossResult> {
   return run('l1Loss', 'mae', pred, target, opts);
 }
 
 /** Huber: 0.5·d² where |d| < delta, else delta·(|d| - 0.5·delta), d = pred - target. */
-export function huberLoss(pred: Tensor, target: Tensor, opts: LossOptions = {}): Promise<LossResult> {
+export function huberLoss(pred: Tensor, target: Tensor, opts?: LossOptions): Promise<LossResult> {
   return run('huberLoss', 'huber', pred, target, opts);
 }

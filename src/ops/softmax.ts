@@ -3,8 +3,8 @@
  */
 import { chooseRowConfig, softmaxKernel } from '../../templates/softmax.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { fail, floatTensor, output, sameShape } from './common.js';
-import type { ElementwiseOptions } from './activation.js';
+import { fail, floatTensor, sameShape } from './common.js';
+import { elementwiseOutput, type ElementwiseOptions } from './activation.js';
 
 /** Rows M and row length N of x viewed as [M, N] over its last axis. */
 export function rowsOf(op: string, x: Tensor): { M: number; N: number } {
@@ -15,16 +15,15 @@ export function rowsOf(op: string, x: Tensor): { M: number; N: number } {
   return { M, N };
 }
 
-async function run(op: string, log: boolean, x: Tensor, dy: Tensor | undefined, opts: ElementwiseOptions): Promise<Tensor> {
-  floatTensor(op, dy ? 'y' : 'x', x);
+async function run(op: string, log: boolean, x: Tensor, dy: Tensor | undefined, opts: ElementwiseOptions | undefined): Promise<Tensor> {
+  const xname = dy ? 'y' : 'x';
+  floatTensor(op, xname, x);
   if (dy) {
     floatTensor(op, 'dy', dy, x.runtime);
     sameShape(op, 'dy', dy.shape, x.shape);
   }
   const { M, N } = rowsOf(op, x);
-  const dtype = opts.dtype ?? x.dtype;
-  if (dtype === 'i32') fail(op, 'dtype must be f32, f16 or bf16, got i32');
-  const out = output(op, x.runtime, x.shape, dtype, opts.out);
+  const out = elementwiseOutput(op, x, dy ? [[xname, x], ['dy', dy]] : [[xname, x]], opts);
   if (M === 0) return out;
   const c = chooseRowConfig(M, N);
   await softmaxKernel.launch(
@@ -35,21 +34,21 @@ async function run(op: string, log: boolean, x: Tensor, dy: Tensor | undefined, 
 }
 
 /** softmax(x) along the last axis: exp(x - max) / sum, computed in f32. */
-export function softmax(x: Tensor, opts: ElementwiseOptions = {}): Promise<Tensor> {
+export function softmax(x: Tensor, opts?: ElementwiseOptions): Promise<Tensor> {
   return run('softmax', false, x, undefined, opts);
 }
 
 /** log softmax(x) along the last axis: x - max - log(sum(exp(x - max))). */
-export function logSoftmax(x: Tensor, opts: ElementwiseOptions = {}): Promise<Tensor> {
+export function logSoftmax(x: Tensor, opts?: ElementwiseOptions): Promise<Tensor> {
   return run('logSoftmax', true, x, undefined, opts);
 }
 
 /** dx = y · (dy - sum(dy · y)) from the forward's output y. */
-export function softmaxBackward(dy: Tensor, y: Tensor, opts: ElementwiseOptions = {}): Promise<Tensor> {
+export function softmaxBackward(dy: Tensor, y: Tensor, opts?: ElementwiseOptions): Promise<Tensor> {
   return run('softmaxBackward', false, y, dy, opts);
 }
 
 /** dx = dy - exp(y) · sum(dy) from the forward's output y (the log-probabilities). */
-export function logSoftmaxBackward(dy: Tensor, y: Tensor, opts: ElementwiseOptions = {}): Promise<Tensor> {
+export function logSoftmaxBackward(dy: Tensor, y: Tensor, opts?: ElementwiseOptions): Promise<Tensor> {
   return run('logSoftmaxBackward', true, y, dy, opts);
 }
