@@ -3,7 +3,7 @@
  * and a dynamic loss scaler for mixed-precision training. Each step is one fused kernel per
  * parameter tensor (src/ops/optim.ts).
  */
-import { describe, fail, finite, floatTensor, sameShape } from './ops/common.js';
+import { describe, fail, finite, floatTensor, liveRuntime, optionsOf, sameShape } from './ops/common.js';
 import { adamSettings, checkAllDisjoint, prepareAdamStep, prepareSgdStep, sgdSettings, unscaleGrads, type StepNames } from './ops/optim.js';
 import type { Tensor } from './runtime/tensor.js';
 
@@ -27,13 +27,6 @@ export interface AdamOptions {
   readonly copies?: readonly Tensor[];
 }
 
-/** An options argument: an object, or undefined where `optional` (null would crash on a property read). */
-function optionsOf<T extends object>(op: string, opts: T | undefined, optional: boolean): T {
-  if (opts === undefined && optional) return {} as T;
-  if (opts === null || typeof opts !== 'object') fail(op, `options must be an object, got ${describe(opts)}`);
-  return opts;
-}
-
 /**
  * The parameters: a non-empty array of live float tensors, none sharing memory with another
  * (one updated twice per step, with two states, would be silently wrong).
@@ -42,7 +35,7 @@ function checkParams(op: string, params: unknown): asserts params is readonly Te
   if (!Array.isArray(params) || params.length === 0) fail(op, `params must be a non-empty array of tensors, got ${describe(params)}`);
   for (const [i, p] of params.entries()) {
     floatTensor(op, `params[${i}]`, p);
-    if ((p as Tensor).runtime.isDisposed) fail(op, `the runtime of params[${i}] has been disposed; create another with Runtime.create()`);
+    liveRuntime(op, `params[${i}]`, p as Tensor);
   }
   checkAllDisjoint(op, (params as Tensor[]).map((p, i) => [`params[${i}]`, p] as const));
 }
@@ -86,7 +79,7 @@ export class Adam {
   constructor(readonly params: readonly Tensor[], options?: AdamOptions) {
     const name = new.target.name;
     checkParams(name, params);
-    const opts = optionsOf(name, options, true);
+    const opts = optionsOf(name, options);
     checkCopies(name, params, opts.copies);
     this.opts = opts;
     this.lr = opts.lr ?? 1e-3;
@@ -104,7 +97,7 @@ export class Adam {
   async step(grads: readonly Tensor[], options?: StepOptions): Promise<void> {
     const op = `${this.constructor.name}.step`;
     if (this.disposed) throw new Error(`${op}: this optimiser was disposed`);
-    const opts = optionsOf(op, options, true);
+    const opts = optionsOf(op, options);
     checkGrads(op, this.params, grads);
     const step = this.stepCount + 1;
     const o = this.opts;
@@ -150,7 +143,7 @@ export class SGD {
 
   constructor(readonly params: readonly Tensor[], readonly opts: SgdOptions) {
     checkParams('SGD', params);
-    optionsOf('SGD', opts, false);
+    optionsOf('SGD', opts, '{ lr, ... }');
     if (opts.lr === undefined) fail('SGD', 'lr is required');
     // Checked once here, so that a bad hyper-parameter is refused before any step.
     sgdSettings('SGD', { lr: opts.lr, momentum: opts.momentum, dampening: opts.dampening, nesterov: opts.nesterov, weightDecay: opts.weightDecay });
@@ -164,7 +157,7 @@ export class SGD {
   async step(grads: readonly Tensor[], options?: StepOptions): Promise<void> {
     const op = 'SGD.step';
     if (this.disposed) throw new Error(`${op}: this optimiser was disposed`);
-    const opts = optionsOf(op, options, true);
+    const opts = optionsOf(op, options);
     checkGrads(op, this.params, grads);
     const o = this.opts;
     const runs = this.params.map((p, i) => prepareSgdStep(op, p, grads[i]!, this.buffers[i], {
@@ -208,7 +201,7 @@ export class LossScaler {
 
   constructor(options?: LossScalerOptions) {
     const op = 'LossScaler';
-    const opts = optionsOf(op, options, true);
+    const opts = optionsOf(op, options);
     // typeof-checked (by `finite`): a string would pass `> 1` and then be multiplied in.
     this.scale = finite(op, 'initScale', opts.initScale ?? 2 ** 16, (x) => x > 0, 'a finite number > 0');
     this.growthFactor = finite(op, 'growthFactor', opts.growthFactor ?? 2, (x) => x > 1, 'a finite number > 1');

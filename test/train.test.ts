@@ -257,7 +257,7 @@ describe('optimisers', () => {
     expect(() => new AdamW([P], { lr: -1 })).toThrow(/^AdamW: lr must be a finite number >= 0, got -1$/);
     expect(() => new Adam([P], { copies: [rt.empty([2], 'bf16')] })).toThrow(/^Adam: copies\[0\]: expected shape \[3\], got \[2\]$/);
     expect(() => new Adam([P], { copies: rt.empty([3], 'bf16') as never })).toThrow(/^Adam: copies must be an array of tensors/);
-    expect(() => new SGD([P], undefined as never)).toThrow(/^SGD: options must be an object, got undefined$/);
+    expect(() => new SGD([P], undefined as never)).toThrow(/^SGD: options must be an object { lr, ... }, got undefined$/);
     expect(() => new SGD([P], { lr: '0.1' as never })).toThrow(/^SGD: lr must be a finite number >= 0, got "0.1"$/);
     expect(() => new SGD([P], { lr: 0.1, momentum: 0.9, nesterov: 'yes' as never })).toThrow(/^SGD: nesterov must be a boolean, got "yes"$/);
     // A bad gradient for the second parameter leaves the first one (and the step count) untouched.

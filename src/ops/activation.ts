@@ -5,7 +5,7 @@
 import { ACTIVATIONS, activationKernel, ELEMENTWISE_BLOCK, type Activation } from '../../templates/activation.js';
 import type { StorageDType } from '../ir/ir.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { describe, fail, floatTensor, oneOf, overlaps, sameShape } from './common.js';
+import { describe, fail, floatTensor, liveRuntime, oneOf, overlaps, sameShape } from './common.js';
 
 export type { Activation };
 
@@ -29,7 +29,7 @@ const FLOAT_DTYPES = ['f32', 'f16', 'bf16'] as const;
 export function elementwiseOutput(
   op: string, x: Tensor, inputs: readonly (readonly [string, Tensor])[], options: ElementwiseOptions | undefined, dtype?: StorageDType,
 ): Tensor {
-  if (x.runtime.isDisposed) fail(op, `the runtime of ${inputs[0]?.[0] ?? 'x'} has been disposed; create another with Runtime.create()`);
+  liveRuntime(op, inputs[0]?.[0] ?? 'x', x);
   if (options !== undefined && (options === null || typeof options !== 'object')) fail(op, `options must be an object, got ${describe(options)}`);
   const opts = options ?? {};
   const want = dtype ?? (opts.dtype === undefined ? undefined : oneOf(op, 'dtype', opts.dtype, FLOAT_DTYPES));

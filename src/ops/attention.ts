@@ -8,7 +8,7 @@ import {
 } from '../../templates/attention.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { Tensor } from '../runtime/tensor.js';
-import { describe, fail, finite, floatTensor, isPow2, overlaps, pow2AtLeast, sameShape } from './common.js';
+import { describe, fail, finite, flag, floatTensor, isPow2, liveRuntime, optionsOf, overlaps, pow2AtLeast, sameShape } from './common.js';
 
 /** Options of `ops.attention`. */
 export interface AttentionOptions {
@@ -59,25 +59,6 @@ interface Checked {
 }
 
 const DS = [16, 32, 64, 128];
-
-/** The options argument: an object, or undefined for the defaults (null would crash later on a property read). */
-function optionsOf<T extends object>(op: string, opts: T | undefined): T {
-  if (opts === undefined) return {} as T;
-  if (opts === null || typeof opts !== 'object') fail(op, `options must be an object, got ${describe(opts)}`);
-  return opts;
-}
-
-/** A boolean option (default false): a truthy string would otherwise read as true, 'yes' as false under `=== true`. */
-function flag(op: string, name: string, v: unknown): boolean {
-  if (v !== undefined && typeof v !== 'boolean') fail(op, `${name} must be a boolean, got ${describe(v)}`);
-  return v === true;
-}
-
-/** The runtime of the first tensor, refused once disposed (the op would fail later, in a helper's name). */
-function liveRuntime(op: string, name: string, t: Tensor): Runtime {
-  if (t.runtime.isDisposed) fail(op, `the runtime of ${name} has been disposed; create another with Runtime.create()`);
-  return t.runtime;
-}
 
 /**
  * The range of dropout.seed: the kernels take it as an i32, so a wider seed would be wrapped

@@ -52,6 +52,28 @@ export function finite(op: string, name: string, v: unknown, check?: (x: number)
 }
 
 /** One of the listed strings. */
+/**
+ * An options argument: an object, or undefined for the defaults unless it is `required` (then
+ * what it should hold, for the message). null or a number would crash on a property read.
+ */
+export function optionsOf<T extends object>(op: string, opts: T | undefined, required?: string): T {
+  if (opts === undefined && required === undefined) return {} as T;
+  if (opts === null || typeof opts !== 'object') fail(op, `options must be an object${required ? ` ${required}` : ''}, got ${describe(opts)}`);
+  return opts;
+}
+
+/** A boolean option (default false), refused rather than coerced: 'no' is truthy, 'yes' is not true. */
+export function flag(op: string, name: string, v: unknown): boolean {
+  if (v !== undefined && typeof v !== 'boolean') fail(op, `${name} must be a boolean, got ${describe(v)}`);
+  return v === true;
+}
+
+/** The runtime of `t` (named `name`), refused once disposed: the op would fail later in a helper's name. */
+export function liveRuntime(op: string, name: string, t: Tensor): Runtime {
+  if (t.runtime.isDisposed) fail(op, `the runtime of ${name} has been disposed; create another with Runtime.create()`);
+  return t.runtime;
+}
+
 export function oneOf<T extends string>(op: string, name: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) fail(op, `${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
   return v as T;

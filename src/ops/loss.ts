@@ -5,7 +5,7 @@
 import { lossKernel } from '../../templates/loss.js';
 import { MULTI_STORE_BLOCK } from '../../templates/activation.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { describe, fail, finite, floatTensor, oneOf, sameShape } from './common.js';
+import { fail, finite, flag, floatTensor, liveRuntime, oneOf, optionsOf, sameShape } from './common.js';
 
 /** How the pointwise losses are combined. */
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -37,14 +37,12 @@ const BLOCK = MULTI_STORE_BLOCK;
 async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, target: Tensor, options: LossOptions | undefined): Promise<LossResult> {
   floatTensor(op, 'pred', pred);
   const rt = pred.runtime;
-  if (rt.isDisposed) fail(op, 'the runtime of pred has been disposed; create another with Runtime.create()');
+  liveRuntime(op, 'pred', pred);
   floatTensor(op, 'target', target, rt);
   sameShape(op, 'target', target.shape, pred.shape);
-  if (options !== undefined && (options === null || typeof options !== 'object')) fail(op, `options must be an object, got ${describe(options)}`);
-  const opts = options ?? {};
+  const opts = optionsOf(op, options);
   const reduction = oneOf(op, 'reduction', opts.reduction ?? 'mean', ['mean', 'sum', 'none'] as const);
-  // A truthy string would otherwise ask for a gradient, a falsy one quietly not.
-  if (opts.grad !== undefined && typeof opts.grad !== 'boolean') fail(op, `grad must be a boolean, got ${describe(opts.grad)}`);
+  const wantGrad = flag(op, 'grad', opts.grad);
   const delta = finite(op, 'delta', opts.delta ?? 1, (v) => v > 0, 'a finite number > 0');
   const gradScale = finite(op, 'gradScale', opts.gradScale ?? 1);
   const n = pred.size;
@@ -53,7 +51,7 @@ async function run(op: string, kind: 'mse' | 'mae' | 'huber', pred: Tensor, targ
   const programs = Math.max(1, Math.ceil(n / BLOCK));
   const part = reduce ? rt.empty([programs], 'f32') : undefined;
   const pointwise = reduce ? undefined : rt.empty(pred.shape, pred.dtype);
-  const grad = opts.grad === true ? rt.empty(pred.shape, pred.dtype) : undefined;
+  const grad = wantGrad ? rt.empty(pred.shape, pred.dtype) : undefined;
   try {
     if (n > 0) {
       const gscale = reduction === 'mean' ? gradScale / n : gradScale;

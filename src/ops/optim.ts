@@ -7,7 +7,7 @@
 import { adamKernel, sgdKernel, unscaleKernel } from '../../templates/optim.js';
 import { ELEMENTWISE_BLOCK, MULTI_STORE_BLOCK } from '../../templates/activation.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { describe, fail, finite, floatTensor, overlaps, sameShape } from './common.js';
+import { describe, fail, finite, flag, floatTensor, liveRuntime, optionsOf, overlaps, sameShape } from './common.js';
 
 /** Elements per program of the unscale pass (one overflow flag each), as for the other elementwise kernels. */
 const BLOCK = ELEMENTWISE_BLOCK;
@@ -63,18 +63,6 @@ export interface StepNames {
 const ADAM_NAMES: StepNames = { param: 'param', grad: 'grad', copy: 'copy', state: ['m', 'v'] };
 const SGD_NAMES: StepNames = { param: 'param', grad: 'grad', copy: 'copy', state: ['buf'] };
 
-/** The options argument, required (a missing one would crash on its first property read). */
-function optionsOf<T extends object>(op: string, opts: T, expect: string): T {
-  if (opts === null || typeof opts !== 'object') fail(op, `options must be an object ${expect}, got ${describe(opts)}`);
-  return opts;
-}
-
-/** A boolean option (default false): refused rather than coerced, so 'no' does not read as true. */
-function flag(op: string, name: string, v: unknown): boolean {
-  if (v !== undefined && typeof v !== 'boolean') fail(op, `${name} must be a boolean, got ${describe(v)}`);
-  return v === true;
-}
-
 /**
  * The tensors of a step, `[name, tensor]` with the parameter first: each live, float and
  * contiguous, of the parameter's (live) runtime and shape, and no two overlapping. The kernel
@@ -84,7 +72,7 @@ function flag(op: string, name: string, v: unknown): boolean {
 function checkTensors(op: string, named: readonly (readonly [string, unknown])[]): void {
   const [pname, param] = named[0]!;
   const p = floatTensor(op, pname, param);
-  if (p.runtime.isDisposed) fail(op, `the runtime of ${pname} has been disposed; create another with Runtime.create()`);
+  liveRuntime(op, pname, p);
   const seen: [string, Tensor][] = [[pname, p]];
   for (const [name, x] of named.slice(1)) {
     const t = floatTensor(op, name, x, p.runtime);
@@ -216,7 +204,7 @@ export async function unscaleGrads(grads: readonly Tensor[], inv: number): Promi
   finite(op, 'inv', inv);
   if (grads.length === 0) return false;
   const rt = floatTensor(op, 'grads[0]', grads[0]).runtime;
-  if (rt.isDisposed) fail(op, 'the runtime of grads[0] has been disposed; create another with Runtime.create()');
+  liveRuntime(op, 'grads[0]', grads[0]!);
   for (const [i, g] of grads.entries()) floatTensor(op, `grads[${i}]`, g, rt);
   // A gradient listed twice (or inside another) would be unscaled twice.
   checkAllDisjoint(op, grads.map((g, i) => [`grads[${i}]`, g] as const));
