@@ -1,7 +1,8 @@
 /**
  * @fileoverview The vector math's promised error bounds (MATH_ULP) over dense sweeps of f32 bit
- * patterns and every pattern near each threshold (overflow, subnormal results, branch points),
- * with relaxed FMA on and off; special values exactly as Math.* gives them.
+ * patterns, every pattern near each threshold (overflow, subnormal results, branch points) and
+ * every pattern of the binades where erf's and the tanh GELU's worst cases lie, with relaxed FMA
+ * on and off; special values exactly as Math.* gives them.
  */
 import { describe, expect, test } from 'vitest';
 import { erf64, gelu64, geluGrad64, geluTanh64, geluTanhGrad64 } from '../src/util/erf.js';
@@ -35,6 +36,12 @@ interface Case {
   edges: number[];
   specials: [number, number][];
 }
+
+/**
+ * A fused GELU's error for x < 0 on GELU_BOUND.absNeg's scale (2^-24·|x|), less the result's
+ * own rounding (it matters only for subnormal results).
+ */
+const geluNegError = (got: number, want: number, x: number): number => Math.max(0, Math.abs(got - want) - ulpAt(want) / 2) / (-x * 2 ** -24);
 
 const MAXF = floatOf(0x7f7fffff);
 const TINY = 2 ** -149;
@@ -186,8 +193,7 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('fused GELU (relaxed FMA:
         const e = ulpError(got, want);
         if (e > pos) [pos, at[0]] = [e, x];
       } else {
-        // The bound, plus the result's own rounding (it matters only for subnormal results).
-        const e = Math.max(0, Math.abs(got - want) - ulpAt(want) / 2) / (-x * 2 ** -24);
+        const e = geluNegError(got, want, x);
         if (e > neg) [neg, at[1]] = [e, x];
       }
     }
@@ -228,4 +234,79 @@ describe.each(targets.map((relaxed) => ({ relaxed })))('fused GELU derivatives (
       expect(so[5]).toBe(0.5);
       expect([so[6], so[7]]).toEqual([1, 0]);
     });
+});
+
+/**
+ * Every f32 in [lo, hi) (negated when `negative`) through `fn` on each target, scored as
+ * max(0, |got - want| - slack) / unit with `[unit, slack] = scale(want, x)`; the worst score and
+ * where, per target. The reference and its scale are computed once per input for all targets:
+ * they cost more than the vector code.
+ */
+function exhaustive(
+  fn: (e: Emit, x: Ref) => Ref, ref: (x: number) => number, lo: number, hi: number, negative: boolean,
+  scale: (want: number, x: number) => readonly [number, number],
+): { relaxed: boolean; worst: number; at: number }[] {
+  const runs = targets.map((relaxed) => vectorMap(fn, relaxed));
+  const worst = targets.map(() => 0), at = targets.map(() => 0);
+  const sign = negative ? 0x80000000 : 0;
+  const CHUNK = 1 << 20;
+  for (let b = bitsOf(lo); b < bitsOf(hi); b += CHUNK) {
+    const bits = new Uint32Array(Math.min(CHUNK, bitsOf(hi) - b));
+    for (let k = 0; k < bits.length; k++) bits[k] = (b + k) | sign;
+    const xs = new Float32Array(bits.buffer);
+    const outs = runs.map((run) => new Float32Array(run(bits).buffer));
+    for (let k = 0; k < xs.length; k++) {
+      const x = xs[k]!;
+      const want = ref(x);
+      const [unit, slack] = scale(want, x);
+      for (let t = 0; t < outs.length; t++) {
+        const err = Math.max(0, Math.abs(outs[t]![k]! - want) - slack) / unit;
+        if (err > worst[t]!) [worst[t], at[t]] = [err, x];
+      }
+    }
+  }
+  return targets.map((relaxed, t) => ({ relaxed, worst: worst[t]!, at: at[t]! }));
+}
+
+describe('every f32 in the binades where the worst cases were, FMA on and off', () => {
+  // A sparse sweep (every 1009th or 2003rd pattern) missed both: erf's former x·(erf(x)/x)
+  // gave 4.25 ulp at 0.4739 (36 patterns over the bound with FMA, 40 without, all |x| in
+  // [0.450, 0.477]), the tanh GELU's former [5/4] gate 4.18·2^-24·|x| at -2.4133 without FMA.
+  test('the f64 references agree with mpmath (50 digits, rounded to f64) far below 0.1 ulp of f32', () => {
+    const erfAt: [number, number][] = [
+      [0.25, 0.27632639016823696], [0.4738980233669281, 0.4972652419283737], [0.49999991059303284, 0.5204997992437579],
+      [0.5, 0.5204998778130465], [0.75, 0.7111556336535151], [0.9999999403953552, 0.8427007682073785],
+    ];
+    for (const [x, exact] of erfAt) expect(ulpError(erf64(x), exact), `erf64(${x})`).toBeLessThan(1e-6);
+    const geluTanhAt: [number, number][] = [
+      [-2, -0.04540230591222497], [-2.4133358001708984, -0.01867019532128696], [-3, -0.0036373920817730178],
+      [-4.15041971206665, -3.3585124688384974e-5], [-5, -2.2917961966295047e-7],
+    ];
+    for (const [x, exact] of geluTanhAt) expect(Math.abs(geluTanh64(x) - exact) / (-x * 2 ** -24), `geluTanh64(${x})`).toBeLessThan(1e-6);
+  });
+
+  test('the reviewers\' inputs: erf(0.4738980233669281), geluTanh(-2.4133358001708984)', () => {
+    for (const relaxed of targets) {
+      const erf = floatOf(vectorMap(vErf, relaxed)(Uint32Array.of(bitsOf(0.4738980233669281)))[0]!);
+      expect(ulpError(erf, 0.4972652419283737), `erf, relaxed ${relaxed}: ${erf}`).toBeLessThanOrEqual(MATH_ULP.erf);
+      const x = -2.4133358001708984;
+      const gelu = floatOf(vectorMap(vGeluTanh, relaxed)(Uint32Array.of(bitsOf(x)))[0]!);
+      expect(geluNegError(gelu, -0.018670195321286963, x), `geluTanh, relaxed ${relaxed}: ${gelu}`).toBeLessThanOrEqual(GELU_BOUND.absNeg);
+    }
+  });
+
+  // vErf is odd bit for bit (x + x·q(x²), sign copied onto the rest), so x > 0 covers x < 0.
+  test('erf: within MATH_ULP.erf over every f32 in [0.25, 1)', () => {
+    for (const { relaxed, worst, at } of exhaustive(vErf, erf64, 0.25, 1, false, (want) => [ulpAt(want), 0])) {
+      if (process.env.MATH_WORST) console.log(`erf [0.25, 1) relaxed=${relaxed}: worst ${worst.toFixed(3)} ulp at x = ${at}`);
+      expect(worst, `erf, relaxed ${relaxed}: worst ${worst.toFixed(3)} ulp at x = ${at}`).toBeLessThanOrEqual(MATH_ULP.erf);
+    }
+  });
+
+  test('geluTanh: within GELU_BOUND.absNeg over every f32 in (-5, -2]', () => {
+    for (const { relaxed, worst, at } of exhaustive(vGeluTanh, geluTanh64, 2, 5, true, (want, x) => [-x * 2 ** -24, ulpAt(want) / 2])) {
+      if (process.env.MATH_WORST) console.log(`geluTanh (-5, -2] relaxed=${relaxed}: worst ${worst.toFixed(3)}·2^-24·|x| at x = ${at}`);
+      expect(worst, `geluTanh, relaxed ${relaxed}: worst ${worst.toFixed(3)}·2^-24·|x| at x = ${at}`).toBeLessThanOrEqual(GELU_BOUND.absNeg);
+    }
+  });
 });
