@@ -207,7 +207,7 @@ export class Kernel {
   async interpret(opts: LaunchOptions, ...args: KernelArg[]): Promise<void> {
     const spec = this.spec(opts, args);
     const ir = this.specialise(spec);
-    interpret(ir, spec.grid, spec.interpArgs, spec.runtime.memory.buffer, { kernelName: this.name });
+    interpret(ir, spec.grid, spec.interpArgs, spec.runtime.memory.buffer, { kernelName: this.name, source: this.source });
   }
 
   /** The WebAssembly text of this specialisation (the module that runs). */

@@ -118,6 +118,15 @@ describe.each(MODES)('checked launches ($mode)', ({ mode, opts }) => {
     expect(err.message).toMatch(/\n {4}\| {19}\^/);
   });
 
+  test('the interpreter reports the same fault, frame and place', async () => {
+    const x = rt.tensor(iota(100), [100]);
+    const out = rt.zeros([128]);
+    const err = await fault(copy.interpret({ grid: [4], BLOCK: 32, MASKED: false }, x, out, 100, 0));
+    expect(err.programId).toEqual([3, 0, 0]);
+    expect(err.fault).toEqual({ kind: 'load', tensor: 'X', offset: 100, size: 100, line: 7, column: 19 });
+    expect(err.message).toContain('> 7 |     store(Out, i, load(X, i + shift));');
+  });
+
   test('through the mask, one element past the end', async () => {
     const x = rt.tensor(iota(100), [100]);
     const out = rt.zeros([100]);

@@ -6,7 +6,7 @@
  * (out-of-bounds access, integer division by zero) names the kernel, the program and the
  * source position.
  */
-import { KernelRuntimeError } from '../errors.js';
+import { codeFrame, KernelRuntimeError, type BoundsFault } from '../errors.js';
 import { isValue, numel, type ForI, type IfI, type Instr, type KernelIR, type Loc, type StoreI, type Value } from '../ir/ir.js';
 import { randUniform } from '../util/rand.js';
 import { binary, cast, unary, where } from './elementwise.js';
@@ -22,6 +22,8 @@ export type InterpArg =
 export interface InterpretOptions {
   /** The name errors use (defaults to the IR's). */
   readonly kernelName?: string;
+  /** The kernel's source: a fault's message then shows the line with a caret. */
+  readonly source?: string;
 }
 
 type Grid = readonly [number, number, number];
@@ -44,7 +46,7 @@ export function interpret(
   for (let p2 = 0; p2 < g2; p2++) {
     for (let p1 = 0; p1 < g1; p1++) {
       for (let p0 = 0; p0 < g0; p0++) {
-        const program = new Program(ir, name, [p0, p1, p2], grid, bound, views);
+        const program = new Program(ir, name, [p0, p1, p2], grid, bound, views, opts.source);
         try {
           program.block(ir.body);
         } catch (err) {
@@ -86,13 +88,15 @@ class Program {
     private readonly grid: Grid,
     private readonly args: readonly (BoundTensor | number)[],
     private readonly views: Views,
+    private readonly source?: string,
   ) {
     this.vals = new Array<Tile | undefined>(ir.numValues);
   }
 
   /** A run-time fault at `loc`, in the format every interpreter error uses. */
-  private fault(loc: Loc, msg: string): KernelRuntimeError {
-    return new KernelRuntimeError(`kernel '${this.name}' program (${this.pid.join(', ')}) at ${loc.line}:${loc.column}: ${msg}`, this.name, [...this.pid]);
+  private fault(loc: Loc, msg: string, fault?: BoundsFault): KernelRuntimeError {
+    const frame = this.source !== undefined && loc.line > 0 ? `\n${codeFrame(this.source, loc)}` : '';
+    return new KernelRuntimeError(`kernel '${this.name}' program (${this.pid.join(', ')}) at ${loc.line}:${loc.column}: ${msg}${frame}`, this.name, [...this.pid], fault ? { fault } : undefined);
   }
 
   private get(v: Value): Tile {
@@ -150,7 +154,10 @@ class Program {
   }
 
   private outOfBounds(what: 'load from' | 'store to', t: BoundTensor, offs: Int32Array, lane: number, loc: Loc): KernelRuntimeError {
-    return this.fault(loc, `${what} tensor '${t.name}' at offset ${offs[lane]} (lane ${lane}), outside [0, ${t.length}): the tensor has ${t.length} elements`);
+    const offset = offs[lane]!;
+    return this.fault(loc, `${what} tensor '${t.name}' at offset ${offset} (lane ${lane}), outside [0, ${t.length}): the tensor has ${t.length} elements`, {
+      kind: what === 'load from' ? 'load' : 'store', tensor: t.name, offset, size: t.length, line: loc.line, column: loc.column,
+    });
   }
 
   private store(s: StoreI): void {
