@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { ops, Runtime, type Activation } from '../src/index.js';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../src/util/half.js';
 import { activationGradRef, activationRef, normRef, softmaxBackwardRef, softmaxRef } from '../templates/reference.js';
+import { chooseRowConfig } from '../templates/softmax.js';
 import { close, rand } from './util/data.js';
 
 const rtP = Runtime.create({ threads: 2 });
@@ -237,5 +238,142 @@ describe('layer norm and RMS norm', () => {
     await expect(ops.layerNorm(X, { eps: -1 })).rejects.toThrow(/eps must be a finite number >= 0, got -1/);
     await expect(ops.layerNormBackward(X, X, { rstd: rt.tensor([1, 2], [2]), mean: rt.tensor([1, 2, 3], [3]) })).rejects.toThrow(/rstd must be the forward's f32 statistics with 3 elements/);
     await expect(ops.layerNormBackward(X, X, { residual: rt.empty([3]) })).rejects.toThrow(/layerNormBackward: residual: expected shape/);
+  });
+});
+
+/** n standard normals (Box-Muller over the seeded uniforms of `rand`). */
+function gauss(n: number, seed: number): Float32Array {
+  const u = rand(2 * n, seed).map((v) => (v + 1) / 2 || 0.5);
+  return Float32Array.from({ length: n }, (_, i) => Math.sqrt(-2 * Math.log(u[2 * i]!)) * Math.cos(2 * Math.PI * u[2 * i + 1]!));
+}
+
+describe('norm statistics over the whole f32 range, in any element order', () => {
+  // Which path the forward takes for [M, N] (chooseRowConfig: one tile up to 8192 wide, the
+  // tuned table's streamed rows, chunks past that); asserted so that a retuned table cannot
+  // quietly move a case to the other path.
+  const path = (M: number, N: number): string => (chooseRowConfig(M, N, 'norm').SINGLE ? 'one-tile' : 'streamed');
+  const alternating = (n: number, a: number): number[] => Array.from({ length: n }, (_, i) => (i % 2 ? -a : a));
+
+  test.each([[4, 'one-tile'], [20000, 'streamed']].flatMap(([N, p]) => (['f32', 'bf16'] as const).map((d) => [N as number, p as string, d] as const)))(
+    'N=%i (%s path), %s: squares that overflow or underflow f32 still normalise', async (N, p, dtype) => {
+      const rt = await rtP;
+      expect(path(1, N)).toBe(p);
+      const rel = dtype === 'f32' ? 2e-6 : ULP.bf16!;
+      const check = (f: { y: { toArray(): ArrayLike<number> }; rstd: { toArray(): ArrayLike<number> } }, y: number[], rstd: number, what: string): void => {
+        close(f.y.toArray(), y, rel, 0, `${what} y`);
+        close(f.rstd.toArray(), [rstd], 2e-6, 0, `${what} rstd`);
+      };
+      // ±1e19: the mean square, 1e38, fits in f32; the squares' sum does not.
+      const big = stored(1e19, dtype);
+      const ln = await ops.layerNorm(rt.tensor(alternating(N, 1e19), [1, N], dtype));
+      check(ln, alternating(N, 1), 1 / big, 'layerNorm ±1e19');
+      expect(Array.from(ln.mean!.toArray())).toEqual([0]);
+      const c = stored(1e30, dtype);
+      check(await ops.rmsNorm(rt.tensor(new Array<number>(N).fill(1e30), [1, N], dtype)), new Array<number>(N).fill(1), 1 / c, 'rmsNorm 1e30');
+      // ±1e-23 with eps 0: the squares, 1e-46, underflow to 0.
+      const tiny = stored(1e-23, dtype);
+      check(await ops.layerNorm(rt.tensor(alternating(N, 1e-23), [1, N], dtype), { eps: 0 }), alternating(N, 1), 1 / tiny, 'layerNorm ±1e-23');
+      check(await ops.rmsNorm(rt.tensor(alternating(N, 1e-23), [1, N], dtype), { eps: 0 }), alternating(N, 1), 1 / tiny, 'rmsNorm ±1e-23');
+    });
+
+  test.each([[7, 61, 'one-tile'], [2, 20000, 'streamed']] as const)('[%i, %i] (%s path): rows mixing magnitudes from 1e-30 to 1e30 match f64', async (M, N, p) => {
+    const rt = await rtP;
+    expect(path(M, N)).toBe(p);
+    // Row r: magnitudes 10^e with e running over -30..30, each row offset and some scaled
+    // wholly towards one end of the range.
+    const g = gauss(M * N, 41);
+    const x = Float32Array.from(g, (v, i) => v * 10 ** ((((i % N) + 7 * Math.floor(i / N)) % 61) - 30) * (Math.floor(i / N) % 3 === 1 ? 1e-8 : 1));
+    for (const [rms, eps] of [[false, 1e-5], [true, 1e-5], [false, 0], [true, 0]] as const) {
+      const f = await (rms ? ops.rmsNorm : ops.layerNorm)(rt.tensor(x, [M, N]), { eps });
+      const ref = normRef(x, M, N, { rms, eps });
+      const y = f.y.toArray();
+      for (let r = 0; r < M; r++) {
+        const want = ref.y.subarray(r * N, (r + 1) * N);
+        const top = Math.max(...Array.from(want, Math.abs));
+        // f32's rounding of the largest outputs, whose row they dominate, is the yardstick.
+        close(y.subarray(r * N, (r + 1) * N), want, 1e-6, 4e-7 * top, `rms=${rms} eps=${eps} row ${r} y`);
+      }
+      close(f.rstd.toArray(), ref.rstd, 2e-6, 0, `rms=${rms} eps=${eps} rstd`);
+      if (!rms) {
+        const scale = Array.from({ length: M }, (_, r) => Math.max(...Array.from(x.subarray(r * N, (r + 1) * N), Math.abs)));
+        const mean = f.mean!.toArray();
+        for (let r = 0; r < M; r++) expect(Math.abs(mean[r]! - ref.mean[r]!)).toBeLessThanOrEqual(1e-6 * scale[r]!);
+      }
+    }
+  });
+
+  test.each([[2, 768, 'one-tile', 5000], [2, 4096, 'one-tile', 1e4], [1024, 1024, 'streamed', 1e4], [2, 20000, 'streamed', 1e4]] as const)(
+    '[%i, %i] (%s path) layer norm of normals and one %d: the outlier first or last, the others within f32 rounding of f64', async (M, N, p, outlier) => {
+      const rt = await rtP;
+      expect(path(M, N)).toBe(p);
+      // Row 0 has the outlier first, row 1 the same values with it last.
+      const x = gauss(M * N, N + 3);
+      x.copyWithin(N, 0, N - 1);
+      x[0] = outlier;
+      x[2 * N - 1] = outlier;
+      const f = await ops.layerNorm(rt.tensor(x, [M, N]));
+      const ref = normRef(x, M, N);
+      const y = f.y.toArray();
+      const others = (r: number, a: ArrayLike<number>): number[] => Array.from(a).slice(r * N, (r + 1) * N).filter((_, c) => c !== (r === 0 ? 0 : N - 1));
+      // A shift by the first element (the outlier) cost 4e-6 to 1.2e-5 here; f32's own two-pass error is about 1e-8.
+      for (const r of [0, 1]) close(others(r, y), others(r, ref.y), 2e-6, 5e-8, `row ${r} y`);
+      close(Array.from(f.mean!.toArray()).slice(0, 2), Array.from(ref.mean).slice(0, 2), 1e-6, 1e-6, 'mean');
+      close(Array.from(f.rstd.toArray()).slice(0, 2), Array.from(ref.rstd).slice(0, 2), 2e-6, 0, 'rstd');
+    });
+
+  test('a row redone for its range leaves the other rows of its tile bit for bit as they were', async () => {
+    const rt = await rtP;
+    const [M, N] = [64, 32];
+    expect(chooseRowConfig(M, N, 'norm')).toMatchObject({ SINGLE: true, R: 4 });
+    const x = rand(M * N, 77, 3);
+    const bad = Float32Array.from(x);
+    bad.set(alternating(N, 1e19), 5 * N);
+    for (const rms of [false, true]) {
+      const op = rms ? ops.rmsNorm : ops.layerNorm;
+      const a = await op(rt.tensor(x, [M, N])), b = await op(rt.tensor(bad, [M, N]));
+      const keep = (t: ArrayLike<number>, w: number): number[] => Array.from(t).filter((_, i) => Math.floor(i / w) !== 5);
+      expect(keep(b.y.toArray(), N)).toEqual(keep(a.y.toArray(), N));
+      expect(keep(b.rstd.toArray(), 1)).toEqual(keep(a.rstd.toArray(), 1));
+      close(Array.from(b.y.toArray()).slice(5 * N, 6 * N), rms ? alternating(N, 1) : alternating(N, 1), 2e-6, 0, `rms=${rms} row 5`);
+    }
+  });
+
+  test.each([[3, 1000, 'one-tile'], [2, 20000, 'streamed']] as const)('[%i, %i] (%s path) backward at 1e19 and 1e-19 (statistics recomputed) matches the analytic gradient', async (M, N, p) => {
+    const rt = await rtP;
+    expect(path(M, N)).toBe(p);
+    for (const [rms, scale] of [[false, 1e19], [true, 1e19], [false, 1e-19], [true, 1e-19]] as const) {
+      const x = Float32Array.from(rand(M * N, 90, 1), (v, i) => (v + (i % 3)) * scale);
+      const w = rand(N, 91), dy = rand(M * N, 92);
+      const g = await (rms ? ops.rmsNormBackward : ops.layerNormBackward)(rt.tensor(dy, [M, N]), rt.tensor(x, [M, N]), { weight: rt.tensor(w, [N]) });
+      const ref = normRef(x, M, N, { rms });
+      const dx = new Float64Array(M * N), dw = new Float64Array(N);
+      for (let r = 0; r < M; r++) {
+        const xh = (c: number): number => (x[r * N + c]! - ref.mean[r]!) * ref.rstd[r]!;
+        let c1 = 0, c2 = 0;
+        for (let c = 0; c < N; c++) {
+          c1 += dy[r * N + c]! * w[c]!;
+          c2 += dy[r * N + c]! * w[c]! * xh(c);
+          dw[c]! += dy[r * N + c]! * xh(c);
+        }
+        for (let c = 0; c < N; c++) dx[r * N + c] = ref.rstd[r]! * (dy[r * N + c]! * w[c]! - (rms ? 0 : c1 / N) - xh(c) * (c2 / N));
+      }
+      const top = Math.max(...Array.from(dx, Math.abs));
+      close(g.dx.toArray(), dx, 1e-4, 1e-5 * top, `rms=${rms} scale=${scale} dx`);
+      close(g.dweight!.toArray(), dw, 1e-4, 1e-5 * Math.sqrt(M), `rms=${rms} scale=${scale} dweight`);
+    }
+  });
+});
+
+describe('norms of empty rows', () => {
+  test('a last dim of 0: y is empty, the statistics of each row are NaN (not whatever memory held)', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    rt.tensor(new Float32Array(64).fill(123.5), [64]).free(); // dirty the heap the statistics would reuse
+    const ln = await ops.layerNorm(rt.empty([3, 0]));
+    expect(ln.y.shape).toEqual([3, 0]);
+    expect(Array.from(ln.mean!.toArray())).toEqual([NaN, NaN, NaN]);
+    expect(Array.from(ln.rstd.toArray())).toEqual([NaN, NaN, NaN]);
+    const rn = await ops.rmsNorm(rt.empty([2, 0]));
+    expect(Array.from(rn.rstd.toArray())).toEqual([NaN, NaN]);
+    rt.dispose();
   });
 });

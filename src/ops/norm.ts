@@ -76,6 +76,11 @@ async function forward(op: string, rms: boolean, x: Tensor, opts: NormOptions): 
   if (rms && b) fail(op, 'RMS norm has no bias');
   const y = output(op, rt, x.shape, x.dtype, opts.out);
   const rows = x.shape.slice(0, -1);
+  if (N === 0) {
+    // Rows of nothing: their mean and variance are NaN (as PyTorch's mean and var of nothing).
+    const nan = (): Tensor => rt.tensor(new Float32Array(rows.reduce((p, d) => p * d, 1)).fill(NaN), rows, 'f32');
+    return { y, mean: rms ? undefined : nan(), rstd: nan() };
+  }
   const mean = rms ? undefined : rt.empty(rows, 'f32');
   const rstd = rt.empty(rows, 'f32');
   if (M === 0) return { y, mean, rstd };
