@@ -116,7 +116,8 @@ describe.each([0, 2] as const)('ops.matmul with packed weights (threads %i)', (t
       }
     }
     const a = rand(3 * K, 54);
-    check((await ops.matmul(rt.tensor(a, [3, K]), W, { beta: 5 })).toArray(), gemmReference(a, w, 3, N, K), K);
+    // beta scales c: without c it is refused, not silently dropped.
+    await expect(ops.matmul(rt.tensor(a, [3, K]), W, { beta: 5 })).rejects.toThrow(/matmul: beta scales c, but no c was given/);
   });
 
   test('half panels from a Bᵀ source; the output dtype follows the source weights, not the panels', async () => {

@@ -19,7 +19,7 @@ export interface MatmulOptions {
   /** Use B transposed: b is [N, K]. Packed weights fix it when packed (only false may be passed). */
   readonly transB?: boolean;
   readonly alpha?: number;
-  /** Scale of `c` (default 1 when `c` is given). */
+  /** Scale of `c` (default 1); only with `c`. */
   readonly beta?: number;
   /** Added after scaling: [.., M, N] like the output. */
   readonly c?: Tensor;
@@ -380,6 +380,8 @@ function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], opts: 
   const N = outShape[outShape.length - 1]!;
   let beta = opts.beta ?? 1;
   if (typeof beta !== 'number' || !Number.isFinite(beta)) fail(`beta must be a finite number, got ${beta}`);
+  // beta scales c: given without it, it would be dropped without a word.
+  if (opts.beta !== undefined && opts.c === undefined) fail('beta scales c, but no c was given');
   const { preActivation: pre, activationGrad: grad } = opts;
   if (pre !== undefined && grad !== undefined) fail('preActivation and activationGrad exclude each other (one is a forward, the other a backward)');
   if (pre !== undefined && (opts.activation ?? 'none') === 'none') fail('preActivation needs an activation whose input it stores');
