@@ -6,11 +6,8 @@ import * as acorn from 'acorn';
 import { ELEMENTWISE_BLOCK } from '../templates/activation.js';
 import { jit, Kernel } from './kernel.js';
 import { sourceOf, type KernelSourceLike, type ParamKind } from './lang/parse.js';
-import { floatTensor, output } from './ops/common.js';
+import { FLOAT_DTYPES, floatTensor, output } from './ops/common.js';
 import { Tensor } from './runtime/tensor.js';
-
-/** Dtypes a mapped function's fresh output may have. */
-const FLOAT_DTYPES: readonly string[] = ['f32', 'f16', 'bf16'];
 
 /** Options of a call to a mapped function, given as the last argument. */
 export interface MapCallOptions {
@@ -109,7 +106,7 @@ export function map(fn: KernelSourceLike, opts: MapOptions = {}): MapFunction {
     if (!first) throw new TypeError(`${name}: needs at least one tensor input`);
     const rt = first.runtime;
     const dtype = callOpts.dtype ?? first.dtype;
-    if (!FLOAT_DTYPES.includes(dtype)) throw new TypeError(`${name}: dtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(dtype)}`);
+    if (!(FLOAT_DTYPES as readonly string[]).includes(dtype)) throw new TypeError(`${name}: dtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(dtype)}`);
     const out = output(name, rt, first.shape, dtype, callOpts.out);
     const n = first.size;
     if (n === 0) return out;

@@ -5,7 +5,7 @@
 import { ACTIVATIONS, activationKernel, ELEMENTWISE_BLOCK, type Activation } from '../../templates/activation.js';
 import type { StorageDType } from '../ir/ir.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { describe, fail, floatTensor, liveRuntime, oneOf, overlaps, sameShape } from './common.js';
+import { fail, FLOAT_DTYPES, floatTensor, liveRuntime, oneOf, optionsOf, overlaps, sameMemory, sameShape } from './common.js';
 
 export type { Activation };
 
@@ -16,8 +16,6 @@ export interface ElementwiseOptions {
   /** Storage dtype of a fresh output (default: the input's). */
   readonly dtype?: StorageDType;
 }
-
-const FLOAT_DTYPES = ['f32', 'f16', 'bf16'] as const;
 
 /**
  * The output of an op shaped like x, its options checked: `opts.out` (x's runtime and shape,
@@ -30,16 +28,14 @@ export function elementwiseOutput(
   op: string, x: Tensor, inputs: readonly (readonly [string, Tensor])[], options: ElementwiseOptions | undefined, dtype?: StorageDType,
 ): Tensor {
   liveRuntime(op, inputs[0]?.[0] ?? 'x', x);
-  if (options !== undefined && (options === null || typeof options !== 'object')) fail(op, `options must be an object, got ${describe(options)}`);
-  const opts = options ?? {};
+  const opts = optionsOf(op, options);
   const want = dtype ?? (opts.dtype === undefined ? undefined : oneOf(op, 'dtype', opts.dtype, FLOAT_DTYPES));
   if (opts.out === undefined) return x.runtime.empty(x.shape, want ?? x.dtype);
   const out = floatTensor(op, 'out', opts.out, x.runtime);
   sameShape(op, 'out', out.shape, x.shape);
   if (want !== undefined && out.dtype !== want) fail(op, `out has dtype ${out.dtype}, expected ${want}`);
   for (const [name, t] of inputs) {
-    const same = out.byteOffset === t.byteOffset && out.dtype === t.dtype;
-    if (!same && overlaps(out, t)) fail(op, `out must not overlap ${name} (it may be ${name} itself, in place)`);
+    if (!sameMemory(out, t) && overlaps(out, t)) fail(op, `out must not overlap ${name} (it may be ${name} itself, in place)`);
   }
   return out;
 }

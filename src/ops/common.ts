@@ -52,6 +52,14 @@ export function finite(op: string, name: string, v: unknown, check?: (x: number)
 }
 
 /** One of the listed strings. */
+/** The float storage dtypes: what an op's fresh output may be. */
+export const FLOAT_DTYPES = ['f32', 'f16', 'bf16'] as const;
+
+/** Two contiguous tensors over exactly the same elements (an op's in-place output and its input). */
+export function sameMemory(a: Tensor, b: Tensor): boolean {
+  return a.runtime === b.runtime && a.byteOffset === b.byteOffset && a.dtype === b.dtype && a.size === b.size;
+}
+
 /**
  * An options argument: an object, or undefined for the defaults unless it is `required` (then
  * what it should hold, for the message). null or a number would crash on a property read.

@@ -5,7 +5,7 @@
 import { headsKernel } from '../../templates/layout.js';
 import { colsumKernel, sumRowsKernel } from '../../templates/reduce.js';
 import type { Tensor } from '../runtime/tensor.js';
-import { columnSumTiles, fail, floatTensor, isPow2, pow2AtLeast, rowSlabs } from './common.js';
+import { columnSumTiles, fail, FLOAT_DTYPES, floatTensor, isPow2, pow2AtLeast, rowSlabs } from './common.js';
 
 /** The largest power of two at most x (x >= 1). */
 const pow2Below = (x: number): number => 2 ** Math.floor(Math.log2(x));
@@ -66,7 +66,7 @@ export async function sum(x: Tensor, opts: { axis?: 0; dtype?: 'f32' | 'f16' | '
   const rows = x.shape[0]!;
   const rest = x.shape.slice(1);
   const N = rest.reduce((p, d) => p * d, 1);
-  if (opts.dtype !== undefined && !['f32', 'f16', 'bf16'].includes(opts.dtype)) fail(op, `dtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(opts.dtype)}`);
+  if (opts.dtype !== undefined && !(FLOAT_DTYPES as readonly string[]).includes(opts.dtype)) fail(op, `dtype must be 'f32', 'f16' or 'bf16', got ${JSON.stringify(opts.dtype)}`);
   const out = rt.empty(rest, opts.dtype ?? x.dtype);
   if (N === 0) return out;
   // Fewer than 64 columns fill too little of a tile: sum rows of `fold` rows each (the

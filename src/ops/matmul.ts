@@ -9,7 +9,7 @@ import { gemvPackedKernel } from '../../templates/packed.js';
 import { detectFeatures } from '../runtime/features.js';
 import { Tensor } from '../runtime/tensor.js';
 import { activation as activationOp, activationBackward, cast, type Activation } from './activation.js';
-import { describe, isPow2, overlaps, pow2AtLeast } from './common.js';
+import { describe, isPow2, overlaps, pow2AtLeast, sameMemory } from './common.js';
 import { PackedWeights } from './packed.js';
 
 /** Options of `ops.matmul`. */
@@ -423,11 +423,6 @@ function epilogueArgs(rt: Tensor['runtime'], outShape: readonly number[], opts: 
   }
   const auxEpilogue: AuxEpilogue = pre ? { kind: 'store', tensor: pre, dact: 'none' } : grad ? { kind: 'grad', tensor: grad.preActivation, dact: grad.activation } : NO_AUX;
   return { beta, aux: auxEpilogue };
-}
-
-/** Two contiguous tensors of one shape over exactly the same elements. */
-function sameMemory(a: Tensor, b: Tensor): boolean {
-  return a.runtime === b.runtime && a.byteOffset === b.byteOffset && a.dtype === b.dtype && a.size === b.size;
 }
 
 /** The preActivation / activationGrad epilogue of a product (see MatmulOptions). */

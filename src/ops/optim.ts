@@ -203,8 +203,7 @@ export async function unscaleGrads(grads: readonly Tensor[], inv: number): Promi
   if (!Array.isArray(list)) fail(op, `grads must be an array of tensors, got ${describe(list)}`);
   finite(op, 'inv', inv);
   if (grads.length === 0) return false;
-  const rt = floatTensor(op, 'grads[0]', grads[0]).runtime;
-  liveRuntime(op, 'grads[0]', grads[0]!);
+  const rt = liveRuntime(op, 'grads[0]', floatTensor(op, 'grads[0]', grads[0]));
   for (const [i, g] of grads.entries()) floatTensor(op, `grads[${i}]`, g, rt);
   // A gradient listed twice (or inside another) would be unscaled twice.
   checkAllDisjoint(op, grads.map((g, i) => [`grads[${i}]`, g] as const));
