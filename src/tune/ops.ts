@@ -130,7 +130,14 @@ function rows(kind: 'softmax' | 'layernorm'): TuneOp {
 /** Matmuls of N x N x D per head in each pass: S and O (forward); S, dV, dP, dK; S, dP, dQ; S, dV, dP, dK, dQ. */
 const PASS_MATMULS: Readonly<Record<AttentionPass, number>> = { fwd: 2, dkv: 4, dq: 3, bwd: 5 };
 
-/** One attention pass over one batch entry of H heads (self-attention: q, k, v of one shape). */
+/**
+ * Heads an attention problem of N x D runs over: H, times enough batch entries that q, k and v
+ * take about 12 MB, as a training batch's do. On one batch entry (cache-resident) small tiles
+ * won (32x64 at N 256, D 32), and lost 12% to 128x128 on the forecaster's batch of 32.
+ */
+const attentionHeads = (H: number, N: number, D: number): number => H * Math.max(1, Math.round((12 << 20) / (3 * H * N * D * 4)));
+
+/** One attention pass over a batch of H-head entries, as heads (self-attention: q, k, v of one shape). */
 function attention(pass: AttentionPass, causal: boolean): TuneOp {
   const H = 4;
   const kernel = { fwd: attnFwdKernel, dkv: attnBwdKVKernel, dq: attnBwdQKernel, bwd: attnBwdKernel }[pass];
@@ -152,7 +159,7 @@ function attention(pass: AttentionPass, causal: boolean): TuneOp {
   const label = { fwd: 'flash attention forward', dkv: 'attention backward, dK and dV', dq: 'attention backward, dQ', bwd: 'attention backward in one pass' }[pass];
   return {
     form: 'NxD', fallback: '1024x64',
-    what: `${label}${causal ? ', causal' : ''}, ${H} heads: BM query rows x BN keys per block`,
+    what: `${label}${causal ? ', causal' : ''}, batch entries of ${H} heads: BM query rows x BN keys per block`,
     tuned: (o) => autotune(kernel, {
       configs: ATTENTION_CONFIGS, key: ['N', 'D', 'CAUSAL'], ...o,
       outputs: { fwd: ['O', 'Lse'], dkv: ['Dk', 'Dv'], dq: ['Dq'], bwd: ['Dq', 'Dk', 'Dv'] }[pass],
@@ -172,9 +179,9 @@ function attention(pass: AttentionPass, causal: boolean): TuneOp {
     }),
     problem: (rt, [N, D]) => ({
       fixed: { D: D!, CAUSAL: causal, WINDOW: 0, HAS_LENS: false, DROPOUT: false, ...(pass === 'dkv' || pass === 'bwd' ? { FUSED: pass === 'bwd' } : {}) },
-      args: args(rt, N!, D!),
+      args: args(rt, N!, D!, attentionHeads(H, N!, D!)),
     }),
-    work: ([N, D]) => ({ flops: 2 * PASS_MATMULS[pass] * H * N! * N! * D! * (causal ? 0.5 : 1) }),
+    work: ([N, D]) => ({ flops: 2 * PASS_MATMULS[pass] * attentionHeads(H, N!, D!) * N! * N! * D! * (causal ? 0.5 : 1) }),
     tableShapes: [[256, 32], [512, 64], [1024, 64], [2048, 64], [4096, 64], [1024, 128], [256, 16]],
     tableRow: ([N, D], c) => ({ N: N!, D: D!, causal, pass, BM: num(c.BM), BN: num(c.BN) }),
   };
