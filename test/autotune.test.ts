@@ -235,6 +235,13 @@ describe('autotune', () => {
     // A weight gradient's shape (few rows, deep K): all of M in a tile, thin K steps.
     expect(gemmRuleConfig(128, 384, 8192)).toEqual({ BM: 128, BN: 64, BK: 32 });
     expect(gemmRuleConfig(96, 256, 4096)).toEqual({ BM: 32, BN: 64, BK: 32 });
+    // Transposed (xᵀ·dy), from 128 rows up, it takes wide thin tiles whatever the untransposed
+    // table says for the shape; fewer rows keep the rule.
+    const table = chooseGemmConfig(512, 128, 8192);
+    expect(chooseGemmConfig(512, 128, 8192, undefined, true)).toEqual({ BM: 128, BN: 128, BK: 16 });
+    expect(chooseGemmConfig(512, 128, 8192, undefined, false)).toEqual(table);
+    expect(chooseGemmConfig(160, 136, 2056, undefined, true)).toEqual({ BM: 32, BN: 8, BK: 16 });
+    expect(chooseGemmConfig(96, 256, 4096, undefined, true)).toEqual(chooseGemmConfig(96, 256, 4096));
     // Tall and shallow with K a power of two up to 128: K in one slab; other K as before.
     expect(gemmRuleConfig(8192, 128, 128)).toEqual({ BM: 128, BN: 64, BK: 128 });
     expect(gemmRuleConfig(8192, 128, 100)).toEqual({ BM: 64, BN: 64, BK: 64 });

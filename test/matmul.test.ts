@@ -58,7 +58,7 @@ describe.each([0, 2] as const)('ops.matmul (threads %i)', (threads) => {
     check(out.toArray(), gemmReference(a, b, M, N, K, { transA, transB, alpha: 0.75, beta: -0.5, c, bias, activation }), K, 'f32');
   });
 
-  test.each([[96, 200, 4096], [128, 64, 2048], [1024, 72, 128], [2048, 64, 64]])(
+  test.each([[96, 200, 4096], [128, 64, 2048], [384, 128, 2048], [160, 136, 2056], [1024, 72, 128], [2048, 64, 64]])(
     'shapes the rule tiles whole (a weight gradient, transA; tall and shallow): M=%i N=%i K=%i', async (M, N, K) => {
       const rt = await rts[threads];
       const transA = K > M;

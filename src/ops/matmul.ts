@@ -94,12 +94,24 @@ const PACK_B_MIN = 1 << 18;
  * Tile configuration for an M x N x K problem: the tuned table's row for the nearest shape (in
  * powers of two, at most one step away on each axis in total two) among the rows measured on
  * this feature set (`relaxed`: FMA, else the mul+add path; default: what the engine has), else
- * a rule: small M gets thin tiles (GEMV-like). Either way a tile whose masked tail would waste much of its dimension
- * shrinks to one that divides it (`fitTiles`).
+ * a rule: small M gets thin tiles (GEMV-like). The table was measured without transposes, so
+ * a transposed weight gradient (`transA`: xᵀ·dy, M 128 to 512, K at least 2048) takes its own
+ * rule. Either way a tile whose masked tail would waste much of its dimension shrinks to one
+ * that divides it (`fitTiles`).
  */
-export function chooseGemmConfig(M: number, N: number, K: number, relaxed = detectFeatures().relaxedSimd): GemmConfig {
-  return fitTiles(nearestTuned(M, N, K, relaxed) ?? ruleConfig(M, N, K), M, N, K);
+export function chooseGemmConfig(M: number, N: number, K: number, relaxed = detectFeatures().relaxedSimd, transA = false): GemmConfig {
+  const weightGrad = transA && M >= 128 && M <= 512 && K >= 2048 ? WEIGHT_GRAD_TILES : undefined;
+  return fitTiles(weightGrad ?? nearestTuned(M, N, K, relaxed) ?? ruleConfig(M, N, K), M, N, K);
 }
+
+/**
+ * A transposed weight gradient's tiles. Side by side through ops.matmul on 2 threads (AMD
+ * host), transA, GFLOP/s against what the table or rule gave: 512x128x8192 73 -> 82 (64x64x64
+ * before), 128x512x8192 88 -> 91, 128x384x8192 82 -> 82, 128x128x8192 75 -> 90 (128x64x32),
+ * 256x512x4096 82 -> 84; the best of 27 tilings was within 3% on each. Fewer rows lose a
+ * thread to so wide a tile (64x128x8192: 76 against 84 at 64x32x32), so they keep the rule.
+ */
+const WEIGHT_GRAD_TILES: GemmConfig = { BM: 128, BN: 128, BK: 16 };
 
 /** The rule's configuration (`chooseGemmConfig` without the table), tiles fitted. */
 export function gemmRuleConfig(M: number, N: number, K: number): GemmConfig {
@@ -220,7 +232,7 @@ export async function matmul(a: Tensor, b: Tensor | PackedWeights, opts: MatmulO
       ));
       return out;
     }
-    const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd);
+    const cfg = opts.config ?? chooseGemmConfig(M, N, K, opts.relaxedSimd, transA);
     const even = M % cfg.BM === 0 && N % cfg.BN === 0 && K % cfg.BK === 0;
     const dummy = out; // unused pointer params still need a tensor of this runtime
     // B goes once into f32 panels that every row tile's dots read in place, instead of each row
