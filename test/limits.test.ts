@@ -52,7 +52,8 @@ describe('front-end limits', () => {
   });
 
   test('MAX_NESTING_DEPTH: a long expression chain, deep blocks, and nesting that would overflow the parser', () => {
-    const terms = MAX_NESTING_DEPTH + 10;
+    // A flat chain counts a level per 16 terms.
+    const terms = MAX_NESTING_DEPTH * 16 + 10;
     const chain = `function k(Out, n) {\n  store(Out, 0, n${' + n'.repeat(terms)});\n}`;
     const e1 = compileError(chain, { Out: 'ptr', n: 'i32' });
     expect(e1.code).toBe('E_LIMIT');
@@ -65,9 +66,12 @@ describe('front-end limits', () => {
     const e3 = compileError(parens, P);
     expect(e3.code).toBe('E_LIMIT');
     expect(e3.line).toBe(2);
-    // Below the limit compiles (a 100-term sum).
-    const ok = compile(`function k(Out, n) {\n  store(Out, 0, n${' + n'.repeat(100)});\n}`, { Out: 'ptr', n: 'i32' });
-    expect(ok.numValues).toBeGreaterThan(100);
+    // Below the limit compiles: a 4000-term sum (a chain nested as deep as the limit refuses).
+    const ok = compile(`function k(Out, n) {\n  store(Out, 0, n${' + n'.repeat(3999)});\n}`, { Out: 'ptr', n: 'i32' });
+    expect(ok.numValues).toBeGreaterThan(4000);
+    // ... but nesting on the right, n + (n + (n + ...)), counts a level a term.
+    const nested = `function k(Out, n) {\n  store(Out, 0, ${'n + ('.repeat(MAX_NESTING_DEPTH)}n${')'.repeat(MAX_NESTING_DEPTH)});\n}`;
+    expect(compileError(nested, { Out: 'ptr', n: 'i32' }).code).toBe('E_LIMIT');
   });
 
   test('MAX_UNROLL counts nested staticRange loops together', () => {

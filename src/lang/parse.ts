@@ -90,17 +90,26 @@ const GLOBAL_CONSTS = new Set(['Infinity', 'NaN']);
 /** `__proto__` is the one name an object key can never safely be; kernels may not use it. */
 const RESERVED_NAME = "'__proto__' cannot be a name in a kernel";
 
+/**
+ * Links of a left-deep binary chain (a + b + c + ...) that count as one level of nesting: the
+ * specialiser folds such a chain in a loop, and the parse-time walks recurse one frame a link,
+ * so a sum of up to MAX_NESTING_DEPTH · CHAIN_LINKS_PER_LEVEL (4096) terms compiles.
+ */
+const CHAIN_LINKS_PER_LEVEL = 16;
+
 /** The first node nested more than `limit` deep, if any (iterative: the tree may be deep). */
 function tooDeep(root: acorn.Node, limit: number): acorn.Node | undefined {
+  // Depth in 1/CHAIN_LINKS_PER_LEVEL levels: a binary expression's left operand is one link deeper.
   const stack: [acorn.Node, number][] = [[root, 0]];
   while (stack.length) {
     const [node, depth] = stack.pop()!;
-    if (depth > limit) return node;
+    if (depth > limit * CHAIN_LINKS_PER_LEVEL) return node;
     for (const key of Object.keys(node)) {
       if (key === 'loc' || key === 'type') continue;
       const v = (node as unknown as Record<string, unknown>)[key];
+      const step = node.type === 'BinaryExpression' && key === 'left' ? 1 : CHAIN_LINKS_PER_LEVEL;
       for (const c of Array.isArray(v) ? v : [v]) {
-        if (c && typeof c === 'object' && typeof (c as acorn.Node).type === 'string') stack.push([c as acorn.Node, depth + 1]);
+        if (c && typeof c === 'object' && typeof (c as acorn.Node).type === 'string') stack.push([c as acorn.Node, depth + step]);
       }
     }
   }
@@ -183,7 +192,7 @@ export function parseFunction(source: string, diags: Diagnostic[], knownNames: R
   const deep = tooDeep(fn.body, MAX_NESTING_DEPTH);
   if (deep) {
     // Report it alone: every later walk (and the specialiser) recurses as deep as the source.
-    diags.push(diag(deep, 'E_LIMIT', `the source nests deeper than the limit (MAX_NESTING_DEPTH) of ${MAX_NESTING_DEPTH}`));
+    diags.push(diag(deep, 'E_LIMIT', `the source nests deeper than the limit (MAX_NESTING_DEPTH) of ${MAX_NESTING_DEPTH} (a chain a + b + c ... counts a level per ${CHAIN_LINKS_PER_LEVEL} terms)`));
     return undefined;
   }
   const declared = new Set<string>(params);

@@ -454,8 +454,15 @@ export class Specializer {
       }
       case 'UnaryExpression':
         return unaryOp(this, node, this.expr(node.argument, scope));
-      case 'BinaryExpression':
-        return binaryOp(this, node, node.operator, this.expr(node.left as acorn.Expression, scope), this.expr(node.right, scope));
+      case 'BinaryExpression': {
+        // A left-deep chain (a + b + c + ...) folds in a loop, left to right as JS evaluates
+        // it, so a long sum costs no stack per term.
+        const chain: acorn.BinaryExpression[] = [node];
+        while (chain[chain.length - 1]!.left.type === 'BinaryExpression') chain.push(chain[chain.length - 1]!.left as acorn.BinaryExpression);
+        let acc = this.expr(chain[chain.length - 1]!.left as acorn.Expression, scope);
+        for (let i = chain.length - 1; i >= 0; i--) acc = binaryOp(this, chain[i]!, chain[i]!.operator, acc, this.expr(chain[i]!.right, scope));
+        return acc;
+      }
       case 'LogicalExpression': {
         const a = this.expr(node.left, scope);
         if (a.kind === 'ce' && typeof a.v === 'boolean') {
