@@ -114,6 +114,11 @@ describe('tensors', () => {
     await expect(Runtime.create({ threads: 0, initialMemoryBytes: -5 })).rejects.toThrow(RangeError);
     await expect(Runtime.create({ threads: 0, initialMemoryBytes: '1' as never })).rejects.toThrow(new TypeError('Runtime.create: initialMemoryBytes must be a number of bytes, got string'));
     await expect(Runtime.create({ threads: 0, maxMemoryBytes: Infinity })).rejects.toThrow(/maxMemoryBytes must be a non-negative integer/);
+    await expect(Runtime.create({ threads: 0, maxMemoryBytes: 1000 })).rejects.toThrow(new RangeError('Runtime.create: maxMemoryBytes must be from 64 KiB (65536) to 4 GiB, got 1000'));
+    await expect(Runtime.create({ threads: 0, maxMemoryBytes: 2 ** 40 })).rejects.toThrow(/^Runtime.create: maxMemoryBytes must be from 64 KiB/);
+    await expect(Runtime.create({ threads: 0, initialMemoryBytes: 2 ** 32 })).rejects.toThrow(new RangeError('Runtime.create: initialMemoryBytes (4294967296) is above maxMemoryBytes (2147483648, the default)'));
+    (await Runtime.create({ threads: 0, maxMemoryBytes: 1 << 20 })).dispose(); // the default initial fits under it
+    await expect(Runtime.create({ threads: 0, initialMemoryBytes: 1 << 20, maxMemoryBytes: 1 << 16 })).rejects.toThrow(/initialMemoryBytes \(1048576\) is above maxMemoryBytes \(65536\)$/);
     await expect(Runtime.create({ threads: 0, inlineBelowBytes: 'x' as never })).rejects.toThrow(/inlineBelowBytes must be a number of bytes, got string/);
     await expect(Runtime.create({ threads: 0, inlineBelowBytes: NaN })).rejects.toThrow(/inlineBelowBytes must be a non-negative integer number of bytes \(or Infinity\), got NaN/);
     await expect(Runtime.create(null as never)).rejects.toThrow(new TypeError('Runtime.create: options must be an object, got null'));

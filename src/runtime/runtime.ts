@@ -28,9 +28,9 @@ export interface RuntimeOptions {
    * keeps it free (every program goes to `threads` workers) at that cost.
    */
   readonly callerRuns?: boolean;
-  /** The memory's maximum (default 2 GiB); allocations past it throw. */
+  /** The memory's maximum (default 2 GiB; 64 KiB to 4 GiB); allocations past it throw. */
   readonly maxMemoryBytes?: number;
-  /** Initial memory (default 16 MiB); it grows on demand. */
+  /** Initial memory (default 16 MiB, or the maximum if that is less); it grows on demand. */
   readonly initialMemoryBytes?: number;
   /**
    * Launches whose tensors total fewer bytes than this run on the calling thread (default
@@ -123,8 +123,10 @@ export class Runtime implements TensorOwner {
     this.inlineBelowBytes = checkBytes('inlineBelowBytes', opts.inlineBelowBytes, true) ?? 128 << 10;
     if (opts.checked !== undefined && typeof opts.checked !== 'boolean') throw new TypeError(`Runtime.create: checked must be a boolean, got ${typeof opts.checked}`);
     this.checked = opts.checked ?? false;
-    const initial = checkBytes('initialMemoryBytes', opts.initialMemoryBytes) ?? 16 << 20;
     const max = checkBytes('maxMemoryBytes', opts.maxMemoryBytes) ?? 2 ** 31;
+    const initial = checkBytes('initialMemoryBytes', opts.initialMemoryBytes) ?? Math.min(16 << 20, max);
+    if (max < 1 << 16 || max > 2 ** 32) throw new RangeError(`Runtime.create: maxMemoryBytes must be from 64 KiB (65536) to 4 GiB, got ${max}`);
+    if (initial > max) throw new RangeError(`Runtime.create: initialMemoryBytes (${initial}) is above maxMemoryBytes (${max}${opts.maxMemoryBytes === undefined ? ', the default' : ''})`);
     this.heap = new Heap(initial, max);
     this.counters = { launches: 0, inline: 0, pooled: 0, programs: 0, busyMs: 0, memoryBytes: 0, inUseBytes: 0, threads };
     const workers = this.callerRuns ? Math.max(0, threads - 1) : threads;
