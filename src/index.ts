@@ -20,7 +20,7 @@ export { Tensor } from './runtime/tensor.js';
 export { detectFeatures } from './runtime/features.js';
 export { ops, PackedWeights } from './ops/index.js';
 export type {
-  MatmulOptions, PackWeightsOptions, AttentionOptions, AttentionBackwardOptions, AttentionQKVBackwardOptions, AttentionResult, AttentionGrads, Activation, ElementwiseOptions, LossOptions, LossResult, Reduction,
+  MatmulOptions, PackWeightsOptions, AttentionOptions, AttentionBackwardOptions, AttentionQKVBackwardOptions, AttentionResult, AttentionGrads, Activation, ElementwiseOptions, GeluOptions, LossOptions, LossResult, Reduction,
   NormOptions, NormResult, NormBackwardOptions, NormGrads, AdamStepOptions, SgdStepOptions,
 } from './ops/index.js';
 export { Adam, AdamW, SGD, LossScaler } from './optim.js';

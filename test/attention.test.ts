@@ -146,6 +146,12 @@ describe('ops.attention: long sequences, dropout, finite differences, errors', (
     expect(Array.from(a.out.toArray())).toEqual(Array.from(b.out.toArray()));
     const c = await ops.attention(Q, K, V, { ...opts, dropout: { p, seed: seed + 1 } });
     expect(maxErr(c.out.toArray(), a.out.toArray())).toBeGreaterThan(1e-3);
+    // The public surface's form, p with the seed beside it: the same mask.
+    const bare = await ops.attention(Q, K, V, { causal: true, dropout: p, seed });
+    expect(Array.from(bare.out.toArray())).toEqual(Array.from(a.out.toArray()));
+    const gb = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D]), Q, K, V, bare, { causal: true, dropout: p, seed });
+    const ga = await ops.attentionBackward(rt.tensor(dout, [B, H, N, D]), Q, K, V, a, opts);
+    expect(Array.from(gb.dq.toArray())).toEqual(Array.from(ga.dq.toArray()));
     // The reference with the same keep mask: rand(seed + 7919·bh, i·N + j) >= p.
     const keep = (bh: number, i: number, j: number): boolean => randUniform((seed + bh * 7919) | 0, i * N + j) >= p;
     const ref = attentionRef(q, k, v, { B, H, Hkv: H, N, D, causal: true, dropout: { p, keep } }, dout);
@@ -237,7 +243,11 @@ describe('ops.attention: long sequences, dropout, finite differences, errors', (
     await expect(ops.attention(q, k, v, { causal: 'yes' as never })).rejects.toThrow(/^attention: causal must be a boolean, got "yes"$/);
     await expect(ops.attention(q, k, v, { causal: 1 as never })).rejects.toThrow(TypeError);
     await expect(ops.attention(q, k, v, { window: '4' as never })).rejects.toThrow(/attention: window must be an integer >= 0, got "4"/);
-    await expect(ops.attention(q, k, v, { dropout: 0.1 as never })).rejects.toThrow(/^attention: dropout must be an object \{ p, seed \}, got 0.1$/);
+    await expect(ops.attention(q, k, v, { dropout: '0.1' as never })).rejects.toThrow(/^attention: dropout must be a probability or an object \{ p, seed \}, got "0.1"$/);
+    await expect(ops.attention(q, k, v, { dropout: 0.1 })).rejects.toThrow(/^attention: dropout needs a seed beside it \(\{ dropout, seed \}\)/);
+    await expect(ops.attention(q, k, v, { dropout: 1, seed: 3 })).rejects.toThrow(/^attention: dropout must be in \[0, 1\), got 1$/);
+    await expect(ops.attention(q, k, v, { dropout: { p: 0.1, seed: 3 }, seed: 3 })).rejects.toThrow(/^attention: seed goes in dropout.seed when dropout is an object/);
+    await expect(ops.attention(q, k, v, { dropout: 0.1, seed: 2 ** 31 })).rejects.toThrow(new RangeError("attention: seed must be an integer in [-2^31, 2^31 - 1] (the kernels' i32 seed), got 2147483648"));
     await expect(ops.attention(q, k, v, { dropout: { p: 0.1 } as never })).rejects.toThrow(/^attention: dropout.seed must be an integer, got undefined$/);
     await expect(ops.attention(q, k, v, { config: { BM: 3, BN: 16 } })).rejects.toThrow(/^attention: config.BM must be a power of two, got 3$/);
     await expect(ops.attention(q, k, v, { config: 'fast' as never })).rejects.toThrow(/attention: config must be an object \{ BM, BN \}/);

@@ -84,6 +84,23 @@ describe('activations', () => {
     expect((await ops.activation('relu', X)).toArray()[0]).toBe(0);
   });
 
+  test('ops.gelu(x, { approximate }): the erf form by default, the tanh form on request, against the reference', async () => {
+    const rt = await rtP;
+    const x = rand(1000, 17, 6);
+    const X = rt.tensor(x, [1000]);
+    close((await ops.gelu(X)).toArray(), Array.from(x, (v) => activationRef('gelu', v)), 2e-6, 1e-6, 'gelu');
+    close((await ops.gelu(X, { approximate: 'none' })).toArray(), Array.from(x, (v) => activationRef('gelu', v)), 2e-6, 1e-6, 'gelu none');
+    const tanh = (await ops.gelu(X, { approximate: 'tanh' })).toArray();
+    close(tanh, Array.from(x, (v) => activationRef('gelu_tanh', v)), 2e-6, 1e-6, 'gelu tanh');
+    // The two forms differ (by up to ~1e-3 near |x| = 2), so the option is not ignored.
+    expect(Math.max(...Array.from(tanh, (v, i) => Math.abs(v - activationRef('gelu', x[i]!))))).toBeGreaterThan(1e-5);
+    const out = rt.empty([1000], 'bf16');
+    expect(await ops.gelu(X, { out })).toBe(out);
+    await expect(ops.gelu(X, { approximate: 'fast' as never })).rejects.toThrow(/^gelu: approximate must be one of 'none', 'tanh', got "fast"$/);
+    await expect(ops.gelu(X, 'tanh' as never)).rejects.toThrow(/^gelu: options must be an object, got "tanh"$/);
+    await expect(ops.gelu(undefined as never)).rejects.toThrow(/^gelu: x must be a Tensor/);
+  });
+
   test('cast f32 -> f16 / bf16 -> f32 rounds to nearest even, and out= is used', async () => {
     const rt = await rtP;
     const x = rand(3001, 3, 1000);

@@ -64,6 +64,21 @@ export async function activation(name: Activation, x: Tensor, opts?: Elementwise
   return run(op, name, x, undefined, opts);
 }
 
+/** Options of `ops.gelu`. */
+export interface GeluOptions extends ElementwiseOptions {
+  /** 'none' (the default): x·Φ(x) with the exact erf; 'tanh': the tanh approximation. */
+  readonly approximate?: 'none' | 'tanh';
+}
+
+/** GELU, exact or (`approximate: 'tanh'`) the tanh form, as torch.nn.functional.gelu: `activation('gelu' | 'gelu_tanh', x)`. */
+export async function gelu(x: Tensor, options?: GeluOptions): Promise<Tensor> {
+  const op = 'gelu';
+  const opts = optionsOf(op, options);
+  const approximate = opts.approximate === undefined ? 'none' : oneOf(op, 'approximate', opts.approximate, ['none', 'tanh'] as const);
+  floatTensor(op, 'x', x);
+  return run(op, approximate === 'tanh' ? 'gelu_tanh' : 'gelu', x, undefined, opts);
+}
+
 /** dx = dy · f'(x), with x the forward's input. */
 export async function activationBackward(name: Activation, dy: Tensor, x: Tensor, opts?: ElementwiseOptions): Promise<Tensor> {
   const op = 'activationBackward';

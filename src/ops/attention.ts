@@ -29,8 +29,11 @@ export interface AttentionOptions {
   /**
    * Dropout on the attention probabilities: drop with chance `p`, scale the rest by 1 / (1 - p).
    * `seed` is an integer in [-2^31, 2^31 - 1] (the kernels' i32); others are refused, not wrapped.
+   * Either `{ p, seed }`, or p alone with `seed` beside it (`{ dropout: 0.1, seed: 7 }`).
    */
-  readonly dropout?: { readonly p: number; readonly seed: number };
+  readonly dropout?: number | { readonly p: number; readonly seed: number };
+  /** The dropout seed when `dropout` is a number (the backward replays the mask from it). */
+  readonly seed?: number;
   /** Force tile sizes (tuning, tests). */
   readonly config?: { readonly BM: number; readonly BN: number };
 }
@@ -66,6 +69,15 @@ const DS = [16, 32, 64, 128];
  */
 const SEED_MIN = -(2 ** 31), SEED_MAX = 2 ** 31 - 1;
 
+/** A dropout seed: an integer in the kernels' i32 range. */
+function checkSeed(op: string, name: string, seed: unknown): number {
+  if (typeof seed !== 'number') fail(op, `${name} must be an integer, got ${describe(seed)}`);
+  if (!Number.isInteger(seed) || seed < SEED_MIN || seed > SEED_MAX) {
+    throw new RangeError(`${op}: ${name} must be an integer in [-2^31, 2^31 - 1] (the kernels' i32 seed), got ${seed}`);
+  }
+  return seed;
+}
+
 function check(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Checked {
   floatTensor(op, 'q', q);
   const rt = liveRuntime(op, 'q', q);
@@ -94,16 +106,18 @@ function checkOptions(op: string, rt: Runtime, B: number, H: number, Hkv: number
   const window = finite(op, 'window', opts.window ?? 0, (w) => Number.isInteger(w) && w >= 0, 'an integer >= 0');
   let pdrop = 0, seed = 0;
   const drop: unknown = opts.dropout;
+  const topSeed: unknown = opts.seed;
+  if (topSeed !== undefined) checkSeed(op, 'seed', topSeed);
   if (drop !== undefined) {
-    if (drop === null || typeof drop !== 'object') fail(op, `dropout must be an object { p, seed }, got ${describe(drop)}`);
-    const d = drop as { p?: unknown; seed?: unknown };
+    const bare = typeof drop === 'number';
+    if (!bare && (drop === null || typeof drop !== 'object')) fail(op, `dropout must be a probability or an object { p, seed }, got ${describe(drop)}`);
+    if (!bare && topSeed !== undefined) fail(op, 'seed goes in dropout.seed when dropout is an object { p, seed }, not beside it');
     if (N * N >= 2 ** 31) fail(op, `dropout needs N² < 2^31 (its counters), got N = ${N}`);
-    pdrop = finite(op, 'dropout.p', d.p, (p) => p >= 0 && p < 1, 'in [0, 1)');
-    if (typeof d.seed !== 'number') fail(op, `dropout.seed must be an integer, got ${describe(d.seed)}`);
-    if (!Number.isInteger(d.seed) || d.seed < SEED_MIN || d.seed > SEED_MAX) {
-      throw new RangeError(`${op}: dropout.seed must be an integer in [-2^31, 2^31 - 1] (the kernels' i32 seed), got ${d.seed}`);
-    }
-    seed = d.seed;
+    const d = bare ? { p: drop, seed: topSeed } : drop as { p?: unknown; seed?: unknown };
+    const [pName, seedName] = bare ? ['dropout', 'seed'] : ['dropout.p', 'dropout.seed'];
+    pdrop = finite(op, pName, d.p, (p) => p >= 0 && p < 1, 'in [0, 1)');
+    if (bare && d.seed === undefined && pdrop > 0) fail(op, 'dropout needs a seed beside it ({ dropout, seed }): the backward replays the mask from it');
+    seed = bare && d.seed === undefined ? 0 : checkSeed(op, seedName, d.seed);
   }
   const cfg: unknown = opts.config;
   if (cfg !== undefined) {
