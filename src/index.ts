@@ -36,3 +36,12 @@ export { autotune, TunedKernel, plotTuneReport } from './tune/index.js';
 export type { AutotuneOptions, TunedLaunchOptions, TuneConfig, TuneEvent, TuneMeta, TuneReport, VerifyOptions, NamedArgs, PruneContext, ConfigResult, KeyValue, MachineSignature } from './tune/index.js';
 export { Profile } from './runtime/profile.js';
 export type { ProfileOptions, KernelProfile, LaunchRecord, LaunchWork, WorkFn, TraceEvent } from './runtime/profile.js';
+
+/**
+ * ceil(a / b) for grid sizes, as the kernel language's `cdiv` (and triton.cdiv): `grid:
+ * [cdiv(n, BLOCK)]`. Both must be integers, b > 0.
+ */
+export function cdiv(a: number, b: number): number {
+  if (!Number.isInteger(a) || !Number.isInteger(b) || b <= 0) throw new RangeError(`cdiv: expected integers a and b > 0, got ${String(a)} and ${String(b)}`);
+  return Math.ceil(a / b);
+}

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { jit, KernelCompileError } from '../src/index.js';
+import { cdiv, jit, KernelCompileError } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
 import { HAS_RELAXED } from './util/wasmharness.js';
 
@@ -274,6 +274,12 @@ describe('launch validation', () => {
     await expect(k.launch({ grid: [-1], BLOCK: 4, DOUBLE: false }, x, out, 1, 4)).rejects.toThrow(/grid\[0\]/);
     await expect(k.launch({ grid: [] as number[], BLOCK: 4, DOUBLE: false }, x, out, 1, 4)).rejects.toThrow(/grid must be/);
     expect(Array.from(out.toArray())).toEqual([9, 9, 9, 9]);
+  });
+
+  test('cdiv sizes grids as the language\'s cdiv does, and refuses what is not a size', () => {
+    expect([cdiv(1000, 256), cdiv(1024, 256), cdiv(0, 8), cdiv(1, 1), cdiv(2 ** 31 - 1, 2)]).toEqual([4, 4, 0, 1, 2 ** 30]);
+    expect(() => cdiv(10, 0)).toThrow(new RangeError('cdiv: expected integers a and b > 0, got 10 and 0'));
+    expect(() => cdiv(1.5, 2)).toThrow(RangeError);
   });
 
   test('a kernel that does not compile throws KernelCompileError at jit() or at first launch', async () => {
