@@ -13,7 +13,7 @@ import { Runtime } from '../src/index.js';
 import { freeProblem, TUNE_OPS } from '../src/tune/ops.js';
 import { machineSignature, signatureId } from '../src/tune/key.js';
 import { GEMM_TABLE } from '../templates/gemm-table.js';
-import { ATTENTION_TABLE, GEMV_TABLE, NORM_TABLE, SOFTMAX_TABLE } from '../templates/tuned-tables.js';
+import { ATTENTION_TABLE, GEMV_TABLE, NORM_TABLE, SOFTMAX_TABLE, TUNED_THREADS } from '../templates/tuned-tables.js';
 
 type Row = Readonly<Record<string, number | boolean | string>>;
 
@@ -26,17 +26,25 @@ const TABLE_OF: Readonly<Record<string, string>> = {
 };
 
 const argv = process.argv.slice(2);
+const usage = (msg: string): never => {
+  process.stderr.write(`tune-tables: ${msg}\nusage: npm run tune:tables -- [--only OP,...] [--quick]\n`);
+  process.exit(2);
+};
 const quick = argv.includes('--quick');
 const onlyAt = argv.indexOf('--only');
+for (const [i, a] of argv.entries()) if (a !== '--quick' && a !== '--only' && !(onlyAt >= 0 && i === onlyAt + 1)) usage(`unknown argument '${a}'`);
 const only = onlyAt >= 0 ? (argv[onlyAt + 1] ?? '').split(',').filter(Boolean) : Object.keys(TUNE_OPS);
-for (const op of only) {
-  if (!(op in TUNE_OPS)) {
-    process.stderr.write(`tune-tables: unknown op '${op}' (ops: ${Object.keys(TUNE_OPS).join(', ')})\n`);
-    process.exit(2);
-  }
-}
+if (only.length === 0) usage('--only needs a comma-separated list of ops');
+for (const op of only) if (!(op in TUNE_OPS)) usage(`unknown op '${op}' (ops: ${Object.keys(TUNE_OPS).join(', ')})`);
 
 const threads = availableParallelism();
+// GEMV's rows hold only on the thread count they were measured on (TUNED_THREADS): re-tuning one
+// GEMV op on another count would leave the other's rows labelled with the wrong one.
+const gemvOps = only.filter((op) => op === 'gemv' || op === 'gemv-bt');
+if (gemvOps.length === 1 && threads !== TUNED_THREADS) {
+  usage(`the GEMV rows were measured on ${TUNED_THREADS} threads and this machine has ${threads}: re-tune gemv and gemv-bt together`);
+}
+const tunedThreads = gemvOps.length ? threads : TUNED_THREADS;
 const file = (rel: string): string => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 const rowText = (r: Row): string => `{ ${Object.entries(r).map(([k, v]) => `${k}: ${typeof v === 'string' ? `'${v}'` : String(v)}`).join(', ')} }`;
 // The rates noted beside the rows that stay, read back from the files, per table (two tables
@@ -104,7 +112,14 @@ const measured: Record<string, string> = {};
 for (const text of oldText) {
   for (const m of text.matchAll(/measured on ([^\n]*?)\.\n(?:.*\n)*?export const (\w+_TABLE)/g)) measured[m[2]!] ??= m[1]!;
 }
-for (const op of only) measured[TABLE_OF[op]!] = here;
+// A table re-tuned in part (one of the ops that share it) says which rows are from where.
+for (const table of new Set(only.map((op) => TABLE_OF[op]!))) {
+  const retuned = only.filter((op) => TABLE_OF[op] === table);
+  const all = Object.keys(TABLE_OF).filter((op) => TABLE_OF[op] === table);
+  const before = measured[table];
+  measured[table] = retuned.length === all.length || before === undefined || before === here
+    ? here : `${here} (${retuned.join(', ')}); the other rows on ${before}`;
+}
 const on = (name: string): string => measured[name] ?? 'no machine yet';
 const body = (name: string): string => {
   const t = tables[name]!;
@@ -140,7 +155,7 @@ writeFileSync(file('templates/tuned-tables.ts'), `/**
  */
 
 /** Threads the tables were measured on (GEMV's split depends on it). */
-export const TUNED_THREADS = ${threads};
+export const TUNED_THREADS = ${tunedThreads};
 
 /**
  * GEMV: columns per program and K rows (or Bᵀ columns) per step, measured on ${on('GEMV_TABLE')}.
@@ -159,7 +174,8 @@ export const SOFTMAX_TABLE: readonly { M: number; N: number; R: number; BN: numb
 export const NORM_TABLE: readonly { M: number; N: number; R: number; BN: number; SINGLE: boolean }[] = [${body('NORM_TABLE')}];
 
 /**
- * Attention forward: query rows and keys per block, measured on ${on('ATTENTION_TABLE')}.
+ * Attention, per pass (forward, the backward's dK/dV and dQ passes, the one-pass backward): query
+ * rows and keys per block, measured on ${on('ATTENTION_TABLE')}.
  */
 export const ATTENTION_TABLE: readonly { N: number; D: number; causal: boolean; pass: 'fwd' | 'dkv' | 'dq' | 'bwd'; BM: number; BN: number }[] = [${body('ATTENTION_TABLE')}];
 `);

@@ -4,7 +4,8 @@
  * original contents), rejection of wrong candidates before timing, the portable results file
  * and its recovery from corruption, the listener.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -179,6 +180,76 @@ describe('autotune', () => {
       expect(Object.keys(Object.values(file.entries as Record<string, { results: object }>)[0]!.results)).toHaveLength(3);
     }
   });
+
+  test('a result that says ok without a time, or sits under another config\'s id, makes the file corrupt', async () => {
+    const { x, out } = await problem(64);
+    const cacheDir = dir();
+    const k = jit(SCALE, { signature: SIG });
+    const a = autotune(k, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir });
+    await a.tune({}, x, out, 2, 64);
+    const good = readFileSync(a.file!, 'utf8');
+    type Results = Record<string, { config: object; ms: number | null; status: string }>;
+    const edits: ((r: Results) => void)[] = [
+      (r) => void (Object.values(r)[0]!.ms = null),
+      (r) => void (Object.values(r)[0]!.ms = -1),
+      (r) => void (Object.values(r)[0]!.config = { BLOCK: 64 }),
+    ];
+    for (const edit of edits) {
+      const file = JSON.parse(good);
+      edit((Object.values(file.entries)[0] as { results: Results }).results);
+      writeFileSync(a.file!, JSON.stringify(file));
+      const b = autotune(k, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir });
+      expect(b.recoveredCorruptFile).toBe(true);
+      const r = await b.tune({}, x, out, 2, 64);
+      expect(r.measured).toBe(3);
+      expect(r.best.ms).toBeGreaterThanOrEqual(0);
+    }
+  });
+
+  test('a results file that cannot be written: the tuning stands, in memory, and the report says it was not saved', async () => {
+    const { x, out } = await problem(64);
+    const blocker = join(dir(), 'not-a-dir');
+    writeFileSync(blocker, 'a file where the cache directory should be');
+    const a = autotune(jit(SCALE, { signature: SIG }), { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: blocker });
+    const r = await a.tune({}, x, out, 2, 64);
+    expect([r.measured, r.saved]).toEqual([3, false]);
+    await a.launch({}, x, out, 2, 64);
+    expect(out.toArray()[63]).toBe(112);
+    expect((await a.tune({}, x, out, 2, 64)).saved).toBe(false);
+    const ok = await autotune(jit(SCALE, { signature: SIG }), { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: dir() }).tune({}, x, out, 2, 64);
+    expect(ok.saved).toBe(true);
+  });
+
+  test('each result records the shape it was timed at; another shape of the bucket reuses it and says so', async () => {
+    const cacheDir = dir();
+    const k = jit(SCALE, { signature: SIG });
+    const a = autotune(k, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir });
+    const p1 = await problem(1000), p2 = await problem(1010);
+    const r1 = await a.tune({}, p1.x, p1.out, 2, 1000);
+    expect([r1.at, r1.results.map((r) => r.at)]).toEqual([{ n: 1000 }, [{ n: 1000 }, { n: 1000 }, { n: 1000 }]]);
+    const r2 = await autotune(k, { configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir }).tune({}, p2.x, p2.out, 2, 1010);
+    expect([r2.measured, r2.at, r2.best.at]).toEqual([0, { n: 1010 }, { n: 1000 }]);
+  });
+
+  test('processes saving one results file at the same time keep every one\'s results (the lock)', async () => {
+    const file = join(dir(), 'tune', 'k.json');
+    const store = new URL('../src/tune/store.ts', import.meta.url).href;
+    const script = join(dir(), 'saver.ts');
+    writeFileSync(script, `import { TuneStore } from ${JSON.stringify(store)};
+const [file, tag] = process.argv.slice(2);
+const s = new TuneStore(file, 'k', 'h');
+for (let i = 0; i < 40; i++) {
+  s.entry(tag + i, { arch: 'x' }, { n: i }).results['[["B",1]]'] = { config: { B: 1 }, status: 'ok', ms: 1, verified: true };
+  s.save();
+}
+`);
+    const run = (tag: string): Promise<number | null> => new Promise((resolve) => {
+      spawn(process.execPath, ['--import', 'tsx', script, file, tag], { stdio: 'inherit' }).on('exit', resolve);
+    });
+    expect(await Promise.all(['a', 'b', 'c'].map(run))).toEqual([0, 0, 0]);
+    expect(Object.keys(JSON.parse(readFileSync(file, 'utf8')).entries)).toHaveLength(120);
+    expect(existsSync(`${file}.lock`)).toBe(false);
+  }, 30_000);
 
   test('bad options fail clearly', () => {
     const k = jit(SCALE, { signature: SIG });

@@ -3,7 +3,7 @@
  * process (and the executable once, for its wiring), with a cache directory of its own.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -100,6 +100,12 @@ describe('tilejit', () => {
     const notKernel = await cli('inspect', join(__dirname, 'util', 'irb.ts'), '--ir');
     expect(notKernel.code).toBe(1);
     expect(notKernel.err).toMatch(/must export 'inspect'/);
+    // A kernel of another copy of tilejit (an installed package beside this build) is named as such.
+    const other = join(mkdtempSync(join(tmpdir(), 'tilejit-inspect-')), 'other.mjs');
+    writeFileSync(other, 'class Kernel {}\nexport const inspect = { kernel: new Kernel(), options: { grid: [1] }, args: () => [] };\n');
+    const foreign = await cli('inspect', other, '--ir');
+    expect(foreign.code).toBe(1);
+    expect(foreign.err).toMatch(/kernel was made by another copy of tilejit than this CLI's/);
   });
 
   test('tune prints a result table, saves the results, and cache clear removes them', async () => {
@@ -142,6 +148,17 @@ describe('tilejit', () => {
     expect(j.results.every((x: { gflops: number | null }) => typeof x.gflops === 'number')).toBe(true);
     expect(Object.keys(j.best).sort()).toEqual(['BM', 'BN']);
     expect((await cli('tune', 'softmax', '--shape', '4x4x4')).err).toMatch(/--shape must be MxN/);
+  });
+
+  test('tune of another shape in a cached bucket shows where each time comes from, with no rate for this shape', async () => {
+    const first = await cli('tune', 'softmax', '--shape', '20x300', '--threads', '0', '--warmup', '0', '--rep', '1');
+    expect(first.code).toBe(0);
+    const again = await cli('tune', 'softmax', '--shape', '24x300', '--threads', '0');
+    expect(again.code).toBe(0);
+    expect(again.out).toMatch(/ok, cached: timed at M=20 N=300/);
+    expect(again.out).toMatch(/best: R=\d+ SINGLE=true [\d.]+ ms, \(timed at M=20 N=300\) on 0 threads \(0 measured now; saved in /);
+    const j = JSON.parse((await cli('tune', 'softmax', '--shape', '24x300', '--threads', '0', '--json')).out);
+    expect(j.results.every((r: { gbps: number | null; at: object }) => r.gbps === null && JSON.stringify(r.at) === '{"M":20,"N":300}')).toBe(true);
   });
 
   test('bench --json --quick --suite dispatch prints only contract lines', async () => {

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Kernel, TILEJIT_VERSION, type KernelArg, type LaunchOptions } from '../kernel.js';
 import { chooseGemmConfig } from '../ops/matmul.js';
 import { defaultCacheDir, ModuleCache } from '../runtime/cache.js';
@@ -15,6 +15,7 @@ import { deterministic, gemmArgs, PLAIN_GEMM } from '../tune/gemm.js';
 import { freeProblem, TUNE_OPS } from '../tune/ops.js';
 import { plotTuneReport } from '../tune/plot.js';
 import type { ConfigResult } from '../tune/store.js';
+import { keyId } from '../tune/key.js';
 import type { TuneEvent } from '../tune/autotune.js';
 import { intFlag, parseArgs, parseDims, UsageError, type CliIO } from './args.js';
 import { gemmKernel } from '../../templates/gemm.js';
@@ -180,6 +181,13 @@ export async function inspect(args: readonly string[], io: CliIO): Promise<numbe
       if (!existsSync(file)) throw new UsageError(`'${target}' is neither an op (${Object.keys(INSPECT_OPS).join(', ')}) nor a file`, 'inspect');
       const mod = (await import(pathToFileURL(file).href)) as { inspect?: InspectSpec; default?: InspectSpec };
       const s = mod.inspect ?? mod.default;
+      const k: unknown = s?.kernel;
+      if (!(k instanceof Kernel) && typeof k === 'object' && k !== null && (k as { constructor?: { name?: string } }).constructor?.name === 'Kernel') {
+        // jit() of another copy of tilejit (an installed package beside this build): its kernels
+        // take that copy's tensors, so this CLI cannot launch them.
+        io.err(`inspect: ${target}'s kernel was made by another copy of tilejit than this CLI's (${fileURLToPath(new URL('../..', import.meta.url))}); import jit from the same tilejit, or run that copy's CLI (npx tilejit)\n`);
+        return 1;
+      }
       if (!s || !(s.kernel instanceof Kernel) || typeof s.args !== 'function' || !s.options) {
         io.err(`inspect: ${target} must export 'inspect' (or a default) = { kernel: jit(...), options: { grid, ...constexprs }, args: (rt) => [...] }\n`);
         return 1;
@@ -231,19 +239,29 @@ export async function tune(args: readonly string[], io: CliIO): Promise<number> 
     const tuned = spec.tuned({ cacheDir: p.flags.has('no-cache') ? false : undefined, warmup, rep, listener: progress });
     const report = await tuned.tune({ ...problem.fixed, runtime: rt }, ...problem.args);
     const work = spec.work(dims);
-    const rate = (ms: number): number => (work.flops !== undefined ? work.flops / ms / 1e6 : work.bytes! / ms / 1e6);
     const unit = work.flops !== undefined ? 'GFLOP/s' : 'GB/s';
+    // A cached result timed on another shape of the bucket has no rate for this one.
+    const here = (r: ConfigResult): boolean => r.at !== undefined && keyId(r.at) === keyId(report.at);
+    const rate = (r: ConfigResult): number | null => (r.ms === null || !here(r) ? null : (work.flops ?? work.bytes!) / r.ms / 1e6);
     const svg = p.flags.get('svg');
     if (typeof svg === 'string') {
-      writeFileSync(svg, plotTuneReport(report, { flops: work.flops, bytes: work.bytes, title: `${op} ${dims.join('x')} on ${threads} threads: ${unit} per config` }));
+      // Rates only when every time is this shape's; else the bars are the times, as cached.
+      const allHere = report.results.every((r) => r.ms === null || here(r));
+      writeFileSync(svg, plotTuneReport(report, allHere
+        ? { flops: work.flops, bytes: work.bytes, title: `${op} ${dims.join('x')} on ${threads} threads: ${unit} per config` }
+        : { title: `${op} ${dims.join('x')} on ${threads} threads: median ms per config (some cached from other shapes of the bucket)` }));
       io.err(`wrote ${svg}\n`);
     }
+    const saved = report.saved ? `; saved in ${tuned.file}` : tuned.file ? `; NOT saved: ${tuned.file} could not be written` : '';
     if (p.flags.has('json')) {
-      const results = report.results.map((r) => ({ ...r, [unit === 'GFLOP/s' ? 'gflops' : 'gbps']: r.ms ? round(rate(r.ms)) : null }));
-      io.out(`${JSON.stringify({ op, shape, threads, key: report.key, best: report.best.config, measured: report.measured, file: tuned.file ?? null, results })}\n`);
+      const results = report.results.map((r) => ({ ...r, [unit === 'GFLOP/s' ? 'gflops' : 'gbps']: ((x) => (x === null ? null : round(x)))(rate(r)) }));
+      io.out(`${JSON.stringify({ op, shape, threads, key: report.key, best: report.best.config, measured: report.measured, file: report.saved ? tuned.file : null, results })}\n`);
     } else {
-      io.out(table(report.results, report.best, rate, unit));
-      io.out(`best: ${configText(report.best.config)} ${report.best.ms!.toFixed(3)} ms, ${rate(report.best.ms!).toFixed(1)} ${unit} on ${threads} threads (${report.measured} measured now${tuned.file ? `; saved in ${tuned.file}` : ''})\n`);
+      io.out(table(report.results, report.best, rate, unit, here));
+      const b = report.best, bRate = rate(b);
+      const timed = bRate === null ? `(timed at ${atText(b)})` : `${bRate.toFixed(1)} ${unit}`;
+      io.out(`best: ${configText(b.config)} ${b.ms!.toFixed(3)} ms, ${timed} on ${threads} thread${threads === 1 ? '' : 's'} (${report.measured} measured now${saved})\n`);
+      if (!report.saved && tuned.file) io.err(`tilejit tune: could not write ${tuned.file}; the results were kept in memory only\n`);
     }
     return 0;
   } finally {
@@ -258,14 +276,19 @@ function round(x: number): number {
   return Number(x.toPrecision(4));
 }
 
-function table(results: readonly ConfigResult[], best: ConfigResult, rate: (ms: number) => number, unit: string): string {
+/** Where a cached result was timed: its key values, or 'an earlier run' for files that did not record them. */
+const atText = (r: ConfigResult): string => (r.at ? Object.entries(r.at).map(([k, v]) => `${k}=${String(v)}`).join(' ') : 'an unrecorded shape of this bucket');
+
+function table(results: readonly ConfigResult[], best: ConfigResult, rate: (r: ConfigResult) => number | null, unit: string, here: (r: ConfigResult) => boolean): string {
   const keys = [...new Set(results.flatMap((r) => Object.keys(r.config)))];
   const rows = [['', ...keys, 'median ms', unit, 'verified', 'status']];
   for (const r of results) {
+    const x = rate(r);
+    const status = r.status === 'ok' ? (here(r) ? 'ok' : `ok, cached: timed at ${atText(r)}`) : `rejected: ${r.reason ?? ''}`;
     rows.push([
       r === best ? '*' : '', ...keys.map((k) => String(r.config[k] ?? '')),
-      r.ms === null ? '-' : r.ms.toFixed(3), r.ms === null ? '-' : rate(r.ms).toFixed(1),
-      r.verified ? 'yes' : 'no', r.status === 'ok' ? 'ok' : `rejected: ${r.reason ?? ''}`,
+      r.ms === null ? '-' : r.ms.toFixed(3), x === null ? '-' : x.toFixed(1),
+      r.verified ? 'yes' : 'no', status,
     ]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -101,6 +101,10 @@ export interface TuneReport {
   readonly results: readonly ConfigResult[];
   /** Candidates measured by this call (the rest came from the cache). */
   readonly measured: number;
+  /** The key's values (not bucketed) of this call's problem; a cached result's `at` may differ. */
+  readonly at: Readonly<Record<string, KeyValue>>;
+  /** Whether the results file holds these results (false: memory only, or its save failed). */
+  readonly saved: boolean;
 }
 
 /** Make a kernel that picks its fastest verified config per key bucket, then launches it. */
@@ -117,6 +121,8 @@ export class TunedKernel {
   /** Tunings under way: concurrent launches of one bucket share one search. */
   private readonly inflight = new Map<string, Promise<TuneReport>>();
   private readonly runParams: readonly { name: string; kind: string }[];
+  /** Buckets whose results a save failed to write (they live in memory only). */
+  private readonly unsaved = new Set<string>();
 
   constructor(readonly kernel: TunableKernel, readonly options: AutotuneOptions) {
     const where = `autotune(${kernel.name})`;
@@ -175,14 +181,19 @@ export class TunedKernel {
     const named = this.name(args);
     const rt = runtime ?? (args.find((a) => a instanceof Tensor) as Tensor | undefined)?.runtime ?? Runtime.default();
     const key: Record<string, KeyValue> = {};
+    const at: Record<string, KeyValue> = {};
     for (const k of this.options.key) {
       const v = k in named ? named[k] : fixed[k];
-      if (v instanceof Tensor) key[k] = v.shape.map((d) => bucket(d)).join('x');
-      else if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') key[k] = bucket(v);
-      else throw new TypeError(`${where}: key '${k}' is neither an argument nor a constexpr of this launch`);
+      if (v instanceof Tensor) {
+        key[k] = v.shape.map((d) => bucket(d)).join('x');
+        at[k] = v.shape.join('x');
+      } else if (typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean') {
+        key[k] = bucket(v);
+        at[k] = v;
+      } else throw new TypeError(`${where}: key '${k}' is neither an argument nor a constexpr of this launch`);
     }
     const signature = machineSignature(rt.threads);
-    return { rt, fixed: fixed as Record<string, ConstexprValue>, named, key, signature, entryId: `${signatureId(signature)}#${keyId(key)}` };
+    return { rt, fixed: fixed as Record<string, ConstexprValue>, named, key, at, signature, entryId: `${signatureId(signature)}#${keyId(key)}` };
   }
 
   private name(args: readonly KernelArg[]): NamedArgs {
@@ -209,7 +220,7 @@ export class TunedKernel {
   }
 
   private async search(ctx: ReturnType<TunedKernel['context']>): Promise<TuneReport> {
-    const { rt, fixed, named, key, signature, entryId } = ctx;
+    const { rt, fixed, named, key, at, signature, entryId } = ctx;
     let configs = this.options.configs;
     if (this.options.prune) configs = await this.options.prune(configs, { key, args: named, meta: fixed, runtime: rt });
     if (configs.length === 0) throw new Error(`${this.kernel.name}: autotune's prune left no config for key ${keyId(key)}`);
@@ -227,13 +238,16 @@ export class TunedKernel {
         continue;
       }
       this.emit({ type: 'candidate', index, total: configs.length, config: cfg });
-      const r = await this.evaluate(cfg, fixed, named, rt);
+      const r = { ...await this.evaluate(cfg, fixed, named, rt), at };
       entry.results[id] = r;
       measured++;
       this.emit({ type: r.status === 'ok' ? 'timed' : 'rejected', result: r });
       results.push(r);
     }
-    if (measured) this.store.save();
+    if (measured && this.file) {
+      if (this.store.save()) this.unsaved.clear();
+      else this.unsaved.add(entryId);
+    }
     const ok = results.filter((r) => r.status === 'ok');
     if (ok.length === 0) {
       throw new Error(`${this.kernel.name}: no config passed for key ${keyId(key)}:\n${results.map((r) => `  ${configId(r.config)}: ${r.reason}`).join('\n')}`);
@@ -241,7 +255,7 @@ export class TunedKernel {
     const best = ok.reduce((a, b) => (b.ms! < a.ms! ? b : a));
     this.chosen.set(entryId, best.config);
     this.emit({ type: 'done', best, results });
-    return { kernel: this.kernel.name, key, signature, best, results, measured };
+    return { kernel: this.kernel.name, key, at, signature, best, results, measured, saved: this.file !== undefined && !this.unsaved.has(entryId) };
   }
 
   /** Verify, then time one candidate on scratch outputs. */

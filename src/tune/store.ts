@@ -2,12 +2,13 @@
  * @fileoverview Tuning results on disk: one portable JSON file per kernel (named by its source
  * hash) that a team can commit and share. Inside, one entry per machine signature + key bucket,
  * each holding one result per config, so adding a config times only that config. Writes are
- * atomic (temp file + rename) and merge with what another process wrote meanwhile; a file that
- * does not parse or does not have the expected shape is ignored and rebuilt.
+ * atomic (temp file + rename) and, under a lock file, merge with what another process wrote
+ * meanwhile; a file that does not parse or does not have the expected shape is ignored and
+ * rebuilt.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { KeyValue, MachineSignature } from './key.js';
+import { configId, type KeyValue, type MachineSignature } from './key.js';
 
 /** The format tag; a file with another tag is treated as absent. */
 export const TUNE_FORMAT = 'tilejit-tune/1';
@@ -23,6 +24,11 @@ export interface ConfigResult {
   readonly verified: boolean;
   /** Why it was rejected. */
   readonly reason?: string;
+  /**
+   * The key's values (not bucketed) of the problem it was timed on: another shape of the same
+   * bucket reuses the result, and this says where its time comes from. Absent in older files.
+   */
+  readonly at?: Readonly<Record<string, KeyValue>>;
 }
 
 /** All results of one machine signature + key bucket. */
@@ -93,10 +99,22 @@ export class TuneStore {
 
   /**
    * Write to disk: results another process saved meanwhile are kept (ours win on the same
-   * config). A disk that cannot be written leaves the results in memory only.
+   * config). A disk that cannot be written leaves the results in memory only. True when the
+   * file now holds them.
    */
-  save(): void {
-    if (!this.file) return;
+  save(): boolean {
+    if (!this.file) return false;
+    const unlock = lock(`${this.file}.lock`);
+    try {
+      return this.merged();
+    } finally {
+      unlock();
+    }
+  }
+
+  /** Read, merge and rename under the lock (see save). */
+  private merged(): boolean {
+    const file = this.file!;
     const onDisk = this.read();
     if (onDisk) {
       for (const [id, e] of Object.entries(onDisk.entries)) {
@@ -105,14 +123,57 @@ export class TuneStore {
         else for (const [c, r] of Object.entries(e.results)) mine.results[c] ??= r;
       }
     }
-    const tmp = `${this.file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
     try {
-      mkdirSync(dirname(this.file), { recursive: true });
+      mkdirSync(dirname(file), { recursive: true });
       writeFileSync(tmp, `${JSON.stringify(this.data, null, 1)}\n`);
-      renameSync(tmp, this.file);
+      renameSync(tmp, file);
       this.recovered = false;
+      return true;
     } catch {
-      rmSync(tmp, { force: true });
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // The temp file's directory is not one (a file stands where it should be): nothing to remove.
+      }
+      return false;
+    }
+  }
+}
+
+/** A lock older than this is a dead writer's: it is broken. */
+const STALE_LOCK_MS = 10_000;
+/** How long a save waits for another process's lock before writing without it. */
+const LOCK_WAIT_MS = 2_000;
+
+/**
+ * Take the lock file at `path` (exclusive create), so that concurrent savers do not overwrite
+ * each other's merge; returns its release. Best effort: where it cannot be taken (a read-only
+ * disk, a writer holding it past LOCK_WAIT_MS), the save goes ahead unlocked.
+ */
+function lock(path: string): () => void {
+  const start = Date.now();
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      closeSync(openSync(path, 'wx'));
+      return () => {
+        try {
+          unlinkSync(path);
+        } catch {
+          // broken as stale by another process meanwhile: nothing to release
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return () => undefined;
+      try {
+        if (Date.now() - statSync(path).mtimeMs > STALE_LOCK_MS) unlinkSync(path);
+      } catch {
+        // released meanwhile: try again
+      }
+      if (Date.now() - start > LOCK_WAIT_MS) return () => undefined;
+      Atomics.wait(nap, 0, 0, 5);
     }
   }
 }
@@ -121,13 +182,16 @@ function isRecord(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-function isResult(x: unknown): x is ConfigResult {
-  return isRecord(x) && isRecord(x.config) && (x.status === 'ok' || x.status === 'rejected')
-    && (x.ms === null || typeof x.ms === 'number') && typeof x.verified === 'boolean';
+/** A result filed under config id `id`: an ok one has a time, a rejected one none, and its config is the id's. */
+function isResult(x: unknown, id: string): x is ConfigResult {
+  if (!isRecord(x) || !isRecord(x.config) || typeof x.verified !== 'boolean' || (x.at !== undefined && !isRecord(x.at))) return false;
+  const timed = x.status === 'ok' && typeof x.ms === 'number' && Number.isFinite(x.ms) && x.ms >= 0;
+  const rejected = x.status === 'rejected' && x.ms === null;
+  return (timed || rejected) && configId(x.config) === id;
 }
 
 function isTuneFile(x: unknown): x is TuneFile {
   if (!isRecord(x) || x.format !== TUNE_FORMAT || typeof x.hash !== 'string' || !isRecord(x.entries)) return false;
   return Object.values(x.entries).every((e) => isRecord(e) && isRecord(e.signature) && isRecord(e.key)
-    && isRecord(e.results) && Object.values(e.results).every(isResult));
+    && isRecord(e.results) && Object.entries(e.results).every(([id, r]) => isResult(r, id)));
 }
