@@ -104,8 +104,9 @@ export function compilerFingerprint(): string {
   if (fingerprint) return fingerprint;
   const h = createHash('sha256');
   try {
-    // The front end (src/lang, src/ir) decides the IR and codegen/ the module: both are hashed.
-    const roots = ['../codegen/', './lang/', './ir/'].map((d) => fileURLToPath(new URL(d, import.meta.url)));
+    // The front end (src/lang, src/ir) decides the IR and codegen/ the module: both are hashed,
+    // with src/util, whose math (erf's coefficients, half-precision rounding) both use.
+    const roots = ['../codegen/', './lang/', './ir/', './util/'].map((d) => fileURLToPath(new URL(d, import.meta.url)));
     const files: string[] = [];
     const walk = (dir: string): void => {
       for (const ent of readdirSync(dir, { withFileTypes: true })) {
@@ -353,12 +354,29 @@ export class Kernel {
     const reason = this.explain(parts);
     this.lastParts = parts;
     enableWasmFlags();
-    const cached = moduleCache().get(key);
-    let ck: CompiledKernel;
+    let cached = moduleCache().get(key);
+    let ck: CompiledKernel | undefined;
     if (cached) {
-      const meta = cached.meta as { scratchBytes: number; paramTypes: ('i32' | 'f32')[]; sites?: AccessSite[] };
-      ck = { name: this.name, module: new WebAssembly.Module(cached.bytes), scratchBytes: meta.scratchBytes, paramTypes: meta.paramTypes, work: this.work, ...this.checkedInfo(meta.sites) };
-    } else {
+      // An entry whose checksum holds but whose module or metadata does not (another build's
+      // bytes, a hand-edited file) is discarded and rebuilt, like one that fails its checksum.
+      const meta = cached.meta as { scratchBytes?: unknown; paramTypes?: unknown; sites?: AccessSite[] } | null;
+      const okMeta = meta !== null && typeof meta === 'object' && Number.isInteger(meta.scratchBytes) && (meta.scratchBytes as number) >= 0
+        && Array.isArray(meta.paramTypes) && meta.paramTypes.every((t) => t === 'i32' || t === 'f32')
+        && (meta.sites === undefined || Array.isArray(meta.sites));
+      let module: WebAssembly.Module | undefined;
+      try {
+        if (okMeta) module = new WebAssembly.Module(cached.bytes);
+      } catch {
+        module = undefined;
+      }
+      if (module && okMeta) {
+        ck = { name: this.name, module, scratchBytes: meta.scratchBytes as number, paramTypes: meta.paramTypes as ('i32' | 'f32')[], work: this.work, ...this.checkedInfo(meta.sites) };
+      } else {
+        moduleCache().discard(key);
+        cached = undefined;
+      }
+    }
+    if (!ck) {
       const out = await this.codegen(this.specialise(s), s, t0, false);
       let module: WebAssembly.Module;
       try {

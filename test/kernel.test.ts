@@ -3,11 +3,12 @@
  * compile reasons, launch argument validation, `wat`/`ir`, and the disk cache across processes.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { cdiv, jit, KernelCompileError } from '../src/index.js';
+import { ModuleCache } from '../src/runtime/cache.js';
 import { Runtime } from '../src/runtime/runtime.js';
 import { HAS_RELAXED } from './util/wasmharness.js';
 
@@ -320,5 +321,16 @@ describe('disk cache', () => {
     expect(first).toEqual({ out: [2, 4, 6], fromDisk: false, binaryen: true });
     const second = run();
     expect(second).toEqual({ out: [2, 4, 6], fromDisk: true, binaryen: false });
-  });
+    // An entry whose checksum holds but whose module (or metadata) does not is discarded and
+    // rebuilt, not a CompileError on every launch in every process.
+    const entries = readdirSync(dir).filter((f) => f.endsWith('.tjc'));
+    expect(entries).toHaveLength(1);
+    const key = entries[0]!.replace(/\.tjc$/, '');
+    const good = new ModuleCache(dir).get(key)!;
+    for (const [bytes, meta] of [[new Uint8Array([0, 97, 115, 109, 65, 65, 65, 65]), good.meta], [good.bytes, { name: 'x' }]] as const) {
+      new ModuleCache(dir).put(key, bytes, meta);
+      expect(run()).toEqual({ out: [2, 4, 6], fromDisk: false, binaryen: true });
+      expect(run()).toEqual({ out: [2, 4, 6], fromDisk: true, binaryen: false });
+    }
+  }, 60_000);
 });

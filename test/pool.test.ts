@@ -149,6 +149,32 @@ describe('pool', () => {
     expect(() => rt.empty([1])).toThrow(/disposed/);
   });
 
+  test('a worker that dies after finishing its part is counted once: the launch fails when the others are done, and the next is whole', async () => {
+    const rt = await Runtime.create({ threads: 2, callerRuns: false, inlineBelowBytes: 0 });
+    // Program 0 spins long, the others not at all: one worker finishes its part and idles.
+    const lopsided = jit(`function lopsided(Out, iters) {
+      const p = programId(0);
+      let acc = 0.0;
+      for (let i = 0; i < where(p == 0, iters, 1); i++) { acc = acc + 1.0; }
+      store(Out, p, acc);
+    }`, { signature: { Out: 'ptr', iters: 'i32' } });
+    const out = rt.zeros([64]);
+    await lopsided.launch({ grid: [8] }, out, 16);
+    const before = rt.stats().workerBusyMs!;
+    const pending = lopsided.launch({ grid: [8] }, out, 400_000_000);
+    await new Promise((r) => setTimeout(r, 40));
+    const after = rt.stats().workerBusyMs!;
+    const idle = after.findIndex((ms, i) => ms !== before[i]);
+    void rt.workers[idle]!.terminate();
+    await expect(pending).rejects.toThrow(new RegExp(`worker ${idle} exited during the launch`));
+    // Rejected only once the survivor was done: program 0 holds its sum (f32: 1.0 additions stop at 2^24).
+    expect(out.toArray()[0]).toBe(2 ** 24);
+    out.write(new Float32Array(64).fill(-1));
+    await lopsided.launch({ grid: [64] }, out, 16);
+    expect(Array.from(out.toArray())).toEqual([16, ...new Array(63).fill(1)]);
+    rt.dispose();
+  });
+
   test('with the caller taking part, a worker that dies during a launch fails it once the caller has done its part', async () => {
     const rt = await Runtime.create({ threads: 2, inlineBelowBytes: 0 });
     const out = rt.zeros([64]);

@@ -39,6 +39,34 @@ describe('memory', () => {
     rt.dispose();
   });
 
+  test('a launch whose scratch cannot grow fails, and the next launch still has scratch of its own', async () => {
+    const rt = await Runtime.create({ threads: 0, maxMemoryBytes: 1 << 20, initialMemoryBytes: 1 << 20 });
+    // A row softmax: the sum needs scratch that grows with BLOCK.
+    const k = jit(`function sm(X, Out, n, BLOCK) {
+      const i = programId(0) * BLOCK + arange(BLOCK);
+      const y = exp(load(X, i, i < n));
+      store(Out, i, y / sum(y), i < n);
+    }`, { signature: { X: 'ptr', Out: 'ptr', n: 'i32', BLOCK: 'constexpr' } });
+    const n = 1024;
+    const x = rt.tensor(new Float32Array(n).fill(1), [n]), o = rt.empty([n]);
+    await k.launch({ grid: [1], BLOCK: 1024 }, x, o, n);
+    const fill: Tensor[] = [];
+    try {
+      for (;;) fill.push(rt.empty([1024]));
+    } catch {
+      // full
+    }
+    fill.pop()!.free();
+    fill.pop()!.free(); // 8 KiB free: not enough for BLOCK 8192's scratch
+    await expect(k.launch({ grid: [1], BLOCK: 8192 }, x, o, n)).rejects.toThrow(/out of memory/);
+    const sentinel = rt.tensor(new Float32Array(512).fill(7), [512]);
+    await k.launch({ grid: [1], BLOCK: 1024 }, x, o, n);
+    expect(x.toArray().every((v) => v === 1)).toBe(true);
+    expect(sentinel.toArray().every((v) => v === 7)).toBe(true);
+    expect(o.toArray()[5]).toBeCloseTo(1 / 1024, 7);
+    rt.dispose();
+  });
+
   test('tensors stay valid while the memory grows', async () => {
     const rt = await Runtime.create({ threads: 0, initialMemoryBytes: 1 << 16 });
     const small = rt.tensor([1, 2, 3], [3]);

@@ -64,6 +64,16 @@ export class ModuleCache {
     return entry;
   }
 
+  /** Drop an entry that decoded but proved unusable (its module does not compile, its metadata is malformed). */
+  discard(key: string): void {
+    this.mem.delete(key);
+    try {
+      unlinkSync(this.file(key));
+    } catch {
+      // already gone or read-only: it is a miss in memory either way
+    }
+  }
+
   put(key: string, bytes: Uint8Array, meta: unknown): void {
     const entry = { bytes, meta };
     this.mem.set(key, entry);

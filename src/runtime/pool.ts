@@ -59,6 +59,8 @@ interface Running {
   doneBefore: number;
   /** dispose() ended the wait before the threads were done. */
   abandoned?: boolean;
+  /** The launch's generation: a worker that counted itself finished marks it in `marks`. */
+  gen?: number;
 }
 
 /**
@@ -87,6 +89,11 @@ export class WorkerPool {
   callerBusyMs = 0;
   /** Per worker [start, end, programs, generation] of its part in the last launch (epoch ms). */
   private readonly spans: Float64Array;
+  /**
+   * Per worker, the generation of the last launch it counted itself finished in (set just
+   * before its FINISHED add), so a worker lost after finishing is not counted twice.
+   */
+  private readonly marks: Int32Array;
   private readonly slots: Slot[] = [];
   private readonly moduleIds = new WeakMap<WebAssembly.Module, number>();
   private readonly modules = new Map<number, CompiledKernel>();
@@ -105,6 +112,7 @@ export class WorkerPool {
     this.ctlF = new Float32Array(this.ctl.buffer);
     this.busy = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, size)));
     this.spans = new Float64Array(new SharedArrayBuffer(8 * 4 * Math.max(1, size)));
+    this.marks = new Int32Array(new SharedArrayBuffer(4 * Math.max(1, size)));
     for (let i = 0; i < size; i++) this.slots.push(this.spawn(i));
   }
 
@@ -116,7 +124,7 @@ export class WorkerPool {
       // and TypeScript loaders put theirs there).
       execArgv: [],
       workerData: {
-        ctl: this.ctl.buffer, busy: this.busy.buffer, spans: this.spans.buffer, memory: this.memory, port: port2, index, C: CTL,
+        ctl: this.ctl.buffer, busy: this.busy.buffer, spans: this.spans.buffer, marks: this.marks.buffer, memory: this.memory, port: port2, index, C: CTL,
         gen0: Atomics.load(this.ctl, CTL.GEN), pauseAfterDrainMs: WorkerPool.testPauseAfterDrainMs,
       },
       transferList: [port2],
@@ -149,7 +157,10 @@ export class WorkerPool {
     if (slot.scratch) this.heap.release(slot.scratch);
     if (this.running) {
       this.running.fail ??= new Error(`worker ${index} exited during the launch`);
-      if (Atomics.add(this.ctl, CTL.FINISHED, 1) + 1 === this.running.expected) {
+      // A worker that finished its part already counted itself: counting it again would end
+      // the launch while the others still run it (and they would then take the next one's programs).
+      const counted = this.running.gen !== undefined && Atomics.load(this.marks, index) === this.running.gen;
+      if (!counted && Atomics.add(this.ctl, CTL.FINISHED, 1) + 1 === this.running.expected) {
         Atomics.add(this.ctl, CTL.DONE, 1);
         Atomics.notify(this.ctl, CTL.DONE);
       }
@@ -192,7 +203,10 @@ export class WorkerPool {
         const ptr = this.heap.alloc(ck.scratchBytes);
         const err = await this.send(slot, -1, { type: 'scratch', ptr });
         if (this.disposed) throw disposedError(ck, 'during');
-        if (err) throw new KernelRuntimeError(`${ck.name}: a worker could not take its scratch: ${err}`, ck.name);
+        if (err) {
+          this.heap.release(ptr);
+          throw new KernelRuntimeError(`${ck.name}: a worker could not take its scratch: ${err}`, ck.name);
+        }
         slot.scratch = ptr;
         slot.scratchSize = ck.scratchBytes;
         if (old) this.heap.release(old);
@@ -261,6 +275,7 @@ export class WorkerPool {
     // Only this thread writes GEN, so the launch's generation is known before it is published;
     // a worker runs the launch only on waking for that generation (see WORKER_SOURCE).
     const gen = (Atomics.load(c, CTL.GEN) + 1) | 0;
+    running.gen = gen;
     Atomics.store(c, CTL.RUN_GEN, gen);
     Atomics.store(c, CTL.CMD, CMD_RUN);
     Atomics.store(c, CTL.GEN, gen);

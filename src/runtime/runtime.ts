@@ -326,9 +326,10 @@ export class Runtime implements TensorOwner {
   private callerPart(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[]): CallerPart {
     const run = this.instance(ck);
     if (ck.scratchBytes > this.scratchSize) {
+      // The new block first: if it cannot be had, the old one (and its size) stay as they were.
+      const ptr = this.heap.alloc(ck.scratchBytes);
       if (this.scratch) this.heap.release(this.scratch);
-      this.scratch = 0;
-      this.scratch = this.heap.alloc(ck.scratchBytes);
+      this.scratch = ptr;
       this.scratchSize = ck.scratchBytes;
     }
     const scratch = this.scratch;

@@ -13,7 +13,7 @@ const v8 = require('node:v8');
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 v8.setFlagsFromString('--no-liftoff');
 
-const { ctl: ctlBuf, busy: busyBuf, spans: spansBuf, memory, port, index, C, gen0, pauseAfterDrainMs } = workerData;
+const { ctl: ctlBuf, busy: busyBuf, spans: spansBuf, marks: marksBuf, memory, port, index, C, gen0, pauseAfterDrainMs } = workerData;
 // Test hook (WorkerPool.testPauseAfterDrainMs): widens the window between draining and acting.
 const pauseCell = new Int32Array(new SharedArrayBuffer(4));
 const ctl = new Int32Array(ctlBuf);
@@ -21,6 +21,8 @@ const ctlF = new Float32Array(ctlBuf);
 const busy = new Float64Array(busyBuf);
 // Per worker: [start, end, programs, generation] of its part in the last launch (profiling).
 const spans = new Float64Array(spansBuf);
+// Per worker: the generation it last counted itself finished in (see WorkerPool.marks).
+const marks = new Int32Array(marksBuf);
 const origin = performance.timeOrigin;
 const runs = new Map();
 let scratch = 0;
@@ -109,6 +111,7 @@ for (;;) {
   // a launch (replacing a dead one) has no part in it.
   if (cmd === 1 && Atomics.load(ctl, C.RUN_GEN) === gen && runs.has(Atomics.load(ctl, C.MODULE))) {
     launch();
+    Atomics.store(marks, index, gen);
     if (Atomics.add(ctl, C.FINISHED, 1) + 1 === Atomics.load(ctl, C.EXPECTED)) {
       Atomics.add(ctl, C.DONE, 1);
       Atomics.notify(ctl, C.DONE);
