@@ -41,9 +41,16 @@ function checkParams(op: string, params: unknown): asserts params is readonly Te
 }
 
 /** The gradients of a step: an array with one per parameter (each is checked by its step). */
-function checkGrads(op: string, params: readonly Tensor[], grads: unknown): asserts grads is readonly Tensor[] {
+function checkGrads(op: string, params: readonly Tensor[], grads: unknown, copies?: readonly Tensor[]): asserts grads is readonly Tensor[] {
   if (!Array.isArray(grads)) fail(op, `grads must be an array of tensors (one per parameter), got ${describe(grads)}`);
   if (grads.length !== params.length) fail(op, `${params.length} parameters but ${grads.length} gradients`);
+  for (const [i, g] of grads.entries()) floatTensor(op, `grads[${i}]`, g, params[i]!.runtime);
+  // The step writes the parameters and copies as it goes: a gradient over another parameter's
+  // (or copy's) memory would be read after that one was updated.
+  checkAllDisjoint(op, [
+    ...params.map((p, i) => [`params[${i}]`, p] as const), ...(copies ?? []).map((c, i) => [`copies[${i}]`, c] as const),
+    ...(grads as Tensor[]).map((g, i) => [`grads[${i}]`, g] as const),
+  ]);
 }
 
 /** The half copies: one per parameter, each of its parameter's runtime and shape. */
@@ -55,6 +62,8 @@ function checkCopies(op: string, params: readonly Tensor[], copies: unknown): vo
     const t = floatTensor(op, `copies[${i}]`, c, params[i]!.runtime);
     sameShape(op, `copies[${i}]`, t.shape, params[i]!.shape);
   }
+  // Each step writes every copy: one over another parameter (or copy) would overwrite it.
+  checkAllDisjoint(op, [...params.map((p, i) => [`params[${i}]`, p] as const), ...(copies as Tensor[]).map((c, i) => [`copies[${i}]`, c] as const)]);
 }
 
 /** The step's names for parameter i's tensors, as the caller knows them. */
@@ -98,7 +107,7 @@ export class Adam {
     const op = `${this.constructor.name}.step`;
     if (this.disposed) throw new Error(`${op}: this optimiser was disposed`);
     const opts = optionsOf(op, options);
-    checkGrads(op, this.params, grads);
+    checkGrads(op, this.params, grads, this.opts.copies);
     const step = this.stepCount + 1;
     const o = this.opts;
     const runs = this.params.map((p, i) => prepareAdamStep(op, p, grads[i]!, this.m[i]!, this.v[i]!, {
@@ -158,7 +167,7 @@ export class SGD {
     const op = 'SGD.step';
     if (this.disposed) throw new Error(`${op}: this optimiser was disposed`);
     const opts = optionsOf(op, options);
-    checkGrads(op, this.params, grads);
+    checkGrads(op, this.params, grads, this.opts.copies);
     const o = this.opts;
     const runs = this.params.map((p, i) => prepareSgdStep(op, p, grads[i]!, this.buffers[i], {
       lr: o.lr, momentum: o.momentum, dampening: o.dampening, nesterov: o.nesterov, weightDecay: o.weightDecay,

@@ -44,6 +44,12 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
   return s;
 };
 
+const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+};
+
 const ACTS: Activation[] = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'sigmoid', 'silu'];
 
 describe('activations', () => {
@@ -232,6 +238,21 @@ describe('layer norm and RMS norm', () => {
       close(g.dx.toArray(), numericGrad(Float64Array.from(x), (xx) => L(xx, w, b)), 2e-4, 2e-5, 'dx');
       close(g.dweight!.toArray(), numericGrad(Float64Array.from(w), (ww) => L(x, ww, b)), 2e-4, 2e-5, 'dweight');
       if (!rms) close(g.dbias!.toArray(), numericGrad(Float64Array.from(b), (bb) => L(x, w, bb)), 2e-4, 2e-5, 'dbias');
+    }
+  });
+
+  test('a backward that recomputes the statistics uses the forward\'s eps when given it', async () => {
+    const rt = await rtP;
+    const [M, N] = [4, 8];
+    const X = rt.tensor(rand(M * N, 31, 0.05), [M, N]), DY = rt.tensor(rand(M * N, 32), [M, N]);
+    for (const rms of [false, true]) {
+      const [fwd, bwd] = rms ? [ops.rmsNorm, ops.rmsNormBackward] : [ops.layerNorm, ops.layerNormBackward];
+      const f = await fwd(X, { eps: 1e-2 });
+      const saved = (await bwd(DY, X, { rstd: f.rstd, mean: f.mean })).dx.toArray();
+      // Small rows (|x| ~ 0.05): eps 1e-2 against the default 1e-5 changes dx several-fold.
+      close((await bwd(DY, X, { eps: 1e-2 })).dx.toArray(), saved, 1e-5, 1e-6, `${rms ? 'rms' : 'layer'} recomputed with eps`);
+      expect(maxAbsDiff((await bwd(DY, X, {})).dx.toArray(), saved)).toBeGreaterThan(0.1);
+      await expect(bwd(DY, X, { eps: -1 })).rejects.toThrow(/eps must be a finite number >= 0, got -1/);
     }
   });
 

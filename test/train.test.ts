@@ -257,6 +257,15 @@ describe('optimisers', () => {
     expect(() => new AdamW([P], { lr: -1 })).toThrow(/^AdamW: lr must be a finite number >= 0, got -1$/);
     expect(() => new Adam([P], { copies: [rt.empty([2], 'bf16')] })).toThrow(/^Adam: copies\[0\]: expected shape \[3\], got \[2\]$/);
     expect(() => new Adam([P], { copies: rt.empty([3], 'bf16') as never })).toThrow(/^Adam: copies must be an array of tensors/);
+    // A copy over another parameter (or another copy) would overwrite it at every step.
+    const Q3 = rt.tensor([7, 8, 9], [3]), C = rt.empty([3], 'bf16');
+    expect(() => new SGD([P, Q3], { lr: 0.1, copies: [Q3, C] })).toThrow(/^SGD: (copies\[0\] must not overlap params\[1\]|params\[1\] must not overlap copies\[0\])/);
+    expect(() => new Adam([P, Q3], { copies: [C, C] })).toThrow(/^Adam: copies\[1\] must not overlap copies\[0\] \(the same tensor twice\)$/);
+    // ... and so would one over a step's gradient, which is read after the copy is written.
+    const withCopies = new SGD([P, Q3], { lr: 0.1, copies: [C, rt.empty([3], 'bf16')] });
+    await expect(withCopies.step([C, rt.zeros([3])])).rejects.toThrow(/^SGD.step: (grads\[0\] must not overlap copies\[0\]|copies\[0\] must not overlap grads\[0\])/);
+    await expect(withCopies.step([rt.zeros([3]), P])).rejects.toThrow(/^SGD.step: (grads\[1\] must not overlap params\[0\]|params\[0\] must not overlap grads\[1\])/);
+    expect(Array.from(Q3.toArray())).toEqual([7, 8, 9]);
     expect(() => new SGD([P], undefined as never)).toThrow(/^SGD: options must be an object { lr, ... }, got undefined$/);
     expect(() => new SGD([P], { lr: '0.1' as never })).toThrow(/^SGD: lr must be a finite number >= 0, got "0.1"$/);
     expect(() => new SGD([P], { lr: 0.1, momentum: 0.9, nesterov: 'yes' as never })).toThrow(/^SGD: nesterov must be a boolean, got "yes"$/);

@@ -38,6 +38,8 @@ export interface NormBackwardOptions {
   /** The forward's statistics; recomputed from x when absent. */
   readonly mean?: Tensor;
   readonly rstd?: Tensor;
+  /** The forward's eps (default 1e-5): the statistics are recomputed with it when not given. */
+  readonly eps?: number;
   /**
    * Added to dx ([.., N] like x): the gradient that reaches the norm's input around it through
    * a residual connection (x + f(norm(x))), summed in the same pass.
@@ -100,6 +102,7 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
   const { M, N } = rowsOf(op, x);
   const w = param(op, 'weight', opts.weight, rt, N);
   if (rms && opts.bias) fail(op, 'RMS norm has no bias');
+  if (opts.eps !== undefined) finite(op, 'eps', opts.eps, (v) => v >= 0, 'a finite number >= 0');
   let mean = rms ? undefined : stat(op, 'mean', opts.mean, rt, M);
   let rstd = stat(op, 'rstd', opts.rstd, rt, M);
   const res = opts.residual;
@@ -110,7 +113,7 @@ async function backward(op: string, rms: boolean, dy: Tensor, x: Tensor, opts: N
   const own: Tensor[] = [];
   if (rstd === undefined || (!rms && mean === undefined)) {
     // Recompute the statistics (y is thrown away).
-    const f = await forward(op, rms, x, {});
+    const f = await forward(op, rms, x, { eps: opts.eps });
     f.y.free();
     mean = f.mean;
     rstd = f.rstd;
