@@ -91,6 +91,8 @@ interface Spec {
   readonly interpArgs: InterpArg[];
   /** Bytes of the distinct tensors passed (how much memory the launch can touch). */
   readonly bytes: number;
+  /** The tensor arguments by parameter name (checked again just before the launch runs). */
+  readonly tensors: readonly (readonly [string, Tensor])[];
 }
 
 const RESERVED = new Set(['grid', 'runtime', 'relaxedSimd', 'checked']);
@@ -201,7 +203,13 @@ export class Kernel {
   async launch(opts: LaunchOptions, ...args: KernelArg[]): Promise<void> {
     const spec = this.spec(opts, args);
     const ck = await this.compile(spec);
-    await spec.runtime.execute(ck, spec.grid, spec.params, spec.bytes);
+    // A tensor freed while the launch compiled or queued: its block may already be another's.
+    const live = (): void => {
+      for (const [name, t] of spec.tensors) {
+        if (t.isFreed) throw new Error(`${this.name}: tensor '${name}' was freed before the launch ran (await a launch before freeing what it uses)`);
+      }
+    };
+    await spec.runtime.execute(ck, spec.grid, spec.params, spec.bytes, undefined, live);
   }
 
   /** Same effect as `launch`, through the reference interpreter (debugging, tests). */
@@ -261,11 +269,14 @@ export class Kernel {
       throw new TypeError(`${this.name}: expected ${runParams.length} arguments (${runParams.map((p) => p.name).join(', ')}), got ${args.length}`);
     }
     let runtime = opts.runtime;
+    if (runtime !== undefined && !(runtime instanceof Runtime)) throw new TypeError(`${this.name}: launch option 'runtime' must be a Runtime, got ${describe(runtime)}`);
+    if (opts.relaxedSimd !== undefined && typeof opts.relaxedSimd !== 'boolean') throw new TypeError(`${this.name}: launch option 'relaxedSimd' must be a boolean, got ${describe(opts.relaxedSimd)}`);
     const tensorDtypes: Record<string, StorageDType> = {};
     const divisibility: Record<string, number> = {};
     const params: number[] = [];
     const sizes: number[] = [];
     const interpArgs: InterpArg[] = [];
+    const tensors: [string, Tensor][] = [];
     let bytes = 0;
     runParams.forEach((p, i) => {
       const a = args[i];
@@ -278,6 +289,7 @@ export class Kernel {
         // The same tensor often fills several pointer slots (unused ones): count it once.
         if (!params.includes(a.byteOffset)) bytes += a.byteLength;
         params.push(a.byteOffset);
+        tensors.push([p.name, a]);
         sizes.push(a.size);
         interpArgs.push({ kind: 'tensor', byteOffset: a.byteOffset, length: a.size });
       } else {
@@ -303,7 +315,7 @@ export class Kernel {
     if (relaxed && !detectFeatures().relaxedSimd) {
       throw new Error(`${this.name}: relaxedSimd requested but this WebAssembly engine does not support relaxed SIMD`);
     }
-    return { grid, constexprs, tensorDtypes, divisibility, relaxed, checked, runtime, params, interpArgs, bytes };
+    return { grid, constexprs, tensorDtypes, divisibility, relaxed, checked, runtime, params, interpArgs, bytes, tensors };
   }
 
   /** Everything that changes the generated code, as named parts (compared to explain recompiles). */

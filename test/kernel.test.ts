@@ -277,6 +277,28 @@ describe('launch validation', () => {
     expect(Array.from(out.toArray())).toEqual([9, 9, 9, 9]);
   });
 
+  test('a tensor freed while its launch is pending: the launch rejects and writes nothing (the block may be another tensor\'s)', async () => {
+    for (const threads of [0, 2] as const) {
+      const rt = await Runtime.create({ threads, inlineBelowBytes: 0 });
+      const k = jit(SRC, { signature: SIG });
+      const n = 4096;
+      const x = rt.tensor(new Float32Array(n).fill(1), [n]);
+      let out = rt.empty([n]);
+      await k.launch({ grid: [n / 4], BLOCK: 4, DOUBLE: false }, x, out, 3, n);
+      const pending = k.launch({ grid: [n / 4], BLOCK: 4, DOUBLE: false }, x, out, 3, n);
+      out.free();
+      out = rt.tensor(new Float32Array(n).fill(42), [n]); // takes the freed block
+      await expect(pending).rejects.toThrow(/^scale: tensor 'Out' was freed before the launch ran/);
+      expect(out.toArray().every((v) => v === 42)).toBe(true);
+      rt.dispose();
+    }
+    const rt = await rtP;
+    const k = jit(SRC, { signature: SIG });
+    const x = rt.tensor(new Float32Array(4), [4]);
+    await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false, runtime: {} as never }, x, x, 1, 4)).rejects.toThrow(/launch option 'runtime' must be a Runtime/);
+    await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false, relaxedSimd: 'no' as never }, x, x, 1, 4)).rejects.toThrow(/^scale: launch option 'relaxedSimd' must be a boolean, got /);
+  });
+
   test('cdiv sizes grids as the language\'s cdiv does, and refuses what is not a size', () => {
     expect([cdiv(1000, 256), cdiv(1024, 256), cdiv(0, 8), cdiv(1, 1), cdiv(2 ** 31 - 1, 2)]).toEqual([4, 4, 0, 1, 2 ** 30]);
     expect(() => cdiv(10, 0)).toThrow(new RangeError('cdiv: expected integers a and b > 0, got 10 and 0'));

@@ -225,12 +225,15 @@ export class WorkerPool {
    * Run a launch on the workers (and on the calling thread, given `caller`). Launches from
    * concurrent callers are serialised.
    */
-  run(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], onSpans?: (spans: WorkerSpan[]) => void, caller?: CallerPart): Promise<void> {
+  run(
+    ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], onSpans?: (spans: WorkerSpan[]) => void, caller?: CallerPart,
+    live?: () => void,
+  ): Promise<void> {
     // Keep the process alive while launches are pending: workers and ports are unref'd, and
     // neither set-up acks nor a pending Atomics.waitAsync hold the event loop.
     this.pending++;
     this.keepAlive.ref();
-    const next = this.queue.then(() => this.runNow(ck, grid, params, onSpans, caller)).finally(() => {
+    const next = this.queue.then(() => this.runNow(ck, grid, params, onSpans, caller, live)).finally(() => {
       if (--this.pending > 0) return;
       if (this.disposed) clearInterval(this.keepAlive);
       else this.keepAlive.unref();
@@ -239,11 +242,16 @@ export class WorkerPool {
     return next;
   }
 
-  private async runNow(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], onSpans?: (spans: WorkerSpan[]) => void, caller?: CallerPart): Promise<void> {
+  private async runNow(
+    ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], onSpans?: (spans: WorkerSpan[]) => void, caller?: CallerPart,
+    live?: () => void,
+  ): Promise<void> {
     // Launches queued behind one that dispose() cut short.
     if (this.disposed) throw disposedError(ck, 'before');
     if (params.length > MAX_PARAMS) throw new RangeError(`${ck.name}: more than ${MAX_PARAMS} kernel parameters`);
     const id = this.ready(ck) ?? (await this.prepare(ck));
+    // Its tensors may have been freed while it waited its turn (their memory is someone else's now).
+    live?.();
     const total = grid[0] * grid[1] * grid[2];
     const workers = this.slots.filter((s) => s.alive).length;
     const participants = workers + (caller ? 1 : 0);

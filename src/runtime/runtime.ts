@@ -272,13 +272,13 @@ export class Runtime implements TensorOwner {
     }
   }
 
-  private async executeProfiled(prof: Profiler, ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes: number): Promise<void> {
+  private async executeProfiled(prof: Profiler, ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes: number, live?: () => void): Promise<void> {
     const origin = performance.timeOrigin;
     const t0 = origin + performance.now();
     let spans: WorkerSpan[] = [];
     const pooled = this.pool !== undefined && grid[0] * grid[1] * grid[2] >= INLINE_BELOW && bytes >= this.inlineBelowBytes;
     try {
-      await this.execute(ck, grid, params, bytes, (s) => (spans = s));
+      await this.execute(ck, grid, params, bytes, (s) => (spans = s), live);
     } catch (err) {
       prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans, err, ck.work);
       throw err;
@@ -288,11 +288,15 @@ export class Runtime implements TensorOwner {
 
   /**
    * @internal Run a compiled kernel over a grid (`bytes`: what its tensors total, for the inline
-   * choice; `onSpans`, when profiling: the workers' parts).
+   * choice; `onSpans`, when profiling: the workers' parts; `live`: throws if a tensor of the
+   * launch was freed, called just before the programs run).
    */
-  async execute(ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes = Infinity, onSpans?: (s: WorkerSpan[]) => void): Promise<void> {
+  async execute(
+    ck: CompiledKernel, grid: readonly [number, number, number], params: readonly number[], bytes = Infinity, onSpans?: (s: WorkerSpan[]) => void,
+    live?: () => void,
+  ): Promise<void> {
     // Profiling costs this one check when it is off.
-    if (this.profiler && !onSpans) return this.executeProfiled(this.profiler, ck, grid, params, bytes);
+    if (this.profiler && !onSpans) return this.executeProfiled(this.profiler, ck, grid, params, bytes, live);
     this.live(`cannot launch kernel '${ck.name}'`);
     const total = grid[0] * grid[1] * grid[2];
     this.counters.launches++;
@@ -303,13 +307,14 @@ export class Runtime implements TensorOwner {
       this.counters.programs += total;
       const busy0 = this.pool.callerBusyMs;
       try {
-        await this.pool.run(ck, grid, params, onSpans, this.callerRuns ? this.callerPart(ck, grid, params) : undefined);
+        await this.pool.run(ck, grid, params, onSpans, this.callerRuns ? this.callerPart(ck, grid, params) : undefined, live);
       } finally {
         this.counters.busyMs += this.pool.callerBusyMs - busy0;
       }
       return;
     }
     this.counters.inline++;
+    live?.();
     const part = this.callerPart(ck, grid, params);
     const t0 = performance.now();
     try {
