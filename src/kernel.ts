@@ -202,14 +202,14 @@ export class Kernel {
   /** Run the grid. Resolves when every program has finished. */
   async launch(opts: LaunchOptions, ...args: KernelArg[]): Promise<void> {
     const spec = this.spec(opts, args);
-    const ck = await this.compile(spec);
     // A tensor freed while the launch compiled or queued: its block may already be another's.
     const live = (): void => {
       for (const [name, t] of spec.tensors) {
         if (t.isFreed) throw new Error(`${this.name}: tensor '${name}' was freed before the launch ran (await a launch before freeing what it uses)`);
       }
     };
-    await spec.runtime.execute(ck, spec.grid, spec.params, spec.bytes, undefined, live);
+    // Launches of one runtime run in the order they were issued, compiling or not.
+    await spec.runtime.inOrder(async () => spec.runtime.execute(await this.compile(spec), spec.grid, spec.params, spec.bytes, undefined, live));
   }
 
   /** Same effect as `launch`, through the reference interpreter (debugging, tests). */

@@ -299,6 +299,29 @@ describe('launch validation', () => {
     await expect(k.launch({ grid: [1], BLOCK: 4, DOUBLE: false, relaxedSimd: 'no' as never }, x, x, 1, 4)).rejects.toThrow(/^scale: launch option 'relaxedSimd' must be a boolean, got /);
   });
 
+  test('launches run in the order they were issued, even when an earlier one has to compile first', async () => {
+    for (const threads of [0, 2] as const) {
+      const rt = await Runtime.create({ threads, inlineBelowBytes: 0 });
+      const fill = jit(`function fill(Out, v, n, BLOCK) {
+        const i = programId(0) * BLOCK + arange(BLOCK);
+        store(Out, i, zeros([BLOCK]) + v, i < n);
+      }`, { signature: { Out: 'ptr', v: 'f32', n: 'i32', BLOCK: 'constexpr' } });
+      const copy = jit(SRC, { signature: SIG });
+      const n = 1000;
+      const t = rt.tensor(new Float32Array(n).fill(1), [n]), u = rt.empty([n]);
+      await copy.launch({ grid: [4], BLOCK: 256, DOUBLE: false }, t, u, 1, n); // compiled
+      // The fill's first launch compiles; the copy after it must still see its result.
+      const a = fill.launch({ grid: [8], BLOCK: 128 }, t, 7, n);
+      const b = copy.launch({ grid: [4], BLOCK: 256, DOUBLE: false }, t, u, 1, n);
+      const bad = fill.launch({ grid: [1], BLOCK: 3 } as never, t, 7, n).catch((e: unknown) => e); // a failure in between
+      const c = copy.launch({ grid: [4], BLOCK: 256, DOUBLE: true }, u, t, 1, n);
+      await Promise.all([a, b, c]);
+      expect(await bad).toBeInstanceOf(Error);
+      expect([u.toArray()[0], u.toArray()[999], t.toArray()[0]]).toEqual([7, 7, 14]);
+      rt.dispose();
+    }
+  });
+
   test('cdiv sizes grids as the language\'s cdiv does, and refuses what is not a size', () => {
     expect([cdiv(1000, 256), cdiv(1024, 256), cdiv(0, 8), cdiv(1, 1), cdiv(2 ** 31 - 1, 2)]).toEqual([4, 4, 0, 1, 2 ** 30]);
     expect(() => cdiv(10, 0)).toThrow(new RangeError('cdiv: expected integers a and b > 0, got 10 and 0'));

@@ -105,6 +105,8 @@ export class Runtime implements TensorOwner {
   private scratch = 0;
   private scratchSize = 0;
   private disposed = false;
+  /** The last launch issued: the next one starts after it settles (issue order). */
+  private tail: Promise<unknown> = Promise.resolve();
   private readonly counters: RuntimeStats;
   /** This runtime's open scopes (a tensor is owned by at most one). */
   private readonly scopes = new Set<ScopeFrame>();
@@ -284,6 +286,17 @@ export class Runtime implements TensorOwner {
       throw err;
     }
     prof.record(ck.name, t0, origin + performance.now(), grid, params, pooled, spans, undefined, ck.work);
+  }
+
+  /**
+   * @internal Run `launch` once every launch issued on this runtime before it has settled, as a
+   * stream does: a launch that must compile first is not overtaken by a later one that need not.
+   * A failed launch does not stop the ones after it.
+   */
+  inOrder<T>(launch: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(launch);
+    this.tail = run.catch(() => undefined);
+    return run;
   }
 
   /**
