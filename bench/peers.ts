@@ -1,7 +1,8 @@
 /**
  * @fileoverview The systems a user would otherwise pick, loaded lazily so that a peer that fails
- * to load becomes a `missing` line instead of a crash: onnxruntime-web (WebAssembly SIMD, its own
- * threads) fed single-op ONNX models built here, and tfjs-backend-wasm (one thread in Node).
+ * to load becomes a `missing` line instead of a crash: onnxruntime-web (impl `ort-web`:
+ * WebAssembly SIMD, its own threads) fed single-op ONNX models built here, and tfjs-backend-wasm
+ * (impl `tfjs-wasm`: one thread in Node).
  */
 import { line, maxAbsErr, medianMs, missing, type BenchContext } from './harness.js';
 
@@ -110,7 +111,7 @@ export function loadTf(): Promise<Tf> {
 export interface PeerCase {
   readonly suite: string;
   readonly name: string;
-  readonly impl: 'onnxruntime-web' | 'tfjs-wasm';
+  readonly impl: 'ort-web' | 'tfjs-wasm';
   readonly threads: number;
   /** Build the peer's call (load, make the session); the call returns the output. */
   readonly make: () => Promise<() => Promise<ArrayLike<number>>>;

@@ -8,7 +8,7 @@ import { type BenchContext, type BenchLine } from './harness.js';
 import { attentionBwdSuite, attentionSuite } from './suites/attention.js';
 import { checkedSuite } from './suites/checked.js';
 import { compileSuite, dispatchSuite, dotSuite } from './suites/core.js';
-import { gemmSuite } from './suites/gemm.js';
+import { gemmSuite, gemvSuite } from './suites/gemm.js';
 import { trainSuite } from './suites/train-e2e.js';
 import { activationsSuite, ampSuite, layernormSuite, lossesSuite, optimSuite, softmaxSuite } from './suites/train.js';
 
@@ -16,6 +16,7 @@ export const SUITES: Record<string, (ctx: BenchContext) => Promise<void>> = {
   compile: compileSuite,
   dot: dotSuite,
   gemm: gemmSuite,
+  gemv: gemvSuite,
   activations: activationsSuite,
   softmax: softmaxSuite,
   layernorm: layernormSuite,
@@ -66,6 +67,9 @@ export async function runBench(args: readonly string[], io: BenchIO = STDIO, usa
         const t = l.median_ms === null ? `error: ${l.error}` : `${l.median_ms} ms ${rate}`;
         io.out(`${l.suite.padEnd(12)} ${l.case.padEnd(44)} ${l.impl.padEnd(10)} t=${l.threads} ${t}${l.max_abs_err !== null ? `  err ${l.max_abs_err.toExponential(1)}` : ''}\n`);
       }
+    },
+    note(text: string) {
+      if (!json) io.out(`${text}\n`);
     },
   };
   for (const name of chosen.length ? chosen : Object.keys(SUITES)) {

@@ -50,7 +50,9 @@ async function show(name: string, k: Kernel, launch: Record<string, unknown> & {
   const ms = await medianMs(() => k.launch(launch, ...args), 5);
   const want = ref();
   const err = maxErr(out.toArray() as Float32Array, want);
-  const jsMs = await medianMs(ref, 2);
+  // The same statistic on both sides: a median of an odd count after a warm-up (the call above
+  // warms plain JS); plain JS gets fewer calls, being the slow side.
+  const jsMs = await medianMs(ref, 3, false);
   const rate = (t: number): string => (work.flops ? `${(work.flops / t / 1e6).toFixed(1)} GFLOP/s` : `${(work.bytes! / t / 1e6).toFixed(2)} GB/s`);
   const ok = err <= tol;
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${name.padEnd(26)} tilejit ${ms.toFixed(2).padStart(8)} ms (${rate(ms).padStart(14)})   plain JS ${jsMs.toFixed(1).padStart(8)} ms (${rate(jsMs).padStart(12)})   x${(jsMs / ms).toFixed(1).padStart(6)}   max err ${err.toExponential(1)}`);

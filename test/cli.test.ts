@@ -181,20 +181,21 @@ describe('tilejit', () => {
     expect(r.err).toContain('[bench] dispatch');
   });
 
-  test('bench --json --quick --suite gemm: tilejit, peers and plain JS lines follow the contract', async () => {
-    const r = await cli('bench', '--json', '--quick', '--suite', 'gemm');
+  test('bench --json --quick --suite gemm --suite gemv: tilejit, peers and plain JS lines follow the contract', async () => {
+    const r = await cli('bench', '--json', '--quick', '--suite', 'gemm', '--suite', 'gemv');
     expect(r.code).toBe(0);
     const lines = r.out.trim().split('\n').map((l) => JSON.parse(l));
     for (const l of lines) {
       for (const f of BENCH_FIELDS) expect(l).toHaveProperty(f);
-      expect(l.suite).toBe('gemm');
+      // One row (M = 1) is GEMV, under its own suite as BENCH_JSON names it.
+      expect(l.suite).toBe(l.params.M === 1 ? 'gemv' : 'gemm');
       // A peer that cannot run is a line with an error, never a crash.
       if (l.median_ms === null) expect(typeof l.error).toBe('string');
       else expect(l.median_ms).toBeGreaterThan(0);
       if (l.impl.startsWith('tilejit') && l.params.M > 1) expect(l.gflops).toBeGreaterThan(0);
     }
     const impls = new Set(lines.map((l) => l.impl));
-    for (const impl of ['tilejit', 'tilejit-mul+add', 'onnxruntime-web', 'tfjs-wasm', 'naive-js']) expect(impls.has(impl), impl).toBe(true);
+    for (const impl of ['tilejit', 'tilejit-mul+add', 'ort-web', 'tfjs-wasm', 'naive-js']) expect(impls.has(impl), impl).toBe(true);
     expect(new Set(lines.filter((l) => l.impl === 'tilejit').map((l) => l.threads))).toEqual(new Set([1, 2]));
   }, 120_000);
 

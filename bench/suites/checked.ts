@@ -51,7 +51,7 @@ export async function checkedSuite(ctx: BenchContext): Promise<void> {
       const ratio = Number((ms.checked / ms.plain).toFixed(3));
       ctx.emit(line('checked', c.name, 'tilejit', threads, ms.plain, c.work, null, { ...c.params, checked: false }));
       ctx.emit(line('checked', c.name, 'tilejit-checked', threads, ms.checked, c.work, err, { ...c.params, checked: true, ratio }));
-      if (!ctx.json) process.stdout.write(`${'checked'.padEnd(12)} ${c.name.padEnd(44)} ratio checked/unchecked t=${threads}: ${ratio}\n`);
+      ctx.note(`${'checked'.padEnd(12)} ${c.name.padEnd(44)} ratio checked/unchecked t=${threads}: ${ratio}`);
     }
     rt.dispose();
   }

@@ -1,7 +1,8 @@
 /**
- * @fileoverview `gemm`: ops.matmul (GEMM, and GEMV for one row with f32 and bf16 weights) on 1
- * and 2 threads, next to onnxruntime-web (2 threads), tfjs-backend-wasm (1 thread) and plain JS
- * (i-k-j) where it finishes in reasonable time, in one process.
+ * @fileoverview `gemm` and `gemv`: ops.matmul on 1 and 2 threads (GEMM; GEMV for one row with
+ * f32 and bf16 weights, and with weights kept as [N, K]), next to onnxruntime-web (2 threads),
+ * tfjs-backend-wasm (1 thread) and plain JS (i-k-j) where it finishes in reasonable time, in
+ * one process.
  */
 import { ops, Runtime } from '../../src/index.js';
 import { gemmReference } from '../../templates/gemm.js';
@@ -10,7 +11,7 @@ import { naiveSgemm } from '../kernels.js';
 import { loadTf, ortRunner, timePeer } from '../peers.js';
 
 /** GEMV against weights kept as nn.Linear keeps them ([N, K], transB), f32. */
-async function gemvTransposed(ctx: BenchContext, N: number, K: number): Promise<void> {
+async function gemvTransposed(ctx: BenchContext, suite: string, N: number, K: number): Promise<void> {
   const a = randArray(K, 3), b = randArray(N * K, 4);
   const flops = 2 * N * K;
   const want = gemmReference(a, b, 1, N, K, { transB: true });
@@ -21,18 +22,18 @@ async function gemvTransposed(ctx: BenchContext, N: number, K: number): Promise<
     const A = rt.tensor(a, [1, K]), B = rt.tensor(b, [N, K]), C = rt.empty([1, N]);
     await ops.matmul(A, B, { transB: true, out: C });
     const ms = await medianMs(() => ops.matmul(A, B, { transB: true, out: C }), { quick: ctx.quick });
-    ctx.emit(line('gemm', name, 'tilejit', threads, ms, { flops, bytes: 4 * N * K }, maxAbsErr(C.toArray(), want), params));
+    ctx.emit(line(suite, name, 'tilejit', threads, ms, { flops, bytes: 4 * N * K }, maxAbsErr(C.toArray(), want), params));
     rt.dispose();
   }
   await timePeer(ctx, {
-    suite: 'gemm', name, impl: 'onnxruntime-web', threads: 2, want, work: { flops }, params,
+    suite, name, impl: 'ort-web', threads: 2, want, work: { flops }, params,
     make: async () => {
       const run = await ortRunner(2, [{ op: 'Gemm', inputs: ['a', 'b'], outputs: ['c'], attrs: [{ name: 'transB', i: 1 }] }], [['a', [1, K]], ['b', [N, K]]], [['c', [1, N]]]);
       return () => run({ a, b });
     },
   });
   await timePeer(ctx, {
-    suite: 'gemm', name, impl: 'tfjs-wasm', threads: 1, want, work: { flops }, params,
+    suite, name, impl: 'tfjs-wasm', threads: 1, want, work: { flops }, params,
     make: async () => {
       const tf = await loadTf();
       const A = tf.tensor2d(a, [1, K]), B = tf.tensor2d(b, [N, K]);
@@ -47,7 +48,16 @@ async function gemvTransposed(ctx: BenchContext, N: number, K: number): Promise<
 }
 
 export async function gemmSuite(ctx: BenchContext): Promise<void> {
-  const shapes: [number, number, number][] = ctx.quick ? [[256, 256, 256], [1, 4096, 4096]] : [[1024, 1024, 1024], [256, 256, 256], [64, 512, 2048], [1, 4096, 4096]];
+  await matmulCases(ctx, 'gemm', ctx.quick ? [[256, 256, 256]] : [[1024, 1024, 1024], [256, 256, 256], [64, 512, 2048]]);
+}
+
+export async function gemvSuite(ctx: BenchContext): Promise<void> {
+  await matmulCases(ctx, 'gemv', [[1, 4096, 4096]]);
+  await gemvTransposed(ctx, 'gemv', 4096, 4096);
+}
+
+/** Each [M, N, K] on tilejit (1 and 2 threads, and its variants), the peers and plain JS. */
+async function matmulCases(ctx: BenchContext, suite: string, shapes: readonly (readonly [number, number, number])[]): Promise<void> {
   for (const [M, N, K] of shapes) {
     const a = randArray(M * K, 1), b = randArray(K * N, 2);
     const flops = 2 * M * N * K;
@@ -61,7 +71,7 @@ export async function gemmSuite(ctx: BenchContext): Promise<void> {
         await ops.matmul(A, B, { out: C });
         const ms = await medianMs(() => ops.matmul(A, B, { out: C }), { quick: ctx.quick });
         const err = want && dtype === 'f32' ? maxAbsErr(C.toArray(), want) : null;
-        ctx.emit(line('gemm', name, 'tilejit', threads, ms, { flops, bytes: M === 1 ? K * N * (dtype === 'f32' ? 4 : 2) : undefined }, err, params));
+        ctx.emit(line(suite, name, 'tilejit', threads, ms, { flops, bytes: M === 1 ? K * N * (dtype === 'f32' ? 4 : 2) : undefined }, err, params));
         if (M === 1) {
           // The weights packed once into panels (ops.packWeights), as an inference session
           // would do with its weights; the packing is not timed.
@@ -69,27 +79,27 @@ export async function gemmSuite(ctx: BenchContext): Promise<void> {
           await ops.matmul(A, W, { out: C });
           const packed = await medianMs(() => ops.matmul(A, W, { out: C }), { quick: ctx.quick });
           const perr = want && dtype === 'f32' ? maxAbsErr(C.toArray(), want) : null;
-          ctx.emit(line('gemm', name, 'tilejit-packed', threads, packed, { flops, bytes: K * N * (dtype === 'f32' ? 4 : 2) }, perr, { ...params, packed: true }));
+          ctx.emit(line(suite, name, 'tilejit-packed', threads, packed, { flops, bytes: K * N * (dtype === 'f32' ? 4 : 2) }, perr, { ...params, packed: true }));
           W.free();
         }
         if (M > 1) {
           // The plain mul+add path, for engines without relaxed SIMD.
           await ops.matmul(A, B, { out: C, relaxedSimd: false });
           const plain = await medianMs(() => ops.matmul(A, B, { out: C, relaxedSimd: false }), { quick: ctx.quick });
-          ctx.emit(line('gemm', name, 'tilejit-mul+add', threads, plain, { flops }, want ? maxAbsErr(C.toArray(), want) : null, { ...params, relaxed: false }));
+          ctx.emit(line(suite, name, 'tilejit-mul+add', threads, plain, { flops }, want ? maxAbsErr(C.toArray(), want) : null, { ...params, relaxed: false }));
         }
         rt.dispose();
       }
       if (dtype !== 'f32') continue;
       await timePeer(ctx, {
-        suite: 'gemm', name, impl: 'onnxruntime-web', threads: 2, want, work: { flops }, params,
+        suite, name, impl: 'ort-web', threads: 2, want, work: { flops }, params,
         make: async () => {
           const run = await ortRunner(2, [{ op: 'MatMul', inputs: ['a', 'b'], outputs: ['c'] }], [['a', [M, K]], ['b', [K, N]]], [['c', [M, N]]]);
           return () => run({ a, b });
         },
       });
       await timePeer(ctx, {
-        suite: 'gemm', name, impl: 'tfjs-wasm', threads: 1, want, work: { flops }, params,
+        suite, name, impl: 'tfjs-wasm', threads: 1, want, work: { flops }, params,
         make: async () => {
           const tf = await loadTf();
           const A = tf.tensor2d(a, [M, K]), B = tf.tensor2d(b, [K, N]);
@@ -104,9 +114,8 @@ export async function gemmSuite(ctx: BenchContext): Promise<void> {
       if (M * N * K <= 2 ** 27) {
         const c = new Float32Array(M * N);
         const ms = await medianMs(() => naiveSgemm(a, b, c, M, N, K), { quick: ctx.quick, slow: M * N * K > 2 ** 24 });
-        ctx.emit(line('gemm', name, 'naive-js', 1, ms, { flops }, want ? maxAbsErr(c, want) : null, params));
+        ctx.emit(line(suite, name, 'naive-js', 1, ms, { flops }, want ? maxAbsErr(c, want) : null, params));
       }
     }
   }
-  await gemvTransposed(ctx, 4096, 4096);
 }

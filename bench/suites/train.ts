@@ -17,6 +17,11 @@ type Case = {
   bytes: number;
   /** Plain JS: fills and returns its output. */
   js: () => ArrayLike<number>;
+  /**
+   * The reference to check against, from plain JS's first output, built outside its timing
+   * (default: a copy, since the timed calls overwrite it).
+   */
+  want?: (jsOut: ArrayLike<number>) => ArrayLike<number>;
   /** Builds the tensors in `rt` and returns the timed call and the output to check. */
   setup: (rt: Runtime) => { run: () => Promise<unknown>; out: () => ArrayLike<number> };
   /** onnxruntime-web: one node over float inputs (2 threads). */
@@ -27,7 +32,8 @@ type Case = {
 
 async function runCase(ctx: BenchContext, c: Case): Promise<void> {
   const slow = c.bytes > 200e6;
-  const want = Float32Array.from(c.js()); // a copy: the timed calls below overwrite c.js's output
+  const first = c.js();
+  const want = c.want ? c.want(first) : Float32Array.from(first);
   const jsMs = await medianMs(c.js, { quick: ctx.quick, slow });
   for (const threads of [1, 2]) {
     const rt = await Runtime.create({ threads: threads === 1 ? 0 : threads });
@@ -43,7 +49,7 @@ async function runCase(ctx: BenchContext, c: Case): Promise<void> {
   if (c.ort) {
     const o = c.ort;
     await timePeer(ctx, {
-      ...peer, impl: 'onnxruntime-web', threads: 2,
+      ...peer, impl: 'ort-web', threads: 2,
       make: async () => {
         const run = await ortRunner(2, o.nodes, o.inputs.map(([n, sh]) => [n, sh] as const), [o.output]);
         const feeds = Object.fromEntries(o.inputs.map(([n, , d]) => [n, d]));
@@ -185,6 +191,13 @@ export async function lossesSuite(ctx: BenchContext): Promise<void> {
   let jsLoss = 0;
   await runCase(ctx, {
     suite: 'losses', name: `mse mean + grad ${n} f32`, params: { n, dtype: 'f32', loss: 'mse', reduction: 'mean' }, bytes: 12 * n,
+    // Both outputs are checked: the gradient, then the loss value as one more element.
+    want: (gr) => {
+      const w = new Float32Array(n + 1);
+      w.set(gr);
+      w[n] = jsLoss;
+      return w;
+    },
     js: () => {
       let s = 0;
       for (let i = 0; i < n; i++) {
@@ -206,7 +219,13 @@ export async function lossesSuite(ctx: BenchContext): Promise<void> {
         last = r.value!;
         g = r.grad;
       };
-      return { run, out: () => (Math.abs(last - jsLoss) > 1e-6 * jsLoss ? [NaN] : g!.toArray()) };
+      const out = (): Float32Array => {
+        const o = new Float32Array(n + 1);
+        o.set(g!.toArray());
+        o[n] = last;
+        return o;
+      };
+      return { run, out };
     },
   });
 }
@@ -241,7 +260,7 @@ export async function optimSuite(ctx: BenchContext): Promise<void> {
 export async function ampSuite(ctx: BenchContext): Promise<void> {
   const n = ctx.quick ? 1 << 20 : 1 << 22;
   const x = randArray(n, 13, 100);
-  const u16 = new Uint16Array(n), f32 = new Float32Array(n), u32 = new Uint32Array(f32.buffer);
+  const u16 = new Uint16Array(n);
   await runCase(ctx, {
     suite: 'amp', name: `cast f32 -> bf16 ${n}`, params: { n, from: 'f32', to: 'bf16' }, bytes: 6 * n,
     js: () => {
@@ -250,7 +269,12 @@ export async function ampSuite(ctx: BenchContext): Promise<void> {
         const b = xb[i]!;
         u16[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16; // round to nearest even (finite inputs)
       }
-      for (let i = 0; i < n; i++) u32[i] = u16[i]! << 16;
+      return u16;
+    },
+    // Widened back to f32 for the check (tilejit's toArray reads bf16 as f32), outside the timing.
+    want: (bits) => {
+      const f32 = new Float32Array(n), u32 = new Uint32Array(f32.buffer);
+      for (let i = 0; i < n; i++) u32[i] = bits[i]! << 16;
       return f32;
     },
     setup: (rt) => {
