@@ -282,7 +282,7 @@ export class Kernel {
       const a = args[i];
       if (p.kind === 'ptr') {
         if (!(a instanceof Tensor)) throw new TypeError(`${this.name}: argument '${p.name}' must be a Tensor, got ${describe(a)}`);
-        a.assertLive(p.name);
+        if (a.isFreed) throw new Error(`${this.name}: tensor '${p.name}' was freed`);
         runtime ??= a.runtime;
         if (a.runtime !== runtime) throw new TypeError(`${this.name}: tensor '${p.name}' belongs to another runtime`);
         tensorDtypes[p.name] = a.dtype;

@@ -7,7 +7,7 @@ import { describe, fail, finite, floatTensor, liveRuntime, optionsOf, sameShape 
 import { adamSettings, checkAllDisjoint, prepareAdamStep, prepareSgdStep, sgdSettings, unscaleGrads, type StepNames } from './ops/optim.js';
 import type { Tensor } from './runtime/tensor.js';
 
-/** Per-step extras: gradients already unscaled by `gradScale`, half copies to refresh. */
+/** Per-step extras: `gradScale` multiplies every gradient as it is read (1 / the loss scale, say). */
 export interface StepOptions {
   /** Multiply every gradient by this on the way in (default 1). */
   readonly gradScale?: number;
@@ -78,8 +78,8 @@ export class Adam {
   readonly m: Tensor[];
   readonly v: Tensor[];
   protected readonly decoupled: boolean = false;
-  readonly lr: number;
   readonly opts: AdamOptions;
+  private rate: number;
 
   private disposed = false;
   /** What errors call each parameter's tensors (made once, not per step). */
@@ -91,12 +91,21 @@ export class Adam {
     const opts = optionsOf(name, options);
     checkCopies(name, params, opts.copies);
     this.opts = opts;
-    this.lr = opts.lr ?? 1e-3;
+    this.rate = opts.lr ?? 1e-3;
     // The hyper-parameters are checked once here, so that a bad one is refused before any step.
     adamSettings(name, { lr: this.lr, step: 1, beta1: opts.beta1, beta2: opts.beta2, eps: opts.eps, weightDecay: opts.weightDecay });
     this.names = params.map((_, i) => namesAt(i, ['m', 'v']));
     this.m = params.map((p) => p.runtime.zeros(p.shape, 'f32'));
     this.v = params.map((p) => p.runtime.zeros(p.shape, 'f32'));
+  }
+
+  /** The learning rate of the next step; set it between steps for a schedule (the state is kept). */
+  get lr(): number {
+    return this.rate;
+  }
+
+  set lr(v: number) {
+    this.rate = finite(this.constructor.name, 'lr', v, (x) => x >= 0, 'a finite number >= 0');
   }
 
   /**
@@ -149,17 +158,28 @@ export class SGD {
   private disposed = false;
   /** What errors call each parameter's tensors (made once, not per step). */
   private readonly names: readonly StepNames[];
+  private rate: number;
 
   constructor(readonly params: readonly Tensor[], readonly opts: SgdOptions) {
     checkParams('SGD', params);
     optionsOf('SGD', opts, '{ lr, ... }');
     if (opts.lr === undefined) fail('SGD', 'lr is required');
+    this.rate = opts.lr;
     // Checked once here, so that a bad hyper-parameter is refused before any step.
     sgdSettings('SGD', { lr: opts.lr, momentum: opts.momentum, dampening: opts.dampening, nesterov: opts.nesterov, weightDecay: opts.weightDecay });
     checkCopies('SGD', params, opts.copies);
     this.names = params.map((_, i) => namesAt(i, ['buffers']));
     const mom = opts.momentum ?? 0;
     this.buffers = params.map((p) => (mom !== 0 ? p.runtime.empty(p.shape, 'f32') : undefined));
+  }
+
+  /** The learning rate of the next step; set it between steps for a schedule (the momentum is kept). */
+  get lr(): number {
+    return this.rate;
+  }
+
+  set lr(v: number) {
+    this.rate = finite('SGD', 'lr', v, (x) => x >= 0, 'a finite number >= 0');
   }
 
   /** Apply one step (every parameter's checked before the first runs, as in Adam). */
@@ -170,7 +190,7 @@ export class SGD {
     checkGrads(op, this.params, grads, this.opts.copies);
     const o = this.opts;
     const runs = this.params.map((p, i) => prepareSgdStep(op, p, grads[i]!, this.buffers[i], {
-      lr: o.lr, momentum: o.momentum, dampening: o.dampening, nesterov: o.nesterov, weightDecay: o.weightDecay,
+      lr: this.rate, momentum: o.momentum, dampening: o.dampening, nesterov: o.nesterov, weightDecay: o.weightDecay,
       firstStep: this.stepCount === 0, gradScale: opts.gradScale, copy: o.copies?.[i],
     }, this.names[i]));
     for (const run of runs) await run();

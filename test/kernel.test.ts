@@ -290,6 +290,9 @@ describe('launch validation', () => {
       out = rt.tensor(new Float32Array(n).fill(42), [n]); // takes the freed block
       await expect(pending).rejects.toThrow(/^scale: tensor 'Out' was freed before the launch ran/);
       expect(out.toArray().every((v) => v === 42)).toBe(true);
+      const gone = rt.empty([n]);
+      gone.free();
+      await expect(k.launch({ grid: [n / 4], BLOCK: 4, DOUBLE: false }, x, gone, 3, n)).rejects.toThrow(/^scale: tensor 'Out' was freed$/);
       rt.dispose();
     }
     const rt = await rtP;

@@ -244,6 +244,25 @@ describe('optimisers', () => {
     expect(s.scale).toBe(2 ** 16);
   });
 
+  test('the learning rate can be set between steps (a schedule), keeping the state; a bad one is refused', async () => {
+    const rt = await rtP;
+    const P = rt.tensor([1, 2, 3], [3]), G = rt.tensor([1, -1, 2], [3]);
+    const sgd = new SGD([P], { lr: 0.5, momentum: 0.9 });
+    await sgd.step([G]); // buffer = g, p -= 0.5 g
+    sgd.lr = 0.25;
+    await sgd.step([G]); // buffer = 0.9 g + g, p -= 0.25 · 1.9 g
+    close(P.toArray(), [1, 2, 3].map((p, i) => p - 0.5 * [1, -1, 2][i]! - 0.25 * 1.9 * [1, -1, 2][i]!), 1e-6, 1e-6, 'p');
+    const Q = rt.tensor([1, 2, 3], [3]);
+    const adam = new AdamW([Q], { lr: 0.1 });
+    adam.lr = 0;
+    await adam.step([G]);
+    expect(Array.from(Q.toArray())).toEqual([1, 2, 3]); // lr 0: neither the update nor the decay moves it
+    expect(adam.stepCount).toBe(1);
+    expect(() => (adam.lr = -1)).toThrow(/^AdamW: lr must be a finite number >= 0, got -1$/);
+    expect(() => (sgd.lr = NaN)).toThrow(/^SGD: lr must be a finite number >= 0, got NaN$/);
+    expect([adam.lr, sgd.lr]).toEqual([0, 0.25]);
+  });
+
   test('Adam / SGD: parameters and hyper-parameters checked at construction, a step checked whole before it runs', async () => {
     const rt = await rtP;
     const P = rt.tensor([1, 2, 3], [3]), Q = rt.tensor([4, 5], [2]);
