@@ -20,6 +20,8 @@ export interface AccessSite {
   readonly param: number;
   readonly line: number;
   readonly column: number;
+  /** The helper it is written in (absent: the kernel). */
+  readonly helper?: string;
 }
 
 /** The check emitters of one program function. */
@@ -38,7 +40,7 @@ export class BoundsChecks {
     let id = this.ids.get(node);
     if (id === undefined) {
       id = this.sites.length;
-      this.sites.push({ kind: node.op, param: node.ptr, line: node.loc.line, column: node.loc.column });
+      this.sites.push({ kind: node.op, param: node.ptr, line: node.loc.line, column: node.loc.column, ...(node.loc.helper ? { helper: node.loc.helper } : {}) });
       this.ids.set(node, id);
     }
     return id;

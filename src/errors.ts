@@ -12,6 +12,8 @@ export interface Diagnostic {
   /** 1-based line and column in the kernel source (0 when not tied to a place). */
   readonly line: number;
   readonly column: number;
+  /** The helper whose source `line` and `column` are in (absent: the kernel's). */
+  readonly helper?: string;
 }
 
 /** Columns of source a code frame shows per line. */
@@ -58,10 +60,14 @@ export class KernelCompileError extends Error {
     readonly kernelName: string,
     readonly diagnostics: readonly Diagnostic[],
     source?: string,
+    /** The helpers' sources by name, for diagnostics placed in one. */
+    helpers?: Readonly<Record<string, string>>,
   ) {
     const parts = diagnostics.map((d) => {
-      const head = `${d.code} at ${kernelName}:${d.line}:${d.column}: ${d.message}`;
-      return source && d.line > 0 ? `${head}\n${codeFrame(source, d)}` : head;
+      const where = d.helper ? `${kernelName} (helper ${d.helper})` : kernelName;
+      const text = d.helper ? helpers?.[d.helper] : source;
+      const head = `${d.code} at ${where}:${d.line}:${d.column}: ${d.message}`;
+      return text && d.line > 0 ? `${head}\n${codeFrame(text, d)}` : head;
     });
     const count = diagnostics.length === 1 ? '' : ` (${diagnostics.length} errors)`;
     super(`kernel '${kernelName}' does not compile${count}\n${parts.join('\n\n')}`);
@@ -81,9 +87,11 @@ export interface BoundsFault {
   readonly offset: number;
   /** The tensor's element count: valid offsets are [0, size). */
   readonly size: number;
-  /** 1-based place of the load or store in the kernel source. */
+  /** 1-based place of the load or store in the kernel source, or in `helper`'s. */
   readonly line: number;
   readonly column: number;
+  /** The helper the load or store is written in (absent: the kernel itself). */
+  readonly helper?: string;
 }
 
 /** A launch that failed at run time: a trap, an out-of-bounds access, a dead worker. */

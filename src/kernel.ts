@@ -13,7 +13,7 @@ import type { AccessSite } from '../codegen/module.js';
 import { DEFAULT_LIMITS, LimitError, type CompileLimits } from './ir/limits.js';
 import { printIR } from './ir/print.js';
 import { interpret, type InterpArg } from './interp/index.js';
-import { parseKernel, specialize, type ConstexprValue, type ParamKind, type ParsedKernel, type ParseOptions, type Signature } from './lang/index.js';
+import { helperSources, parseKernel, specialize, type ConstexprValue, type ParamKind, type ParsedKernel, type ParseOptions, type Signature } from './lang/index.js';
 import { moduleCache, hashKey } from './runtime/cache.js';
 import type { CheckedSite, CompiledKernel } from './runtime/compiled.js';
 import { detectFeatures, enableWasmFlags } from './runtime/features.js';
@@ -216,7 +216,7 @@ export class Kernel {
   async interpret(opts: LaunchOptions, ...args: KernelArg[]): Promise<void> {
     const spec = this.spec(opts, args);
     const ir = this.specialise(spec);
-    interpret(ir, spec.grid, spec.interpArgs, spec.runtime.memory.buffer, { kernelName: this.name, source: this.source });
+    interpret(ir, spec.grid, spec.interpArgs, spec.runtime.memory.buffer, { kernelName: this.name, source: this.source, helpers: helperSources(this.parsed) });
   }
 
   /** The WebAssembly text of this specialisation (the module that runs). */
@@ -415,8 +415,9 @@ export class Kernel {
       sizeParam: runParams.length + tensors.indexOf(s.param),
       line: s.line,
       column: s.column,
+      ...(s.helper ? { helper: s.helper } : {}),
     }));
-    return { checked: { sites: named, source: this.source } };
+    return { checked: { sites: named, source: this.source, helpers: helperSources(this.parsed) } };
   }
 
   /** Lower and optimise within the kernel's limits; a limit crossed is a KernelCompileError. */

@@ -5,7 +5,7 @@
  * thread and on the pool; the runtime-wide switch; checked code only when asked.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { jit, KernelRuntimeError, type BoundsFault } from '../src/index.js';
+import { jit, KernelCompileError, KernelRuntimeError, type BoundsFault } from '../src/index.js';
 import { Runtime } from '../src/runtime/runtime.js';
 import type { Tensor } from '../src/runtime/tensor.js';
 
@@ -308,5 +308,45 @@ describe('the runtime-wide switch', () => {
     } finally {
       rt.dispose();
     }
+  });
+});
+
+describe('places inside helpers', () => {
+  const helper = `function ld(P, off) {
+  // the access is on line 3 of the helper
+  return load(P, off);
+}`;
+  const kernel = `function hk(X, Out, BLOCK) {
+  const i = programId(1) * BLOCK + arange(BLOCK);
+
+  store(Out, i, ld(X, i));
+}`;
+
+  test('a fault in a helper names the helper and frames its own source (checked launch and interpreter)', async () => {
+    const rt = await Runtime.create({ threads: 0, checked: true });
+    const k = jit(kernel, { signature: { X: 'ptr', Out: 'ptr', BLOCK: 'constexpr' }, helpers: { ld: helper } });
+    const x = rt.tensor(new Float32Array(100).fill(1), [100]), o = rt.empty([512]);
+    for (const run of [k.launch.bind(k), k.interpret.bind(k)]) {
+      const err = await run({ grid: [1, 2], BLOCK: 256 }, x, o).catch((e: unknown) => e) as KernelRuntimeError;
+      expect(err).toBeInstanceOf(KernelRuntimeError);
+      expect(err.message).toMatch(/^kernel 'hk' program \(0, 0, 0\) in helper 'ld' at 3:10: (out-of-bounds )?load from tensor 'X' at offset 100/);
+      expect(err.message).toContain('> 3 |   return load(P, off);');
+      expect(err.fault).toMatchObject({ kind: 'load', tensor: 'X', line: 3, column: 10, helper: 'ld' });
+    }
+    rt.dispose();
+  });
+
+  test('a compile error in a helper\'s body is placed at the call, with the helper\'s own line', async () => {
+    const bad = `function ld(P, off) {
+  // a builtin used as a value on line 3
+  return load(P, off) + load;
+}`;
+    const rt = await Runtime.create({ threads: 0 });
+    const k = jit(kernel, { signature: { X: 'ptr', Out: 'ptr', BLOCK: 'constexpr' }, helpers: { ld: bad } });
+    const err = await k.ir({ grid: [1, 1], BLOCK: 16 }, rt.empty([16]), rt.empty([16])).catch((e: unknown) => e) as KernelCompileError;
+    expect(err).toBeInstanceOf(KernelCompileError);
+    expect(err.message).toMatch(/E_TYPE at hk:4:17: in helper 'ld' \(its line 3:25\): 'load' is a function/);
+    expect(err.message).toContain('> 4 |   store(Out, i, ld(X, i));');
+    rt.dispose();
   });
 });

@@ -24,6 +24,8 @@ export interface InterpretOptions {
   readonly kernelName?: string;
   /** The kernel's source: a fault's message then shows the line with a caret. */
   readonly source?: string;
+  /** The helpers' sources by name (a fault in a helper shows its own line). */
+  readonly helpers?: Readonly<Record<string, string>>;
 }
 
 type Grid = readonly [number, number, number];
@@ -46,7 +48,7 @@ export function interpret(
   for (let p2 = 0; p2 < g2; p2++) {
     for (let p1 = 0; p1 < g1; p1++) {
       for (let p0 = 0; p0 < g0; p0++) {
-        const program = new Program(ir, name, [p0, p1, p2], grid, bound, views, opts.source);
+        const program = new Program(ir, name, [p0, p1, p2], grid, bound, views, opts.source, opts.helpers);
         try {
           program.block(ir.body);
         } catch (err) {
@@ -89,14 +91,17 @@ class Program {
     private readonly args: readonly (BoundTensor | number)[],
     private readonly views: Views,
     private readonly source?: string,
+    private readonly helpers?: Readonly<Record<string, string>>,
   ) {
     this.vals = new Array<Tile | undefined>(ir.numValues);
   }
 
   /** A run-time fault at `loc`, in the format every interpreter error uses. */
   private fault(loc: Loc, msg: string, fault?: BoundsFault): KernelRuntimeError {
-    const frame = this.source !== undefined && loc.line > 0 ? `\n${codeFrame(this.source, loc)}` : '';
-    return new KernelRuntimeError(`kernel '${this.name}' program (${this.pid.join(', ')}) at ${loc.line}:${loc.column}: ${msg}${frame}`, this.name, [...this.pid], fault ? { fault } : undefined);
+    const text = loc.helper ? this.helpers?.[loc.helper] : this.source;
+    const frame = text !== undefined && loc.line > 0 ? `\n${codeFrame(text, loc)}` : '';
+    const at = loc.helper ? `in helper '${loc.helper}' at ` : 'at ';
+    return new KernelRuntimeError(`kernel '${this.name}' program (${this.pid.join(', ')}) ${at}${loc.line}:${loc.column}: ${msg}${frame}`, this.name, [...this.pid], fault ? { fault } : undefined);
   }
 
   private get(v: Value): Tile {
@@ -156,7 +161,7 @@ class Program {
   private outOfBounds(what: 'load from' | 'store to', t: BoundTensor, offs: Int32Array, lane: number, loc: Loc): KernelRuntimeError {
     const offset = offs[lane]!;
     return this.fault(loc, `${what} tensor '${t.name}' at offset ${offset} (lane ${lane}), outside [0, ${t.length}): the tensor has ${t.length} elements`, {
-      kind: what === 'load from' ? 'load' : 'store', tensor: t.name, offset, size: t.length, line: loc.line, column: loc.column,
+      kind: what === 'load from' ? 'load' : 'store', tensor: t.name, offset, size: t.length, line: loc.line, column: loc.column, ...(loc.helper ? { helper: loc.helper } : {}),
     });
   }
 

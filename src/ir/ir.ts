@@ -25,6 +25,8 @@ export type Shape = readonly number[];
 export interface Loc {
   readonly line: number;
   readonly column: number;
+  /** The helper whose source the place is in (absent: the kernel's own source). */
+  readonly helper?: string;
 }
 
 export type UnaryFn =

@@ -48,6 +48,11 @@ export interface ParsedKernel {
 
 const KINDS = new Set(['ptr', 'i32', 'f32', 'constexpr']);
 
+/** A parsed kernel's helper sources by name (what code frames of places in a helper are drawn from). */
+export function helperSources(k: ParsedKernel): Readonly<Record<string, string>> {
+  return Object.fromEntries([...k.helpers].map(([name, f]) => [name, f.source]));
+}
+
 /** Node types that are not part of the kernel language, with what to say. */
 const UNSUPPORTED: Record<string, string> = {
   WhileStatement: "'while' loops are not supported; use for (let i = a; i < b; i += s)",
@@ -125,7 +130,7 @@ export function sourceOf(x: KernelSourceLike, what: string): string {
 }
 
 /** Parse one function and check its body; diagnostics go to `diags`. */
-export function parseFunction(source: string, diags: Diagnostic[], knownNames: ReadonlySet<string>): ParsedFunction | undefined {
+export function parseFunction(source: string, diags: Diagnostic[], knownNames: ReadonlySet<string>, helper?: string): ParsedFunction | undefined {
   if (source.length > MAX_SOURCE_LENGTH) {
     const before = source.slice(0, MAX_SOURCE_LENGTH).split('\n');
     diags.push({
@@ -136,7 +141,8 @@ export function parseFunction(source: string, diags: Diagnostic[], knownNames: R
     });
     return undefined;
   }
-  const opts: acorn.Options = { ecmaVersion: 2022, sourceType: 'module', locations: true };
+  // A helper's nodes carry its name (loc.source), so later errors and faults frame its own source.
+  const opts: acorn.Options = { ecmaVersion: 2022, sourceType: 'module', locations: true, ...(helper ? { sourceFile: helper } : {}) };
   let fn: acorn.FunctionDeclaration | acorn.FunctionExpression | undefined;
   let program: acorn.Program | undefined;
   try {
@@ -229,7 +235,7 @@ export function parseKernel(fnOrSource: KernelSourceLike, opts: ParseOptions): P
     const hs = sourceOf(h, `helper '${hname}'`);
     helperSources.push(`${hname}=${hs}`);
     const hd: Diagnostic[] = [];
-    const parsed = parseFunction(hs, hd, known);
+    const parsed = parseFunction(hs, hd, known, hname);
     if (hd.length) throw new KernelCompileError(`${name} (helper ${hname})`, hd, hs);
     if (parsed) helpers.set(hname, parsed);
   }

@@ -14,7 +14,7 @@ import { BUILTINS } from './builtins.js';
 import { binaryOp, unaryOp } from './operators.js';
 
 const STORAGE = new Set<string>(['f32', 'f16', 'bf16', 'i32']);
-import { sortDiags, unknownMessage, walk, type ConstexprValue, type ParsedFunction, type ParsedKernel } from './parse.js';
+import { helperSources, sortDiags, unknownMessage, walk, type ConstexprValue, type ParsedFunction, type ParsedKernel } from './parse.js';
 import { broadcastShapes, Builder, ceDtype, describe, outsideI32, POISON, promote, Reported, sameShape, type Val } from './values.js';
 
 export interface SpecializeInput {
@@ -103,7 +103,7 @@ export class Specializer {
       else if (d !== 1 && d !== 4 && d !== 16) this.paramError(`divisibility of '${name}' must be 16, 4 or 1, got ${d}`);
     }
     if (this.b.diags.length === 0) this.block(this.k.fn.body.body, new Scope(root), false);
-    if (this.b.diags.length) throw new KernelCompileError(this.k.name, sortDiags(this.b.diags), this.k.source);
+    if (this.b.diags.length) throw new KernelCompileError(this.k.name, sortDiags(this.b.diags), this.k.source, helperSources(this.k));
     const ir: KernelIR = { name: this.k.name, params: this.params, body: this.b.block, numValues: this.b.numValues };
     verify(ir);
     return ir;
@@ -651,8 +651,9 @@ export class Specializer {
   }
 }
 
-function locOf(n: acorn.Node): { line: number; column: number } {
-  return { line: n.loc?.start.line ?? 0, column: (n.loc?.start.column ?? 0) + 1 };
+function locOf(n: acorn.Node): { line: number; column: number; helper?: string } {
+  const helper = n.loc?.source ?? undefined;
+  return { line: n.loc?.start.line ?? 0, column: (n.loc?.start.column ?? 0) + 1, ...(helper ? { helper } : {}) };
 }
 
 function scopeNames(scope: Scope): string[] {

@@ -48,7 +48,7 @@ export class Builder {
 
   report(node: acorn.Node, code: string, message: string): void {
     const l = loc(node);
-    this.diags.push({ code, message, line: l.line, column: l.column });
+    this.diags.push({ code, message, line: l.line, column: l.column, ...(l.helper ? { helper: l.helper } : {}) });
   }
 
   /** IR values this specialisation may create (MAX_IR_VALUES unless the kernel lowers it). */
@@ -130,7 +130,8 @@ export class Builder {
 
 export function loc(node: acorn.Node): Loc {
   const s = node.loc?.start;
-  return { line: s?.line ?? 0, column: (s?.column ?? 0) + 1 };
+  const helper = node.loc?.source ?? undefined;
+  return { line: s?.line ?? 0, column: (s?.column ?? 0) + 1, ...(helper ? { helper } : {}) };
 }
 
 export function sameShape(a: Shape, b: Shape): boolean {

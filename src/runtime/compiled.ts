@@ -22,6 +22,8 @@ export interface CheckedSite {
   readonly sizeParam: number;
   readonly line: number;
   readonly column: number;
+  /** The helper the access is written in (absent: the kernel). */
+  readonly helper?: string;
 }
 
 /** What a checked kernel's faults are reported with. */
@@ -29,6 +31,8 @@ export interface CheckedInfo {
   readonly sites: readonly CheckedSite[];
   /** The kernel source, for the code frame. */
   readonly source: string;
+  /** The helpers' sources by name (a site in a helper is framed in its own). */
+  readonly helpers: Readonly<Record<string, string>>;
 }
 
 export interface CompiledKernel {

@@ -31,10 +31,12 @@ export function trapError(
   }
   const size = params[site.sizeParam] ?? 0;
   const what = site.kind === 'load' ? 'load from' : 'store to';
-  const head = `kernel '${ck.name}' program (${pid.join(', ')}) at ${site.line}:${site.column}: out-of-bounds ${what} tensor '${site.tensor}' at offset ${rec.offset}, outside [0, ${size}): the tensor has ${size} elements`;
-  const frame = ck.checked && site.line > 0 ? `\n${codeFrame(ck.checked.source, site)}` : '';
+  const at = site.helper ? `in helper '${site.helper}' at ` : 'at ';
+  const head = `kernel '${ck.name}' program (${pid.join(', ')}) ${at}${site.line}:${site.column}: out-of-bounds ${what} tensor '${site.tensor}' at offset ${rec.offset}, outside [0, ${size}): the tensor has ${size} elements`;
+  const text = site.helper ? ck.checked?.helpers[site.helper] : ck.checked?.source;
+  const frame = text && site.line > 0 ? `\n${codeFrame(text, site)}` : '';
   return new KernelRuntimeError(`${head}${frame}`, ck.name, pid, {
     cause,
-    fault: { kind: site.kind, tensor: site.tensor, offset: rec.offset, size, line: site.line, column: site.column },
+    fault: { kind: site.kind, tensor: site.tensor, offset: rec.offset, size, line: site.line, column: site.column, ...(site.helper ? { helper: site.helper } : {}) },
   });
 }
