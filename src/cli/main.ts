@@ -20,7 +20,7 @@ commands:
                                     --report writes a Markdown summary and SVG charts (speed, roofline) to DIR
   tune <op> [--shape ...] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE]
                                     time every verified config of an op, show the table (and a chart), keep the winner
-                                    (ops: matmul MxNxK, gemv NxK, gemv-bt NxK, softmax MxN, layernorm MxN,
+                                    (ops: matmul MxNxK, matmul-plain MxNxK (no FMA), gemv NxK, gemv-bt NxK, softmax MxN, layernorm MxN,
                                     attention[-dkv|-dq|-bwd][-causal] NxD: the forward and the backward's passes)
   help, --help                      this text
 
@@ -32,7 +32,7 @@ const USAGE: Record<string, string> = {
   cache: 'tilejit cache clear',
   inspect: 'tilejit inspect <op|file> --wat|--ir [--shape ...] (matmul MxNxK, gelu N, softmax/layernorm MxN, attention NxD)',
   bench: 'tilejit bench [--suite NAME]... [--json] [--quick] [--report DIR]',
-  tune: 'tilejit tune <op> [--shape ...] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE] (matmul MxNxK, gemv NxK, gemv-bt NxK, softmax MxN, layernorm MxN, attention[-dkv|-dq|-bwd][-causal] NxD)',
+  tune: 'tilejit tune <op> [--shape ...] [--threads N] [--warmup MS] [--rep MS] [--json] [--no-cache] [--svg FILE] (matmul MxNxK, matmul-plain MxNxK, gemv NxK, gemv-bt NxK, softmax MxN, layernorm MxN, attention[-dkv|-dq|-bwd][-causal] NxD)',
 };
 
 /** Run the command line `args` (without node and the script); resolves to the exit status. */
