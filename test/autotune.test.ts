@@ -276,6 +276,20 @@ for (let i = 0; i < 40; i++) {
     expect(sizes).toEqual([32, 64, 128]);
     expect(r.results.every((q) => q.status === 'ok' && q.verified)).toBe(true);
     expect((await rtP).stats().inUseBytes).toBe(before); // scratch and verification tensors freed
+    // A problem builder that throws for one candidate rejects that one, with the reason; the others are timed.
+    const picky = autotune(jit(SCALE_UNMASKED, { signature: SIG }), {
+      configs: CONFIGS, key: ['n'], grid, ...FAST, cacheDir: false,
+      verify: {
+        args: (rt, meta) => {
+          if (meta.BLOCK === 32) throw new Error('no problem for 32');
+          const n = 2 * (meta.BLOCK as number);
+          return [rt.tensor(new Float32Array(n).fill(1), [n]), rt.empty([n]), 3, n];
+        },
+      },
+    });
+    const p = await picky.tune({}, x, out, 2, 4096);
+    expect(p.results.map((q) => q.status)).toEqual(['ok', 'rejected', 'ok']);
+    expect(p.results[1]!.reason).toBe('verify.args threw for this config: no problem for 32');
   });
 
   test('the generated GEMM table holds tuner configs, and ops.matmul follows it near its shapes only', () => {

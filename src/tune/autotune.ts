@@ -293,7 +293,13 @@ export class TunedKernel {
     cfg: TuneConfig, fixed: TuneMeta, named: NamedArgs, rt: Runtime,
     verify: VerifyOptions,
   ): Promise<string | undefined> {
-    const made = verify.args ? verify.args(rt, this.meta(fixed, cfg, named)) : this.runParams.map((p) => named[p.name]!);
+    let made: KernelArg[];
+    try {
+      made = verify.args ? verify.args(rt, this.meta(fixed, cfg, named)) : this.runParams.map((p) => named[p.name]!);
+    } catch (err) {
+      // The caller's problem builder failed for this candidate: it is rejected with the reason (others may still pass).
+      return `verify.args threw for this config: ${(err as Error).message}`;
+    }
     const owned: Tensor[] = [];
     const copy = (): KernelArg[] => made.map((a) => {
       if (!(a instanceof Tensor)) return a;
