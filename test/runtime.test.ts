@@ -80,6 +80,33 @@ describe('memory', () => {
 });
 
 describe('tensors', () => {
+  test('numbers stored as f16 / bf16 round once, from their f64 value (not via the nearest f32)', async () => {
+    const rt = await Runtime.create({ threads: 0 });
+    // Just above a half's tie, by less than an f32 ulp: the nearest f32 is the tie itself.
+    expect(Array.from(rt.tensor([1 + 2 ** -11 + 2 ** -40, -(1 + 2 ** -11 + 2 ** -40), 1 + 2 ** -11], [3], 'f16').toArray())).toEqual([1 + 2 ** -10, -(1 + 2 ** -10), 1]);
+    expect(Array.from(rt.tensor([1 + 2 ** -8 + 2 ** -40, 1 + 2 ** -8 - 2 ** -40, 1 + 2 ** -8], [3], 'bf16').toArray())).toEqual([1 + 2 ** -7, 1, 1]);
+    // Against an exact reference (f64 scaling by powers of two is exact) over values near ties.
+    const nearest = (x: number, bits: number): number => {
+      const e = Math.floor(Math.log2(Math.abs(x)));
+      const ulp = 2 ** (e - bits);
+      const q = Math.abs(x) / ulp, f = Math.floor(q);
+      const m = q - f > 0.5 || (q - f === 0.5 && f % 2 === 1) ? f + 1 : f;
+      return Math.sign(x) * m * ulp;
+    };
+    let s = 12345;
+    const xs: number[] = [];
+    for (let i = 0; i < 4000; i++) {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      const tie = (1 + (s % 1024) / 1024 + 2 ** -11) * 2 ** ((s >>> 10) % 8 - 4); // an f16 tie at several binades
+      xs.push(tie + (((s >>> 13) % 3) - 1) * 2 ** -38 * 2 ** ((s >>> 10) % 8 - 4));
+    }
+    const h = rt.tensor(xs, [xs.length], 'f16').toArray();
+    xs.forEach((x, i) => expect(h[i], `f16 of ${x}`).toBe(nearest(x, 10)));
+    const b = rt.tensor(xs.map((x) => x + 2 ** -9), [xs.length], 'bf16').toArray();
+    xs.forEach((x, i) => expect(b[i], `bf16 of ${x + 2 ** -9}`).toBe(nearest(x + 2 ** -9, 7)));
+    rt.dispose();
+  });
+
   test.each(['f32', 'f16', 'bf16', 'i32'] as const)('%s round trip', async (dtype) => {
     const rt = await Runtime.create({ threads: 0 });
     const vals = dtype === 'i32' ? [1, -2, 3, 2147483647] : [1, -2.5, 0.099609375, 65504];

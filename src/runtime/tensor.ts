@@ -4,7 +4,7 @@
  * TypedArray.prototype.set is several times slower.
  */
 import type { StorageDType } from '../ir/ir.js';
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../util/half.js';
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, f64ToF32Odd } from '../util/half.js';
 import type { Runtime } from './runtime.js';
 
 /** Bytes per element of each storage dtype. */
@@ -197,7 +197,9 @@ export function writeElements(memory: WebAssembly.Memory, byteOffset: number, dt
   } else {
     const narrow = dtype === 'f16' ? f32ToF16Bits : f32ToBf16Bits;
     const bits = new Uint16Array(n);
-    for (let i = 0; i < n; i++) bits[i] = narrow(data[i]!);
+    // f32 data is exact in f32; other numbers go through f32 rounded to odd, so they round once.
+    if (data instanceof Float32Array) for (let i = 0; i < n; i++) bits[i] = narrow(data[i]!);
+    else for (let i = 0; i < n; i++) bits[i] = narrow(f64ToF32Odd(data[i]!));
     src = bits;
   }
   Buffer.from(src.buffer, src.byteOffset, src.byteLength).copy(Buffer.from(memory.buffer, byteOffset, src.byteLength));

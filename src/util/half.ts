@@ -46,6 +46,21 @@ export function f32ToF16Bits(x: number): number {
   return sign | (be << 10) | (m - 1024);
 }
 
+/**
+ * x rounded to f32 with round-to-odd: an inexact result keeps its last bit set. Rounding that
+ * again to f16 or bf16 (which have at least 2 bits fewer) with ties to even gives the correctly
+ * rounded half of x itself; rounding x to the nearest f32 first can land on a half's tie and round
+ * the wrong way (1 + 2^-11 + 2^-40 -> f16 gave 1, not 1 + 2^-10).
+ */
+export function f64ToF32Odd(x: number): number {
+  const f = Math.fround(x);
+  if (f === x || Number.isNaN(x)) return f;
+  f32[0] = f;
+  // Even last bit: step one ulp toward x, to the odd neighbour (f's magnitude is above or below x's).
+  if ((u32[0]! & 1) === 0) u32[0] = Math.abs(f) > Math.abs(x) ? u32[0]! - 1 : u32[0]! + 1;
+  return f32[0]!;
+}
+
 /** bf16 bit pattern -> f32 value (exact). */
 export function bf16BitsToF32(h: number): number {
   u32[0] = (h & 0xffff) << 16;
