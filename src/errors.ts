@@ -12,12 +12,22 @@ export interface Diagnostic {
   /** 1-based line and column in the kernel source (0 when not tied to a place). */
   readonly line: number;
   readonly column: number;
-  /** The helper whose source `line` and `column` are in (absent: the kernel's). */
-  readonly helper?: string;
 }
 
 /** Columns of source a code frame shows per line. */
 const FRAME_WIDTH = 120;
+
+/**
+ * Where a run-time fault happened, for its message: `at L:C` (`in helper 'h' at L:C` for a place
+ * in a helper) and the code frame from that place's own source (empty without one).
+ */
+export function faultPlace(loc: Loc, source: string | undefined, helpers: Readonly<Record<string, string>> | undefined): { at: string; frame: string } {
+  const text = loc.helper ? helpers?.[loc.helper] : source;
+  return {
+    at: `${loc.helper ? `in helper '${loc.helper}' ` : ''}at ${loc.line}:${loc.column}`,
+    frame: text !== undefined && loc.line > 0 ? `\n${codeFrame(text, loc)}` : '',
+  };
+}
 
 /** Source lines around `loc` with a caret under the column, like Triton's errors. */
 export function codeFrame(source: string, loc: Loc, context = 1): string {
@@ -60,14 +70,10 @@ export class KernelCompileError extends Error {
     readonly kernelName: string,
     readonly diagnostics: readonly Diagnostic[],
     source?: string,
-    /** The helpers' sources by name, for diagnostics placed in one. */
-    helpers?: Readonly<Record<string, string>>,
   ) {
     const parts = diagnostics.map((d) => {
-      const where = d.helper ? `${kernelName} (helper ${d.helper})` : kernelName;
-      const text = d.helper ? helpers?.[d.helper] : source;
-      const head = `${d.code} at ${where}:${d.line}:${d.column}: ${d.message}`;
-      return text && d.line > 0 ? `${head}\n${codeFrame(text, d)}` : head;
+      const head = `${d.code} at ${kernelName}:${d.line}:${d.column}: ${d.message}`;
+      return source && d.line > 0 ? `${head}\n${codeFrame(source, d)}` : head;
     });
     const count = diagnostics.length === 1 ? '' : ` (${diagnostics.length} errors)`;
     super(`kernel '${kernelName}' does not compile${count}\n${parts.join('\n\n')}`);

@@ -6,7 +6,7 @@
  * (out-of-bounds access, integer division by zero) names the kernel, the program and the
  * source position.
  */
-import { codeFrame, KernelRuntimeError, type BoundsFault } from '../errors.js';
+import { faultPlace, KernelRuntimeError, type BoundsFault } from '../errors.js';
 import { isValue, numel, type ForI, type IfI, type Instr, type KernelIR, type Loc, type StoreI, type Value } from '../ir/ir.js';
 import { randUniform } from '../util/rand.js';
 import { binary, cast, unary, where } from './elementwise.js';
@@ -98,10 +98,8 @@ class Program {
 
   /** A run-time fault at `loc`, in the format every interpreter error uses. */
   private fault(loc: Loc, msg: string, fault?: BoundsFault): KernelRuntimeError {
-    const text = loc.helper ? this.helpers?.[loc.helper] : this.source;
-    const frame = text !== undefined && loc.line > 0 ? `\n${codeFrame(text, loc)}` : '';
-    const at = loc.helper ? `in helper '${loc.helper}' at ` : 'at ';
-    return new KernelRuntimeError(`kernel '${this.name}' program (${this.pid.join(', ')}) ${at}${loc.line}:${loc.column}: ${msg}${frame}`, this.name, [...this.pid], fault ? { fault } : undefined);
+    const { at, frame } = faultPlace(loc, this.source, this.helpers);
+    return new KernelRuntimeError(`kernel '${this.name}' program (${this.pid.join(', ')}) ${at}: ${msg}${frame}`, this.name, [...this.pid], fault ? { fault } : undefined);
   }
 
   private get(v: Value): Tile {

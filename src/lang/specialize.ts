@@ -14,8 +14,8 @@ import { BUILTINS } from './builtins.js';
 import { binaryOp, unaryOp } from './operators.js';
 
 const STORAGE = new Set<string>(['f32', 'f16', 'bf16', 'i32']);
-import { helperSources, sortDiags, unknownMessage, walk, type ConstexprValue, type ParsedFunction, type ParsedKernel } from './parse.js';
-import { broadcastShapes, Builder, ceDtype, describe, outsideI32, POISON, promote, Reported, sameShape, type Val } from './values.js';
+import { sortDiags, unknownMessage, walk, type ConstexprValue, type ParsedFunction, type ParsedKernel } from './parse.js';
+import { broadcastShapes, Builder, ceDtype, describe, loc, outsideI32, POISON, promote, Reported, sameShape, type Val } from './values.js';
 
 export interface SpecializeInput {
   readonly constexprs: Readonly<Record<string, ConstexprValue>>;
@@ -103,7 +103,7 @@ export class Specializer {
       else if (d !== 1 && d !== 4 && d !== 16) this.paramError(`divisibility of '${name}' must be 16, 4 or 1, got ${d}`);
     }
     if (this.b.diags.length === 0) this.block(this.k.fn.body.body, new Scope(root), false);
-    if (this.b.diags.length) throw new KernelCompileError(this.k.name, sortDiags(this.b.diags), this.k.source, helperSources(this.k));
+    if (this.b.diags.length) throw new KernelCompileError(this.k.name, sortDiags(this.b.diags), this.k.source);
     const ir: KernelIR = { name: this.k.name, params: this.params, body: this.b.block, numValues: this.b.numValues };
     verify(ir);
     return ir;
@@ -172,7 +172,7 @@ export class Specializer {
           return s.argument ? { kind: 'return', value: this.expr(s.argument, scope) } : { kind: 'return' };
         }
         if (s.argument) this.b.fail(s, 'E_RETURN', 'a kernel returns nothing: write results with store(...)');
-        this.b.block.push({ op: 'return', loc: locOf(s) });
+        this.b.block.push({ op: 'return', loc: loc(s) });
         return { kind: 'return' };
       }
       default:
@@ -232,7 +232,7 @@ export class Specializer {
       elseYields.push(this.coerceInto(e.block, s, ev, ty));
       results.push(this.b.detached<ResultV>(s, { op: 'result', dtype: ty.dtype, shape: ty.shape }));
     }
-    const ins: IfI = { op: 'if', loc: locOf(s), cond: (cond as { v: Value }).v, then: t.block, else: e.block, thenYields, elseYields, results };
+    const ins: IfI = { op: 'if', loc: loc(s), cond: (cond as { v: Value }).v, then: t.block, else: e.block, thenYields, elseYields, results };
     this.b.block.push(ins);
     names.forEach((n, i) => (scope.lookup(n)!.val = { kind: 'ir', v: results[i]! }));
     return { kind: 'next' };
@@ -393,7 +393,7 @@ export class Specializer {
     this.b.block = outer;
     void before;
     const results = carried.map((c) => this.b.detached<ResultV>(s, { op: 'result', dtype: c.dtype, shape: c.shape }));
-    const ins: ForI = { op: 'for', loc: locOf(s), iv: ivNode, start, end, step, descending, inits, carried, body, yields, results };
+    const ins: ForI = { op: 'for', loc: loc(s), iv: ivNode, start, end, step, descending, inits, carried, body, yields, results };
     this.b.block.push(ins);
     names.forEach((n, i) => (scope.lookup(n)!.val = { kind: 'ir', v: results[i]! }));
   }
@@ -651,10 +651,6 @@ export class Specializer {
   }
 }
 
-function locOf(n: acorn.Node): { line: number; column: number; helper?: string } {
-  const helper = n.loc?.source ?? undefined;
-  return { line: n.loc?.start.line ?? 0, column: (n.loc?.start.column ?? 0) + 1, ...(helper ? { helper } : {}) };
-}
 
 function scopeNames(scope: Scope): string[] {
   const out: string[] = [];

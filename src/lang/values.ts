@@ -48,7 +48,7 @@ export class Builder {
 
   report(node: acorn.Node, code: string, message: string): void {
     const l = loc(node);
-    this.diags.push({ code, message, line: l.line, column: l.column, ...(l.helper ? { helper: l.helper } : {}) });
+    this.diags.push({ code, message, line: l.line, column: l.column });
   }
 
   /** IR values this specialisation may create (MAX_IR_VALUES unless the kernel lowers it). */

@@ -3,7 +3,7 @@
  * the pool: the program id and, for a checked kernel's bounds fault, the access's place, the
  * tensor, the offset and the tensor's size.
  */
-import { codeFrame, KernelRuntimeError } from '../errors.js';
+import { faultPlace, KernelRuntimeError } from '../errors.js';
 import type { CompiledKernel } from './compiled.js';
 
 /** The scratch header words a trap leaves behind: [linear pid, site + 1 (0 = none), offset]. */
@@ -31,10 +31,8 @@ export function trapError(
   }
   const size = params[site.sizeParam] ?? 0;
   const what = site.kind === 'load' ? 'load from' : 'store to';
-  const at = site.helper ? `in helper '${site.helper}' at ` : 'at ';
-  const head = `kernel '${ck.name}' program (${pid.join(', ')}) ${at}${site.line}:${site.column}: out-of-bounds ${what} tensor '${site.tensor}' at offset ${rec.offset}, outside [0, ${size}): the tensor has ${size} elements`;
-  const text = site.helper ? ck.checked?.helpers[site.helper] : ck.checked?.source;
-  const frame = text && site.line > 0 ? `\n${codeFrame(text, site)}` : '';
+  const { at, frame } = faultPlace(site, ck.checked?.source, ck.checked?.helpers);
+  const head = `kernel '${ck.name}' program (${pid.join(', ')}) ${at}: out-of-bounds ${what} tensor '${site.tensor}' at offset ${rec.offset}, outside [0, ${size}): the tensor has ${size} elements`;
   return new KernelRuntimeError(`${head}${frame}`, ck.name, pid, {
     cause,
     fault: { kind: site.kind, tensor: site.tensor, offset: rec.offset, size, line: site.line, column: site.column, ...(site.helper ? { helper: site.helper } : {}) },
