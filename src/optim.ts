@@ -4,7 +4,7 @@
  * parameter tensor (src/ops/optim.ts).
  */
 import { describe, fail, finite, floatTensor, liveRuntime, optionsOf, sameShape } from './ops/common.js';
-import { adamSettings, checkAllDisjoint, prepareAdamStep, prepareSgdStep, sgdSettings, unscaleGrads, type StepNames } from './ops/optim.js';
+import { adamSettings, checkAllDisjoint, learningRate, prepareAdamStep, prepareSgdStep, sgdSettings, unscaleGrads, type StepNames } from './ops/optim.js';
 import type { Tensor } from './runtime/tensor.js';
 
 /** Per-step extras: `gradScale` multiplies every gradient as it is read (1 / the loss scale, say). */
@@ -105,7 +105,7 @@ export class Adam {
   }
 
   set lr(v: number) {
-    this.rate = finite(this.constructor.name, 'lr', v, (x) => x >= 0, 'a finite number >= 0');
+    this.rate = learningRate(this.constructor.name, v);
   }
 
   /**
@@ -179,7 +179,7 @@ export class SGD {
   }
 
   set lr(v: number) {
-    this.rate = finite('SGD', 'lr', v, (x) => x >= 0, 'a finite number >= 0');
+    this.rate = learningRate('SGD', v);
   }
 
   /** Apply one step (every parameter's checked before the first runs, as in Adam). */

@@ -254,7 +254,10 @@ export async function tune(args: readonly string[], io: CliIO): Promise<number> 
     }
     const saved = report.saved ? `; saved in ${tuned.file}` : tuned.file ? `; NOT saved: ${tuned.file} could not be written` : '';
     if (p.flags.has('json')) {
-      const results = report.results.map((r) => ({ ...r, [unit === 'GFLOP/s' ? 'gflops' : 'gbps']: ((x) => (x === null ? null : round(x)))(rate(r)) }));
+      const results = report.results.map((r) => {
+        const x = rate(r);
+        return { ...r, [unit === 'GFLOP/s' ? 'gflops' : 'gbps']: x === null ? null : round(x) };
+      });
       io.out(`${JSON.stringify({ op, shape, threads, key: report.key, best: report.best.config, measured: report.measured, file: report.saved ? tuned.file : null, results })}\n`);
     } else {
       io.out(table(report.results, report.best, rate, unit, here));
@@ -276,7 +279,7 @@ function round(x: number): number {
   return Number(x.toPrecision(4));
 }
 
-/** Where a cached result was timed: its key values, or 'an earlier run' for files that did not record them. */
+/** Where a cached result was timed: its key values (files written before results recorded them say so). */
 const atText = (r: ConfigResult): string => (r.at ? Object.entries(r.at).map(([k, v]) => `${k}=${String(v)}`).join(' ') : 'an unrecorded shape of this bucket');
 
 function table(results: readonly ConfigResult[], best: ConfigResult, rate: (r: ConfigResult) => number | null, unit: string, here: (r: ConfigResult) => boolean): string {

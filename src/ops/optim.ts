@@ -85,11 +85,20 @@ function checkTensors(op: string, named: readonly (readonly [string, unknown])[]
 const unit = (v: number): boolean => v >= 0 && v < 1;
 const nonNegative = (x: number): boolean => x >= 0;
 
+/**
+ * A learning rate: a finite number >= 0 (the optimisers' constructors, their lr setters and the
+ * step ops all refuse the same way).
+ * @internal
+ */
+export function learningRate(op: string, v: unknown): number {
+  return finite(op, 'lr', v, nonNegative, 'a finite number >= 0');
+}
+
 /** The hyper-parameters of an Adam step, checked (the Adam class checks its own once, up front). */
 export function adamSettings(op: string, opts: Omit<AdamStepOptions, 'copy'>): {
   lr: number; step: number; b1: number; b2: number; eps: number; wd: number; decoupled: boolean; gscale: number;
 } {
-  const lr = finite(op, 'lr', opts.lr, nonNegative, 'a finite number >= 0');
+  const lr = learningRate(op, opts.lr);
   const step = finite(op, 'step', opts.step, (x) => Number.isInteger(x) && x >= 1, 'an integer >= 1');
   const b1 = finite(op, 'beta1', opts.beta1 ?? 0.9, unit, 'in [0, 1)');
   const b2 = finite(op, 'beta2', opts.beta2 ?? 0.999, unit, 'in [0, 1)');
@@ -136,7 +145,7 @@ export async function adamStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor
 export function sgdSettings(op: string, opts: Omit<SgdStepOptions, 'copy'>): {
   lr: number; momentum: number; dampening: number; nesterov: boolean; wd: number; first: boolean; gscale: number;
 } {
-  const lr = finite(op, 'lr', opts.lr, nonNegative, 'a finite number >= 0');
+  const lr = learningRate(op, opts.lr);
   const momentum = finite(op, 'momentum', opts.momentum ?? 0, nonNegative, 'a finite number >= 0');
   const dampening = finite(op, 'dampening', opts.dampening ?? 0);
   const nesterov = flag(op, 'nesterov', opts.nesterov);

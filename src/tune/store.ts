@@ -154,9 +154,13 @@ const LOCK_WAIT_MS = 2_000;
 function lock(path: string): () => void {
   const start = Date.now();
   const nap = new Int32Array(new SharedArrayBuffer(4));
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+  } catch {
+    return () => undefined; // no directory to lock in (the save will fail the same way)
+  }
   for (;;) {
     try {
-      mkdirSync(dirname(path), { recursive: true });
       closeSync(openSync(path, 'wx'));
       return () => {
         try {
